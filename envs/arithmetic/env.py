@@ -1,0 +1,137 @@
+"""``AgentR1/Arithmetic-v0``: procedural arithmetic word problems with an optional calculator.
+
+Each item is a short story of ``num_operations`` steps over ``digits``-digit numbers, generated from
+the episode's ``np_random`` (or, for ``reset(options={"index": i})``, from ``(dataset_seed, i)`` so
+item ``i`` is the same everywhere). The model answers in ``\\boxed{}``; with ``calculator=True`` it
+may first call the calculator over several turns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from fractions import Fraction
+from typing import Any, ClassVar
+
+import numpy as np
+
+from envs.core.data import DataError, require_fields
+from envs.core.env import Item, TextEnv
+from envs.core.parsing import extract_last_boxed, strip_reasoning
+from envs.core.rewards import RewardLedger
+from envs.tools.calculator import calculator_tool
+
+_NAMES = ("Ada", "Bilal", "Chen", "Dana", "Emeka", "Farah", "Goran", "Hana", "Ines", "Jonas", "Kofi", "Lena")
+_THINGS = ("apples", "stamps", "marbles", "coins", "books", "shells", "stickers", "cards")
+_OPENINGS = ("{name} has {n} {things}.", "{name} starts the day with {n} {things}.", "A box holds {n} {things} for {name}.")
+_STEPS = {
+    "+": ("{name} gets {n} more.", "Then {name} finds another {n}.", "A friend gives {name} {n} more."),
+    "-": ("{name} gives away {n}.", "Then {name} loses {n}.", "{name} sells {n} of them."),
+    "*": ("Then the number of {things} is multiplied by {n}.", "{name} ends up with {n} times as many.",
+          "The collection grows {n}-fold."),
+}
+_QUESTIONS = ("How many {things} does {name} have now?", "How many {things} are there at the end?")
+
+_TOOL_HINT = (
+    "You may use the calculator tool: write <tool_call>{\"name\": \"calculator\", \"arguments\": "
+    "{\"expression\": \"...\"}}</tool_call> (or <calculator>...</calculator>) and wait for its result. "
+    "When you know the answer, reply without a tool call."
+)
+
+
+class ArithmeticEnv(TextEnv):
+    """Arithmetic word problems; reward = correct answer + format, plus tool process rewards."""
+
+    default_reward_weights: ClassVar[dict[str, float]] = {"answer": 1.0, "format": 0.1}
+    default_system_prompt = "You are a careful assistant. Solve the problem step by step."
+
+    def __init__(self, *, digits: int = 2, num_operations: int = 2, operations: str = "+-*",
+                 calculator: bool = True, max_turns: int | None = None, style: str = "word",
+                 dataset_seed: int = 0, **kwargs: Any):
+        if not 1 <= digits <= 12:
+            raise ValueError(f"digits must be in 1..12, got {digits}")
+        if not 1 <= num_operations <= 10:
+            raise ValueError(f"num_operations must be in 1..10, got {num_operations}")
+        if not operations or set(operations) - set(_STEPS):
+            raise ValueError(f"operations must be a non-empty subset of '+-*', got {operations!r}")
+        if style not in ("word", "expression"):
+            raise ValueError(f"style must be 'word' or 'expression', got {style!r}")
+        tools = [calculator_tool()] if calculator else []
+        super().__init__(tools=tools, max_turns=max_turns or (4 if calculator else 1), **kwargs)
+        self.digits, self.num_operations, self.operations = digits, num_operations, operations
+        self.style, self.dataset_seed = style, dataset_seed
+
+    # -- data
+    def _draw_item(self, options: Mapping[str, Any]) -> Item:
+        if options.get("item") is not None:
+            item = dict(options["item"])
+            require_fields(item, ("question", "answer"), source="options['item']", row=0)
+            if _as_number(str(item["answer"])) is None:
+                raise DataError(f"options['item']: field 'answer' is not a number: {item['answer']!r}")
+            return item
+        if options.get("index") is not None:
+            rng = np.random.default_rng([self.dataset_seed, int(options["index"])])
+            return self.generate(rng)
+        return self.generate(self.np_random)
+
+    def generate(self, rng: np.random.Generator) -> Item:
+        """One problem drawn from ``rng``."""
+        low, high = 10 ** (self.digits - 1) if self.digits > 1 else 1, 10 ** self.digits
+        name = _NAMES[rng.integers(len(_NAMES))]
+        things = _THINGS[rng.integers(len(_THINGS))]
+        value = int(rng.integers(low, high))
+        expression = str(value)
+        sentences = [_pick(rng, _OPENINGS).format(name=name, n=value, things=things)]
+        for _ in range(self.num_operations):
+            op = self.operations[rng.integers(len(self.operations))]
+            n = int(rng.integers(low, high)) if op != "*" else int(rng.integers(2, max(3, min(high, 10))))
+            if op == "-" and n > value:  # keep counts non-negative
+                op = "+" if "+" in self.operations else "*"
+                n = n if op == "+" else int(rng.integers(2, 10))
+            value = {"+": value + n, "-": value - n, "*": value * n}[op]
+            expression = f"({expression} {op} {n})"
+            sentences.append(_pick(rng, _STEPS[op]).format(name=name, n=n, things=things))
+        sentences.append(_pick(rng, _QUESTIONS).format(name=name, things=things))
+        expression = expression[1:-1] if expression.startswith("(") else expression
+        question = " ".join(sentences) if self.style == "word" else f"Compute {expression}."
+        return {"question": question, "answer": str(value), "expression": expression}
+
+    # -- prompt and scoring
+    def build_prompt(self, item: Item) -> str:
+        lines = [item["question"], "Give the final answer as \\boxed{number}."]
+        if self.tools:
+            lines.append(_TOOL_HINT)
+        return "\n".join(lines)
+
+    def score_final(self, item: Item, response: str, ledger: RewardLedger) -> dict[str, float]:
+        boxed = extract_last_boxed(strip_reasoning(response))
+        predicted = _as_number(boxed) if boxed is not None else None
+        correct = predicted is not None and predicted == _as_number(str(item["answer"]))
+        well_formed = boxed is not None and "<tool_call>" not in response
+        ledger.add("answer", float(correct))
+        ledger.add("format", float(well_formed))
+        return {"acc": float(correct), "format": float(well_formed), "answered": float(boxed is not None)}
+
+    def demonstration(self) -> list[str]:
+        item = self.item
+        final = f"The answer is \\boxed{{{item['answer']}}}."
+        if not self.tools or not item.get("expression"):
+            return [final]
+        call = '<tool_call>{"name": "calculator", "arguments": {"expression": "%s"}}</tool_call>' % item["expression"]
+        return [f"Let me compute {item['expression']}.\n{call}", final]
+
+
+def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
+    return options[int(rng.integers(len(options)))]
+
+
+def _as_number(text: str | None) -> Fraction | None:
+    """Parse ``"1,234"``, ``"-3.50"``, ``"x = 7"``, ``"\\$12"`` or ``"3/4"`` as an exact number."""
+    if text is None:
+        return None
+    cleaned = text.replace("\\!", "").replace(",", "").replace("\\$", "").replace("$", "").strip()
+    cleaned = cleaned.split("=")[-1].strip().rstrip(".")
+    cleaned = cleaned.replace("\\frac{", "").replace("}{", "/").replace("}", "") if cleaned.startswith("\\frac{") else cleaned
+    try:
+        return Fraction(cleaned)
+    except (ValueError, ZeroDivisionError):
+        return None

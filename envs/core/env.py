@@ -1,0 +1,288 @@
+"""``TextEnv``: the Gymnasium contract for text-in, text-out agent environments.
+
+One episode is one task item (a problem, a question). Each ``step`` takes one assistant turn:
+
+* a turn with tool calls runs them, and the tool results become the next observation;
+* a turn without tool calls is the final response, which the env scores and which ends the episode
+  (``terminated=True``);
+* running out of ``max_turns`` after a tool turn ends it with ``truncated=True``.
+
+Subclasses supply the data (``_draw_item``), the prompt (``build_prompt``), the scoring of the final
+response (``score_final``) and a golden action sequence (``demonstration``). Every step's reward is a
+sum of named components (``info["reward_components"]``); the final step adds ``info["metrics"]``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import gymnasium as gym
+
+from envs.core.data import DataError
+from envs.core.parsing import ParsedTurn, ToolCall, parse_turn
+from envs.core.rewards import RewardLedger, resolve_weights
+from envs.core.spaces import UnicodeText
+from envs.core.tools import Tool, ToolResult, run_tool
+
+logger = logging.getLogger(__name__)
+
+Item = dict[str, Any]
+
+# Components every tool-using env has; subclasses extend ``default_reward_weights``.
+TOOL_REWARD_WEIGHTS: dict[str, float] = {
+    "tool_call_valid": 0.05,  # a call that ran and was not a repeat
+    "invalid_action": -0.1,  # a tool call that could not be parsed (Agent-R1: -0.1)
+    "tool_error": -0.05,  # unknown tool, bad arguments, error, timeout (Agent-R1: -0.05)
+    "repeated_call": -0.05,  # the same call (name and arguments) made again in the episode
+}
+
+
+@dataclass
+class EpisodeState:
+    """Everything one episode accumulates; replaced wholesale on ``reset``."""
+
+    item: Item
+    messages: list[dict[str, str]]
+    turn: int = 0
+    tool_turns: int = 0
+    tool_calls: int = 0
+    failed_tool_calls: int = 0
+    invalid_actions: int = 0
+    seen_calls: set[str] = field(default_factory=set)
+    component_totals: dict[str, float] = field(default_factory=dict)
+    done: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class TextEnv(gym.Env[str, str]):
+    """Base class for the suite's environments (see the module docstring for the turn rules)."""
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "human"], "render_fps": 1}
+    default_reward_weights: ClassVar[dict[str, float]] = {}
+    default_system_prompt: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        *,
+        tools: Sequence[Tool] = (),
+        max_turns: int = 1,
+        reward_weights: Mapping[str, float] | None = None,
+        system_prompt: str | None = None,
+        max_action_chars: int = 65_536,
+        max_observation_chars: int = 8_000,
+        render_mode: str | None = None,
+    ):
+        if max_turns < 1:
+            raise ValueError(f"max_turns must be >= 1, got {max_turns}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
+        self.tools: dict[str, Tool] = {t.name: t for t in tools}
+        self.tag_tools = {t.name: t.tag_argument for t in tools if t.tag_argument}
+        self.max_turns = int(max_turns)
+        weights = dict(self.default_reward_weights)
+        if self.tools:
+            weights = {**TOOL_REWARD_WEIGHTS, **weights}
+        self.reward_weights = resolve_weights(weights, reward_weights)
+        self.system_prompt = self.default_system_prompt if system_prompt is None else system_prompt
+        self.max_action_chars = int(max_action_chars)
+        self.max_observation_chars = int(max_observation_chars)
+        self.render_mode = render_mode
+        self.observation_space = UnicodeText()
+        self.action_space = UnicodeText(max_length=max(1 << 20, self.max_action_chars))
+        self._state: EpisodeState | None = None
+
+    # ------------------------------------------------------------------ subclass hooks
+    def _draw_item(self, options: Mapping[str, Any]) -> Item:
+        """Pick this episode's item from ``options`` (``index`` / ``item``) or ``self.np_random``."""
+        raise NotImplementedError
+
+    def build_prompt(self, item: Item) -> str:
+        """The user message that poses ``item``."""
+        raise NotImplementedError
+
+    def score_final(self, item: Item, response: str, ledger: RewardLedger) -> dict[str, float]:
+        """Score the final response: add outcome components to ``ledger``; return episode metrics."""
+        raise NotImplementedError
+
+    def score_unfinished(self, item: Item, ledger: RewardLedger) -> dict[str, float]:
+        """Score an episode that ran out of turns without a final response."""
+        return {"acc": 0.0, "format": 0.0}
+
+    def on_tool_result(self, call: ToolCall, result: ToolResult, ledger: RewardLedger) -> None:
+        """Turn a tool's report into process-reward components (override to add e.g. retrieval hits)."""
+        ledger.add("tool_call_valid" if result.ok else "tool_error")
+
+    def demonstration(self) -> list[str]:
+        """A golden action sequence for the current episode (uses the ground truth)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ Gymnasium API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+        super().reset(seed=seed)
+        item = self._draw_item(options or {})
+        prompt = self.build_prompt(item)
+        messages = ([{"role": "system", "content": self.system_prompt}] if self.system_prompt else [])
+        messages.append({"role": "user", "content": prompt})
+        self._state = EpisodeState(item=item, messages=list(messages))
+        info = {
+            "messages": messages,
+            "item": dict(item),
+            "tools": [t.schema() for t in self.tools.values()],
+            "max_turns": self.max_turns,
+        }
+        if self.render_mode == "human":
+            self.render()
+        return prompt, info
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        state = self._state
+        if state is None:
+            raise gym.error.ResetNeeded("call reset() before step()")
+        if state.done:
+            raise gym.error.ResetNeeded("the episode is over; call reset() before step()")
+        text = coerce_action(action, self.max_action_chars)
+        state.turn += 1
+        state.messages.append({"role": "assistant", "content": text})
+        ledger = RewardLedger(self.reward_weights)
+        turn = parse_turn(text, tag_tools=self.tag_tools, json_tools=bool(self.tools)) if self.tools else None
+        info: dict[str, Any] = {"turn": state.turn}
+        observation = ""
+        terminated = truncated = False
+        metrics: dict[str, float] | None = None
+        if turn is not None and turn.attempted_tool_use:
+            observation, info["tool_calls"] = self._run_tool_turn(turn, ledger)
+            state.messages.append({"role": "user", "content": observation})
+            info["new_messages"] = [{"role": "user", "content": observation}]
+            if state.turn >= self.max_turns:
+                truncated = True
+                metrics = self.score_unfinished(state.item, ledger)
+        else:
+            terminated = True
+            metrics = self.score_final(state.item, text, ledger)
+            info["new_messages"] = []
+        for name, value in ledger.as_dict().items():
+            state.component_totals[name] = state.component_totals.get(name, 0.0) + value
+        info["reward_components"] = ledger.as_dict()
+        if metrics is not None:
+            state.done = True
+            info["metrics"] = self._episode_metrics(metrics, truncated)
+            info["episode_reward_components"] = dict(state.component_totals)
+        if self.render_mode == "human":
+            self.render()
+        return observation, ledger.total, terminated, truncated, info
+
+    def render(self) -> str | None:
+        text = self.transcript()
+        if self.render_mode == "human":
+            print(text)  # noqa: T201 - rendering to the terminal is this mode's purpose
+            return None
+        return text
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def item(self) -> Item:
+        """The current episode's item (ground truth included)."""
+        if self._state is None:
+            raise gym.error.ResetNeeded("call reset() first")
+        return self._state.item
+
+    def transcript(self) -> str:
+        """The episode so far as readable text."""
+        if self._state is None:
+            return ""
+        return "\n".join(f"[{m['role']}] {m['content']}" for m in self._state.messages)
+
+    def _run_tool_turn(self, turn: ParsedTurn, ledger: RewardLedger) -> tuple[str, list[dict[str, Any]]]:
+        state = self._state
+        assert state is not None
+        state.tool_turns += 1
+        parts: list[str] = []
+        records: list[dict[str, Any]] = []
+        for error in turn.errors:
+            state.invalid_actions += 1
+            ledger.add("invalid_action")
+            parts.append(f"Error: {error.message}. Call a tool as <tool_call>{{\"name\": ..., \"arguments\": {{...}}}}</tool_call>.")
+            records.append({"name": None, "arguments": None, "status": error.kind})
+        for call in turn.tool_calls:
+            state.tool_calls += 1
+            key = call.key()
+            if key in state.seen_calls:
+                ledger.add("repeated_call")
+                result = ToolResult("Error: you already made this exact call; its result is above.", ok=False, status="repeated")
+            else:
+                state.seen_calls.add(key)
+                result = run_tool(self.tools, call)
+                self.on_tool_result(call, result, ledger)
+            if not result.ok:
+                state.failed_tool_calls += 1
+            parts.append(self.format_tool_result(call, result))
+            records.append({"name": call.name, "arguments": call.arguments, "status": result.status})
+        observation = "\n".join(parts)
+        if len(observation) > self.max_observation_chars:
+            observation = observation[: self.max_observation_chars] + "\n[observation truncated]"
+        return observation, records
+
+    def format_tool_result(self, call: ToolCall, result: ToolResult) -> str:
+        """How one tool result reads in the next observation (Hermes ``<tool_response>`` by default)."""
+        return f"<tool_response>\n{result.content}\n</tool_response>"
+
+    def _episode_metrics(self, metrics: Mapping[str, float], truncated: bool) -> dict[str, float]:
+        state = self._state
+        assert state is not None
+        out = {
+            "acc": 0.0,
+            "format": 0.0,
+            "turns": float(state.tool_turns),
+            "assistant_turns": float(state.turn),
+            "tool_calls": float(state.tool_calls),
+            "failed_tool_calls": float(state.failed_tool_calls),
+            "invalid_actions": float(state.invalid_actions),
+            "truncated": float(truncated),
+            "episode_reward": float(sum(state.component_totals.values())),
+        }
+        out.update({k: float(v) for k, v in metrics.items()})
+        return out
+
+
+class ItemListEnv(TextEnv):
+    """A ``TextEnv`` over a fixed list of items (a dataset split).
+
+    ``reset(options={"index": i})`` picks item ``i``; ``reset(options={"item": {...}})`` poses an
+    explicit item (validated by ``prepare_item``); otherwise ``self.np_random`` draws one.
+    """
+
+    def __init__(self, items: Sequence[Mapping[str, Any]], **kwargs: Any):
+        super().__init__(**kwargs)
+        if not items:
+            raise DataError(f"{type(self).__name__}: the dataset is empty")
+        self.items: list[Item] = [self.prepare_item(dict(it), source="dataset", row=i) for i, it in enumerate(items)]
+
+    def prepare_item(self, item: Item, *, source: str, row: int | str) -> Item:
+        """Check and normalise one item; raise ``DataError`` naming ``source``/``row``/field."""
+        return item
+
+    def _draw_item(self, options: Mapping[str, Any]) -> Item:
+        if options.get("item") is not None:
+            if not isinstance(options["item"], Mapping):
+                raise DataError("reset(options={'item': ...}) needs a mapping")
+            return self.prepare_item(dict(options["item"]), source="options['item']", row=0)
+        if options.get("index") is not None:
+            index = int(options["index"])
+            if not -len(self.items) <= index < len(self.items):
+                raise IndexError(f"index {index} is out of range for {len(self.items)} items")
+            return dict(self.items[index])
+        return dict(self.items[int(self.np_random.integers(len(self.items)))])
+
+
+def coerce_action(action: Any, max_chars: int) -> str:
+    """Make any action a ``str`` of bounded length: bytes are decoded leniently, NULs dropped."""
+    if isinstance(action, bytes | bytearray):
+        action = bytes(action).decode("utf-8", errors="replace")
+    elif not isinstance(action, str):
+        action = "" if action is None else str(action)
+    if "\x00" in action:
+        action = action.replace("\x00", "")
+    return action[:max_chars]

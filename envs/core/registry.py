@@ -1,0 +1,88 @@
+"""Registering environments in Gymnasium's registry, short aliases, and entry-point plugins.
+
+Ids are ``AgentR1/<Name>-v<N>`` in Gymnasium's own registry, so ``gym.make`` and ``gym.make_vec``
+work unchanged. Aliases (``math-v0``) serve command-line ``--env`` flags. Third-party packages declare
+an entry point in the ``agentr1_gym.envs`` group (a module, or a callable that registers); loading
+plugins on ``import envs`` means Ray and torchrun workers see them with no extra code.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
+
+import gymnasium as gym
+
+logger = logging.getLogger(__name__)
+
+PLUGIN_GROUP = "agentr1_gym.envs"
+NAMESPACE = "AgentR1"
+
+
+@dataclass(frozen=True)
+class SuiteEntry:
+    env_id: str
+    aliases: tuple[str, ...]
+    summary: str
+
+
+_SUITE: dict[str, SuiteEntry] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def register_env(env_id: str, entry_point: str, *, aliases: Iterable[str] = (), summary: str = "",
+                 kwargs: dict[str, Any] | None = None, **spec_kwargs: Any) -> None:
+    """Register ``env_id`` with Gymnasium (idempotent for the same entry point) and its aliases."""
+    existing = gym.registry.get(env_id)
+    if existing is not None and existing.entry_point != entry_point:
+        raise ValueError(f"{env_id} is already registered with entry point {existing.entry_point!r}")
+    if existing is None:
+        gym.register(id=env_id, entry_point=entry_point, kwargs=kwargs or {}, **spec_kwargs)
+    aliases = tuple(a.lower() for a in aliases)
+    for alias in aliases:
+        owner = _ALIASES.get(alias)
+        if owner is not None and owner != env_id:
+            raise ValueError(f"alias {alias!r} already names {owner}")
+        _ALIASES[alias] = env_id
+    _SUITE[env_id] = SuiteEntry(env_id, aliases, summary)
+
+
+def resolve_env_id(name: str) -> str:
+    """Map an id, an alias (``math-v0``) or a bare name (``Math-v0``) to a registered id."""
+    if name in gym.registry:
+        return name
+    key = name.lower()
+    if key in _ALIASES:
+        return _ALIASES[key]
+    for env_id in gym.registry:
+        if env_id.lower() in (key, f"{NAMESPACE}/{key}".lower()):
+            return env_id
+    known = ", ".join(sorted(_ALIASES)) or "none"
+    raise gym.error.NameNotFound(f"no environment named {name!r}; aliases: {known}; `python -m envs list` shows all ids")
+
+
+def make(name: str, **kwargs: Any) -> gym.Env:
+    """``gym.make`` that also accepts aliases."""
+    return gym.make(resolve_env_id(name), **kwargs)
+
+
+def suite_envs() -> list[SuiteEntry]:
+    """The envs registered through ``register_env`` (the suite's and plugins'), sorted by id."""
+    return [_SUITE[k] for k in sorted(_SUITE)]
+
+
+def load_plugins() -> list[str]:
+    """Load every ``agentr1_gym.envs`` entry point; a broken plugin is logged, never fatal."""
+    loaded = []
+    for ep in entry_points(group=PLUGIN_GROUP):
+        try:
+            target = ep.load()
+            if callable(target):
+                target()
+            loaded.append(ep.name)
+        except Exception:
+            logger.warning("could not load environment plugin %s (%s)", ep.name, ep.value, exc_info=True)
+    return loaded

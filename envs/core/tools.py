@@ -1,0 +1,136 @@
+"""Tools: plain callables with a name, a description and a JSON schema.
+
+The Agent-R1 split: a ``Tool`` runs and reports what happened (a ``ToolResult``); the environment
+decides what that means (observation text, state, reward). ``run_tool`` is the one place that turns
+every failure a model can provoke (unknown tool, bad arguments, exception, timeout, huge output)
+into a ``ToolResult`` with ``ok=False`` and a ``status`` naming the failure.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from envs.core.parsing import ToolCall
+
+logger = logging.getLogger(__name__)
+
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "array": (list,),
+    "object": (dict,),
+}
+
+# Statuses a ToolResult can carry; environments map them to reward components.
+OK, UNKNOWN_TOOL, BAD_ARGUMENTS, ERROR, TIMEOUT = "ok", "unknown_tool", "bad_arguments", "error", "timeout"
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """What a tool reports: its text output, whether it worked, and anything the env may use."""
+
+    content: str
+    ok: bool = True
+    status: str = OK
+    metadata: dict[str, Any] = field(default_factory=dict)
+    truncated: bool = False
+
+
+class ToolError(Exception):
+    """Raised by a tool for an expected failure; its message becomes the observation."""
+
+
+@dataclass
+class Tool:
+    """A named callable with a JSON-schema for its keyword arguments.
+
+    ``fn`` receives the validated arguments as keywords and returns a ``str`` or a ``ToolResult``.
+    ``tag_argument`` names the argument that the short tag form (``<name>text</name>``) fills.
+    ``timeout`` bounds the wall-clock time of one call; a tool that can run away on CPU (symbolic
+    algebra) must also enforce its own hard limit in a worker process.
+    """
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    fn: Callable[..., str | ToolResult]
+    tag_argument: str | None = None
+    timeout: float = 10.0
+    max_output_chars: int = 4000
+
+    def schema(self) -> dict[str, Any]:
+        """The OpenAI/Hermes function schema, as chat templates expect in ``tools=[...]``."""
+        return {"type": "function", "function": {"name": self.name, "description": self.description,
+                                                 "parameters": self.parameters}}
+
+    def validate(self, arguments: Mapping[str, Any]) -> str | None:
+        """A message describing what is wrong with ``arguments``, or ``None`` if they fit the schema."""
+        props: dict[str, Any] = self.parameters.get("properties", {})
+        missing = [k for k in self.parameters.get("required", []) if k not in arguments]
+        if missing:
+            return f"missing required argument(s): {', '.join(missing)}"
+        if self.parameters.get("additionalProperties", True) is False:
+            extra = [k for k in arguments if k not in props]
+            if extra:
+                return f"unexpected argument(s): {', '.join(map(str, extra))}"
+        for key, value in arguments.items():
+            expected = props.get(key, {}).get("type")
+            if expected in _JSON_TYPES:
+                ok = isinstance(value, _JSON_TYPES[expected]) and not (expected in ("integer", "number") and isinstance(value, bool))
+                if not ok:
+                    return f"argument {key!r} must be of type {expected}"
+        return None
+
+
+def tool(name: str, description: str, parameters: dict[str, Any], **options: Any) -> Callable[[Callable[..., Any]], Tool]:
+    """Decorator: turn a function into a ``Tool``."""
+
+    def wrap(fn: Callable[..., Any]) -> Tool:
+        return Tool(name=name, description=description, parameters=parameters, fn=fn, **options)
+
+    return wrap
+
+
+_EXECUTOR: cf.ThreadPoolExecutor | None = None
+
+
+def _executor() -> cf.ThreadPoolExecutor:
+    global _EXECUTOR
+    if _EXECUTOR is None:
+        _EXECUTOR = cf.ThreadPoolExecutor(max_workers=16, thread_name_prefix="agentr1-tool")
+    return _EXECUTOR
+
+
+def run_tool(tools: Mapping[str, Tool], call: ToolCall) -> ToolResult:
+    """Run ``call`` against ``tools``; every failure becomes a ``ToolResult`` with ``ok=False``."""
+    spec = tools.get(call.name)
+    if spec is None:
+        known = ", ".join(sorted(tools)) or "none"
+        return ToolResult(f"Error: unknown tool {call.name!r}. Available tools: {known}.", ok=False, status=UNKNOWN_TOOL)
+    problem = spec.validate(call.arguments)
+    if problem:
+        return ToolResult(f"Error: bad arguments for {spec.name}: {problem}.", ok=False, status=BAD_ARGUMENTS)
+    future = _executor().submit(spec.fn, **call.arguments)
+    try:
+        output = future.result(timeout=spec.timeout)
+    except cf.TimeoutError:
+        future.cancel()
+        return ToolResult(f"Error: {spec.name} timed out after {spec.timeout:g}s.", ok=False, status=TIMEOUT)
+    except ToolError as exc:
+        return ToolResult(f"Error: {exc}", ok=False, status=ERROR)
+    except TypeError as exc:  # arguments the schema allowed but the function rejects
+        return ToolResult(f"Error: bad arguments for {spec.name}: {exc}", ok=False, status=BAD_ARGUMENTS)
+    except Exception as exc:  # a tool bug must not kill the episode
+        logger.warning("tool %s raised", spec.name, exc_info=True)
+        return ToolResult(f"Error: {spec.name} failed: {type(exc).__name__}: {exc}", ok=False, status=ERROR)
+    result = output if isinstance(output, ToolResult) else ToolResult(str(output))
+    if len(result.content) > spec.max_output_chars:
+        cut = result.content[: spec.max_output_chars] + "\n[output truncated]"
+        result = ToolResult(cut, ok=result.ok, status=result.status, metadata=result.metadata, truncated=True)
+    return result

@@ -1,0 +1,109 @@
+"""A calculator tool that evaluates arithmetic without ``eval``.
+
+Expressions are parsed with ``ast`` and only numbers, parentheses and ``+ - * / // % **`` are
+allowed. Exponents, operand sizes and expression length are bounded, so no input can run for long
+or exhaust memory; exact rationals keep ``1/3*3`` equal to ``1``.
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+from fractions import Fraction
+
+from envs.core.tools import Tool, ToolError
+
+MAX_EXPRESSION_CHARS = 256
+MAX_EXPONENT = 64
+MAX_DIGITS = 200
+
+_BINARY = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+}
+
+
+def evaluate_expression(expression: str) -> Fraction:
+    """Evaluate an arithmetic expression exactly; raise ``ToolError`` with a readable reason."""
+    if not isinstance(expression, str):
+        raise ToolError("expression must be a string")
+    text = expression.strip().replace("×", "*").replace("÷", "/").replace("^", "**").replace(",", "")
+    if not text:
+        raise ToolError("empty expression")
+    if len(text) > MAX_EXPRESSION_CHARS:
+        raise ToolError(f"expression longer than {MAX_EXPRESSION_CHARS} characters")
+    try:
+        tree = ast.parse(text, mode="eval")
+    except (SyntaxError, ValueError) as exc:
+        raise ToolError(f"cannot parse expression: {getattr(exc, 'msg', exc)}") from None
+    return _eval(tree.body)
+
+
+def _eval(node: ast.AST) -> Fraction:
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float) and not isinstance(node.value, bool):
+        return _check_size(Fraction(str(node.value)) if isinstance(node.value, float) else Fraction(node.value))
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.UAdd | ast.USub):
+        value = _eval(node.operand)
+        return -value if isinstance(node.op, ast.USub) else value
+    if isinstance(node, ast.BinOp):
+        left, right = _eval(node.left), _eval(node.right)
+        if isinstance(node.op, ast.Pow):
+            return _power(left, right)
+        op = _BINARY.get(type(node.op))
+        if op is None:
+            raise ToolError(f"operator {type(node.op).__name__} is not supported")
+        if isinstance(node.op, ast.Div | ast.FloorDiv | ast.Mod) and right == 0:
+            raise ToolError("division by zero")
+        return _check_size(Fraction(op(left, right)))
+    raise ToolError("only numbers, parentheses and + - * / // % ** are allowed")
+
+
+def _power(base: Fraction, exponent: Fraction) -> Fraction:
+    if exponent.denominator != 1:
+        raise ToolError("only whole-number exponents are supported")
+    if abs(exponent) > MAX_EXPONENT:
+        raise ToolError(f"exponent larger than {MAX_EXPONENT}")
+    if base == 0 and exponent < 0:
+        raise ToolError("division by zero")
+    if abs(base.numerator).bit_length() * abs(int(exponent)) > MAX_DIGITS * 4:
+        raise ToolError("result too large")
+    return _check_size(base ** int(exponent))
+
+
+def _check_size(value: Fraction) -> Fraction:
+    if len(str(abs(value.numerator))) > MAX_DIGITS or len(str(value.denominator)) > MAX_DIGITS:
+        raise ToolError("number too large")
+    return value
+
+
+def format_number(value: Fraction) -> str:
+    """An integer as is; otherwise the exact fraction and a 10-significant-digit decimal."""
+    if value.denominator == 1:
+        return str(value.numerator)
+    return f"{value.numerator}/{value.denominator} (≈ {float(value):.10g})"
+
+
+def _calculate(expression: str) -> str:
+    return format_number(evaluate_expression(expression))
+
+
+def calculator_tool(timeout: float = 2.0) -> Tool:
+    """The ``calculator`` tool; the tag form is ``<calculator>expression</calculator>``."""
+    return Tool(
+        name="calculator",
+        description="Evaluate an arithmetic expression exactly (+, -, *, /, //, %, ** and parentheses).",
+        parameters={
+            "type": "object",
+            "properties": {"expression": {"type": "string", "description": "for example (12 + 7) * 3"}},
+            "required": ["expression"],
+            "additionalProperties": False,
+        },
+        fn=_calculate,
+        tag_argument="expression",
+        timeout=timeout,
+        max_output_chars=512,
+    )
