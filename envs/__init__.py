@@ -12,7 +12,7 @@ from envs.core import DataError, ItemListEnv, TextEnv, Tool, ToolResult, Unicode
 from envs.core.registry import load_plugins, make, register_env, resolve_env_id, suite_envs
 
 # Each package registers its ids in its own light ``__init__``; add a new built-in package here.
-BUILTIN_PACKAGES = ("arithmetic",)
+BUILTIN_PACKAGES = ("arithmetic", "math", "qa", "multiagent")
 
 for _name in BUILTIN_PACKAGES:
     importlib.import_module(f"envs.{_name}")

@@ -3,4 +3,5 @@
 from envs.core.registry import register_env
 
 register_env("AgentR1/Arithmetic-v0", "envs.arithmetic.env:ArithmeticEnv", aliases=["arithmetic-v0", "arithmetic"],
-             summary="procedural arithmetic word problems, optional calculator tool, boxed answer")
+             summary="procedural arithmetic word problems, optional calculator tool, boxed answer",
+             offline_kwargs={})

@@ -27,6 +27,7 @@ class SuiteEntry:
     env_id: str
     aliases: tuple[str, ...]
     summary: str
+    offline_kwargs: dict[str, Any] | None  # make-kwargs that run on shipped data (demo, tests); None: no offline mode
 
 
 _SUITE: dict[str, SuiteEntry] = {}
@@ -34,8 +35,13 @@ _ALIASES: dict[str, str] = {}
 
 
 def register_env(env_id: str, entry_point: str, *, aliases: Iterable[str] = (), summary: str = "",
-                 kwargs: dict[str, Any] | None = None, **spec_kwargs: Any) -> None:
-    """Register ``env_id`` with Gymnasium (idempotent for the same entry point) and its aliases."""
+                 kwargs: dict[str, Any] | None = None, offline_kwargs: dict[str, Any] | None = None,
+                 **spec_kwargs: Any) -> None:
+    """Register ``env_id`` with Gymnasium (idempotent for the same entry point) and its aliases.
+
+    ``offline_kwargs`` are the ``gym.make`` kwargs that run the env on data the project ships (for
+    the demo and the conformance tests); ``{}`` when the defaults already need no download.
+    """
     existing = gym.registry.get(env_id)
     if existing is not None and existing.entry_point != entry_point:
         raise ValueError(f"{env_id} is already registered with entry point {existing.entry_point!r}")
@@ -47,7 +53,7 @@ def register_env(env_id: str, entry_point: str, *, aliases: Iterable[str] = (), 
         if owner is not None and owner != env_id:
             raise ValueError(f"alias {alias!r} already names {owner}")
         _ALIASES[alias] = env_id
-    _SUITE[env_id] = SuiteEntry(env_id, aliases, summary)
+    _SUITE[env_id] = SuiteEntry(env_id, aliases, summary, offline_kwargs)
 
 
 def resolve_env_id(name: str) -> str:

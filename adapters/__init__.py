@@ -1,0 +1,1 @@
+"""Thin glue between the suite's environments and RL trainers."""

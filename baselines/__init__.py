@@ -1,0 +1,1 @@
+"""The bundled reference trainer (GRPO) and baseline agents."""

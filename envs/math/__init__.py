@@ -1,0 +1,1 @@
+"""Math reasoning environments: boxed answers verified with math-verify, Open-RS rewards."""
