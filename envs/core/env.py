@@ -31,6 +31,10 @@ logger = logging.getLogger(__name__)
 
 Item = dict[str, Any]
 
+# Longest prompt or observation an env may return. It bounds AsyncVectorEnv's shared memory
+# (4 bytes per character per env), so it is generous but not unlimited.
+OBSERVATION_MAX_CHARS = 1 << 18
+
 # Components every tool-using env has; subclasses extend ``default_reward_weights``.
 TOOL_REWARD_WEIGHTS: dict[str, float] = {
     "tool_call_valid": 0.05,  # a call that ran and was not a repeat
@@ -90,7 +94,7 @@ class TextEnv(gym.Env[str, str]):
         self.max_action_chars = int(max_action_chars)
         self.max_observation_chars = int(max_observation_chars)
         self.render_mode = render_mode
-        self.observation_space = UnicodeText()
+        self.observation_space = UnicodeText(max_length=OBSERVATION_MAX_CHARS)
         self.action_space = UnicodeText(max_length=max(1 << 20, self.max_action_chars))
         self._state: EpisodeState | None = None
 

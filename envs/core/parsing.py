@@ -13,7 +13,6 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-_TOOL_CALL_RE = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
 _THINK_CLOSE = "</think>"
 
 
@@ -80,14 +79,30 @@ def parse_turn(text: str, *, tag_tools: Mapping[str, str] | None = None, json_to
     return turn
 
 
+def tag_spans(text: str, tag: str) -> tuple[list[tuple[int, int]], bool]:
+    """``(start, end)`` of the content of each complete ``<tag>...</tag>``, and whether an opening tag
+    was left unclosed. Non-nesting, first-close matching, linear time (no regex backtracking)."""
+    opening, closing = f"<{tag}>", f"</{tag}>"
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    while True:
+        start = text.find(opening, pos)
+        if start < 0:
+            return spans, False
+        end = text.find(closing, start + len(opening))
+        if end < 0:
+            return spans, True
+        spans.append((start + len(opening), end))
+        pos = end + len(closing)
+
+
 def _parse_json_calls(body: str, turn: ParsedTurn) -> None:
-    for match in _TOOL_CALL_RE.finditer(body):
-        raw = match.group(1)
-        decoded = _decode_json_call(raw)
+    spans, unclosed = tag_spans(body, "tool_call")
+    for start, end in spans:
+        decoded = _decode_json_call(body[start:end])
         (turn.tool_calls if isinstance(decoded, ToolCall) else turn.errors).append(decoded)
-    tail = _TOOL_CALL_RE.sub("", body)
-    if "<tool_call>" in tail:
-        turn.errors.append(ParseError("unclosed_tag", "<tool_call> has no matching </tool_call>", tail[-200:]))
+    if unclosed:
+        turn.errors.append(ParseError("unclosed_tag", "<tool_call> has no matching </tool_call>", body[-200:]))
 
 
 def _decode_json_call(raw: str) -> ToolCall | ParseError:
@@ -114,60 +129,58 @@ def _decode_json_call(raw: str) -> ToolCall | ParseError:
 
 
 def _parse_tag_calls(body: str, tag: str, argument: str, turn: ParsedTurn) -> None:
-    pattern = re.compile(rf"<{re.escape(tag)}>(.*?)</{re.escape(tag)}>", re.DOTALL)
-    for match in pattern.finditer(body):
-        turn.tool_calls.append(ToolCall(tag, {argument: match.group(1).strip()}, raw=match.group(0), form="tag"))
-    if f"<{tag}>" in pattern.sub("", body):
+    spans, unclosed = tag_spans(body, tag)
+    for start, end in spans:
+        turn.tool_calls.append(ToolCall(tag, {argument: body[start:end].strip()}, raw=body[start:end], form="tag"))
+    if unclosed:
         turn.errors.append(ParseError("unclosed_tag", f"<{tag}> has no matching </{tag}>", body[-200:]))
 
 
 def extract_tag(text: str, tag: str) -> str | None:
     """Content of the last complete ``<tag>...</tag>`` in ``text`` (stripped), or ``None``."""
-    matches = re.findall(rf"<{re.escape(tag)}>(.*?)</{re.escape(tag)}>", text, re.DOTALL)
-    return matches[-1].strip() if matches else None
+    spans, _ = tag_spans(text, tag)
+    return text[spans[-1][0]:spans[-1][1]].strip() if spans else None
 
 
 def extract_last_boxed(text: str) -> str | None:
     r"""Content of the last ``\boxed{...}`` (or ``\fbox{...}``) with balanced braces, or ``None``.
 
-    Only the last box counts: several boxes are not merged into a set.
+    Only the last complete box counts: several boxes are not merged into a set. Linear time: braces
+    are paired in one pass, so adversarial nesting cannot make it slow.
     """
-    best = None
-    for command in ("\\boxed", "\\fbox"):
-        start = text.rfind(command)
-        while start >= 0:
-            content = _balanced_argument(text, start + len(command))
-            if content is not None:
-                if best is None or start > best[0]:
-                    best = (start, content)
-                break
-            start = text.rfind(command, 0, start)
+    closing = _pair_braces(text)
+    best: tuple[int, str] | None = None
+    for match in _BOX_RE.finditer(text):
+        if match.group(1) is not None:  # "\boxed 5" form
+            candidate = match.group(1)
+        else:
+            brace = match.end() - 1
+            if brace not in closing:
+                continue
+            candidate = text[brace + 1:closing[brace]]
+        if best is None or match.start() > best[0]:
+            best = (match.start(), candidate)
     return None if best is None else best[1].strip()
 
 
-def _balanced_argument(text: str, pos: int) -> str | None:
-    while pos < len(text) and text[pos] == " ":
-        pos += 1
-    if pos >= len(text):
-        return None
-    if text[pos] != "{":  # "\boxed 5" form: up to the next whitespace or "$"
-        match = re.match(r"[^\s$]+", text[pos:])
-        return match.group(0) if match else None
-    depth = 0
-    for i in range(pos, len(text)):
-        ch = text[i]
-        if ch == "{" and text[i - 1] != "\\":
-            depth += 1
-        elif ch == "}" and text[i - 1] != "\\":
-            depth -= 1
-            if depth == 0:
-                return text[pos + 1:i]
-    return None
+_BOX_RE = re.compile(r"\\(?:boxed|fbox)(?: +([^\s${}]+)| *\{)")
+
+
+def _pair_braces(text: str) -> dict[int, int]:
+    """Map each unescaped ``{`` to its matching ``}``."""
+    stack: list[int] = []
+    pairs: dict[int, int] = {}
+    for i, ch in enumerate(text):
+        if ch == "{" and (i == 0 or text[i - 1] != "\\"):
+            stack.append(i)
+        elif ch == "}" and (i == 0 or text[i - 1] != "\\") and stack:
+            pairs[stack.pop()] = i
+    return pairs
 
 
 def count_think_blocks(text: str) -> int:
     """How many complete ``<think>...</think>`` blocks ``text`` has."""
-    return len(re.findall(r"<think>.*?</think>", text, re.DOTALL))
+    return len(tag_spans(text, "think")[0])
 
 
 def find_unknown_tags(text: str, known: Collection[str]) -> list[str]:

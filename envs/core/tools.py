@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,6 +106,16 @@ def _executor() -> cf.ThreadPoolExecutor:
     if _EXECUTOR is None:
         _EXECUTOR = cf.ThreadPoolExecutor(max_workers=16, thread_name_prefix="agentr1-tool")
     return _EXECUTOR
+
+
+def _forget_executor_after_fork() -> None:
+    # A forked child (AsyncVectorEnv workers, Ray, dataloaders) inherits the pool object but not its
+    # threads; submitting to it would wait forever.
+    global _EXECUTOR
+    _EXECUTOR = None
+
+
+os.register_at_fork(after_in_child=_forget_executor_after_fork)
 
 
 def run_tool(tools: Mapping[str, Tool], call: ToolCall) -> ToolResult:

@@ -1,0 +1,191 @@
+r"""Math datasets: the Open-RS training sets, the standard evaluation sets, local files, shipped samples.
+
+``load_math_items(dataset, split=None, limit=None)`` returns items ``{"problem", "answer", ...}``:
+
+* a registered name (``open-rs``, ``open-s1``, ``open-deepscaler``, ``math500``, ``aime24``, ``amc23``,
+  ``minerva``, ``olympiadbench``, ``gsm8k``; see ``DATASETS``), loaded through Hugging Face
+  ``datasets`` (imported only here, only when needed);
+* ``"sample"`` / ``"gsm8k-sample"``: small sets the project wrote itself, shipped in ``envs/data``;
+* a path to a local ``.jsonl`` / ``.json`` / ``.csv`` / ``.parquet`` file.
+
+Field names are mapped to ``problem`` / ``answer`` (``question``, ``final_answer``, a ``\boxed{}`` in
+``solution``, GSM8K's ``#### answer`` ...). A row that cannot be used raises ``DataError`` naming the
+file (or dataset), the row and the field.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from envs.core.data import DataError, load_records, require_fields
+from envs.core.parsing import extract_last_boxed
+
+logger = logging.getLogger(__name__)
+
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+PROBLEM_FIELDS = ("problem", "question", "Problem", "Question", "prompt")
+ANSWER_FIELDS = ("answer", "final_answer", "Answer", "expected_answer", "ground_truth", "gold")
+SOLUTION_FIELDS = ("solution", "Solution")
+
+
+def gsm8k_answer(text: str) -> str:
+    """GSM8K's final answer: what follows ``####``, without thousands separators."""
+    _, sep, answer = str(text).rpartition("####")
+    if not sep:
+        raise ValueError("no '####' marker")
+    answer = answer.strip().replace(",", "")
+    if not answer:
+        raise ValueError("nothing after '####'")
+    return answer
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Where a named dataset lives on the Hugging Face Hub and how its rows map to items."""
+
+    name: str
+    hf_path: str
+    split: str
+    config: str | None = None
+    answer_transform: Callable[[str], str] | None = None
+    description: str = ""
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    s.name: s
+    for s in (
+        DatasetSpec("open-rs", "knoveleng/open-rs", "train", description="Open-RS training set, 7,000 mixed problems"),
+        DatasetSpec("open-s1", "knoveleng/open-s1", "train", description="Open-RS experiment 1, 18,615 problems"),
+        DatasetSpec("open-deepscaler", "knoveleng/open-deepscaler", "train", description="~21k DeepScaleR problems"),
+        DatasetSpec("math500", "HuggingFaceH4/MATH-500", "test", description="MATH-500 (500)"),
+        DatasetSpec("aime24", "HuggingFaceH4/aime_2024", "train", description="AIME 2024 (30)"),
+        DatasetSpec("amc23", "knoveleng/AMC-23", "train", description="AMC 2023 (40)"),
+        DatasetSpec("minerva", "knoveleng/Minerva-Math", "train", description="Minerva math (272)"),
+        DatasetSpec("olympiadbench", "knoveleng/OlympiadBench", "train", description="OlympiadBench (675)"),
+        DatasetSpec("gsm8k", "openai/gsm8k", "test", config="main", answer_transform=gsm8k_answer,
+                    description="GSM8K (answer after ####)"),
+    )
+}
+_ALIASES = {"math-500": "math500", "aime-24": "aime24", "aime2024": "aime24", "amc-23": "amc23",
+            "minerva-math": "minerva", "olympiad-bench": "olympiadbench", "openrs": "open-rs"}
+SAMPLES: dict[str, tuple[str, Callable[[str], str] | None]] = {
+    "sample": ("math_sample.jsonl", None),
+    "gsm8k-sample": ("math_gsm8k_sample.jsonl", gsm8k_answer),
+}
+
+
+def load_math_items(dataset: str | Path, *, split: str | None = None, limit: int | None = None,
+                    answer_format: str | None = None) -> list[dict[str, Any]]:
+    """Items ``{"problem", "answer", ...}`` from a name, a sample or a local file (module doc).
+
+    ``answer_format="gsm8k"`` reads answers after ``####`` from a local file too.
+    """
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit}")
+    transform = {None: None, "gsm8k": gsm8k_answer}.get(answer_format, KeyError)
+    if transform is KeyError:
+        raise ValueError(f"unknown answer_format {answer_format!r} (use 'gsm8k' or leave it unset)")
+    key = str(dataset).lower()
+    key = _ALIASES.get(key, key)
+    if key in SAMPLES:
+        filename, sample_transform = SAMPLES[key]
+        path = DATA_DIR / filename
+        return _cut(normalize_records(load_records(path), source=str(path), answer_transform=transform or sample_transform), limit)
+    if key in DATASETS:
+        spec = DATASETS[key]
+        return _cut(list(_load_hub(spec.name, split or spec.split)), limit)
+    path = Path(dataset).expanduser()
+    if path.exists() or path.suffix in (".jsonl", ".json", ".csv", ".parquet", ".gz"):
+        return _cut(normalize_records(load_records(path), source=str(path), answer_transform=transform), limit)
+    known = ", ".join([*DATASETS, *SAMPLES])
+    raise DataError(f"unknown math dataset {str(dataset)!r}: not a registered name ({known}) and no such file")
+
+
+def _cut(items: list[dict[str, Any]], limit: int | None) -> list[dict[str, Any]]:
+    return items if limit is None else items[:limit]
+
+
+@functools.lru_cache(maxsize=16)
+def _load_hub(name: str, split: str) -> tuple[dict[str, Any], ...]:
+    """Load once per process: trainers build many envs on the same data."""
+    spec = DATASETS[name]
+    try:
+        import datasets
+    except ImportError as exc:
+        raise DataError(f"{spec.hf_path}: loading Hub datasets needs `datasets` (pip install 'agentr1-gym[data]')") from exc
+    source = f"{spec.hf_path}[{split}]"
+    try:
+        loaded = datasets.load_dataset(spec.hf_path, spec.config) if spec.config else datasets.load_dataset(spec.hf_path)
+    except Exception as exc:
+        raise DataError(f"{spec.hf_path}: could not load the dataset ({type(exc).__name__}: {exc}). Without network "
+                        "access, use dataset='sample' or a local file.") from exc
+    if split in loaded:
+        rows = loaded[split]
+    elif len(loaded) == 1:  # community uploads name their only split differently
+        only = next(iter(loaded))
+        logger.info("%s has no split %r; using its only split %r", spec.hf_path, split, only)
+        rows, source = loaded[only], f"{spec.hf_path}[{only}]"
+    else:
+        raise DataError(f"{spec.hf_path}: no split {split!r}; available: {', '.join(loaded)}")
+    items = normalize_records(rows, source=source, answer_transform=spec.answer_transform)
+    for item in items:
+        item.setdefault("source", spec.name)
+    return tuple(items)
+
+
+def normalize_records(rows: Any, *, source: str, answer_transform: Callable[[str], str] | None = None) -> list[dict[str, Any]]:
+    """Map every row to an item with ``problem`` and ``answer``; ``DataError`` names source, row, field."""
+    return [normalize_record(row, source=source, row=i, answer_transform=answer_transform) for i, row in enumerate(rows)]
+
+
+def normalize_record(row: Mapping[str, Any], *, source: str, row: int | str,
+                     answer_transform: Callable[[str], str] | None = None) -> dict[str, Any]:
+    """One row as an item (see ``normalize_records``)."""
+    if not isinstance(row, Mapping):
+        raise DataError(f"{source}: row {row}: expected an object with 'problem' and 'answer', got {type(row).__name__}")
+    item = dict(row)
+    if _empty(item.get("problem")):
+        item["problem"] = next((row[f] for f in PROBLEM_FIELDS if not _empty(row.get(f))), None)
+    if _empty(item.get("answer")):
+        item["answer"] = next((row[f] for f in ANSWER_FIELDS if not _empty(row.get(f))), None)
+    if _empty(item.get("answer")):
+        solution = next((row[f] for f in SOLUTION_FIELDS if isinstance(row.get(f), str)), None)
+        if solution is not None:
+            item["answer"] = extract_last_boxed(solution)
+    require_fields(item, ("problem", "answer"), source=source, row=row)
+    if not isinstance(item["problem"], str):
+        raise DataError(f"{source}: row {row}: field 'problem' must be text, got {type(item['problem']).__name__}")
+    answer = item["answer"]
+    if isinstance(answer, (list, tuple)):
+        if len(answer) != 1 or _empty(answer[0]):
+            raise DataError(f"{source}: row {row}: field 'answer' is a list of {len(answer)} values; expected one")
+        answer = answer[0]
+    if isinstance(answer, bool) or not isinstance(answer, (str, int, float)):
+        raise DataError(f"{source}: row {row}: field 'answer' must be text or a number, got {type(answer).__name__}")
+    answer = str(answer).strip()
+    if answer_transform is not None:
+        try:
+            answer = answer_transform(answer)
+        except ValueError as exc:
+            raise DataError(f"{source}: row {row}: field 'answer': {exc}") from None
+    elif "\\boxed" in answer:
+        answer = extract_last_boxed(answer) or answer
+    if not answer:
+        raise DataError(f"{source}: row {row}: field 'answer' is empty")
+    item["answer"] = answer
+    return item
+
+
+def _empty(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def dataset_names() -> list[str]:
+    """Every name ``load_math_items`` accepts besides paths."""
+    return [*DATASETS, *SAMPLES]
+
