@@ -208,7 +208,9 @@ class TextEnv(gym.Env[str, str]):
         for error in turn.errors:
             state.invalid_actions += 1
             ledger.add("invalid_action")
-            parts.append(f"Error: {error.message}. Call a tool as <tool_call>{{\"name\": ..., \"arguments\": {{...}}}}</tool_call>.")
+            hint = 'Call a tool as <tool_call>{"name": ..., "arguments": {...}}</tool_call>.'
+            result = ToolResult(f"Error: {error.message}. {hint}", ok=False, status=error.kind)
+            parts.append(self.format_tool_result(ToolCall("", {}, raw=error.raw, form="invalid"), result))
             records.append({"name": None, "arguments": None, "status": error.kind})
         for call in turn.tool_calls:
             state.tool_calls += 1
@@ -230,7 +232,10 @@ class TextEnv(gym.Env[str, str]):
         return observation, records
 
     def format_tool_result(self, call: ToolCall, result: ToolResult) -> str:
-        """How one tool result reads in the next observation (Hermes ``<tool_response>`` by default)."""
+        """How one tool result reads in the next observation (Hermes ``<tool_response>`` by default).
+
+        Unparsable calls arrive here too, as ``call.form == "invalid"`` with an error result.
+        """
         return f"<tool_response>\n{result.content}\n</tool_response>"
 
     def _episode_metrics(self, metrics: Mapping[str, float], truncated: bool) -> dict[str, float]:

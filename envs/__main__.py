@@ -1,0 +1,114 @@
+"""Command line: ``python -m envs list | demo | play``.
+
+``demo`` plays each registered environment on the data the project ships (no download, no server,
+no GPU) with a scripted policy: one malformed tool call (to show a penalty) where the env has tools,
+then the env's golden demonstration, printing the transcript, rewards and reward components.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+import gymnasium as gym
+
+import envs
+from envs.core.registry import resolve_env_id, suite_envs
+
+MALFORMED_CALL = '<tool_call>{"name": "calculator", "arguments": {"expression": </tool_call>'
+
+
+def _list(_: argparse.Namespace) -> int:
+    for entry in suite_envs():
+        offline = "offline" if entry.offline_kwargs is not None else "needs data"
+        print(f"{entry.env_id:34} {', '.join(entry.aliases):38} [{offline}] {entry.summary}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    entries = [e for e in suite_envs() if e.offline_kwargs is not None]
+    if args.env:
+        wanted = {resolve_env_id(name) for name in args.env}
+        entries = [e for e in entries if e.env_id in wanted]
+    totals = []
+    for entry in entries:
+        env = gym.make(entry.env_id, **entry.offline_kwargs)
+        for episode in range(args.episodes):
+            totals.append((entry.env_id, episode, _play_scripted(env, seed=args.seed + episode, quiet=args.quiet)))
+        env.close()
+    print("\n== summary ==")
+    for env_id, episode, (ret, metrics) in totals:
+        print(f"{env_id:34} episode {episode}: return {ret:+.3f}  acc {metrics.get('acc', 0):.0f}  turns {metrics.get('turns', 0):.0f}")
+    return 0
+
+
+def _play_scripted(env: gym.Env, *, seed: int, quiet: bool) -> tuple[float, dict]:
+    obs, info = env.reset(seed=seed)
+    base = env.unwrapped
+    show = (lambda *a: None) if quiet else print
+    show(f"\n===== {env.spec.id if env.spec else type(base).__name__}  (seed {seed}) =====")
+    for message in info["messages"]:
+        show(f"[{message['role']}]\n{message['content']}\n")
+    actions = list(base.demonstration())
+    if base.tools and base.max_turns > len(actions):
+        actions.insert(0, MALFORMED_CALL)
+    ret, metrics = 0.0, {}
+    for action in actions:
+        obs, reward, terminated, truncated, info = env.step(action)
+        ret += reward
+        show(f"[assistant]\n{action}\n")
+        if obs:
+            show(f"[observation]\n{obs}\n")
+        show(f"  reward {reward:+.3f}  components {json.dumps(info['reward_components'])}")
+        if terminated or truncated:
+            metrics = info["metrics"]
+            show(f"  episode over (terminated={terminated}, truncated={truncated}); metrics {json.dumps(metrics)}")
+            break
+    return ret, metrics
+
+
+def _play(args: argparse.Namespace) -> int:
+    """Type the model's turns yourself; an empty line ends a turn, EOF quits."""
+    entry_kwargs = next((e.offline_kwargs for e in suite_envs() if e.env_id == resolve_env_id(args.env)), None) or {}
+    env = gym.make(resolve_env_id(args.env), **entry_kwargs)
+    obs, info = env.reset(seed=args.seed)
+    print("\n".join(f"[{m['role']}] {m['content']}" for m in info["messages"]))
+    while True:
+        print("\n[you] (end your turn with an empty line)")
+        lines = []
+        for line in sys.stdin:
+            if not line.strip():
+                break
+            lines.append(line.rstrip("\n"))
+        else:
+            if not lines:
+                return 0
+        obs, reward, terminated, truncated, info = env.step("\n".join(lines))
+        print(f"[observation] {obs}\nreward {reward:+.3f} {info['reward_components']}")
+        if terminated or truncated:
+            print(f"episode over; metrics {info['metrics']}")
+            return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m envs", description=f"AgentR1-Gym {envs.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="show registered environments").set_defaults(func=_list)
+    demo = sub.add_parser("demo", help="play every env on shipped data with a scripted policy")
+    demo.add_argument("--env", action="append", help="only this env (id or alias); repeatable")
+    demo.add_argument("--episodes", type=int, default=1)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--quiet", action="store_true", help="print only the summary")
+    demo.set_defaults(func=_demo)
+    play = sub.add_parser("play", help="play an env by typing the model's turns")
+    play.add_argument("env")
+    play.add_argument("--seed", type=int, default=0)
+    play.set_defaults(func=_play)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

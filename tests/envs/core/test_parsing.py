@@ -1,0 +1,99 @@
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from envs.core.parsing import count_think_blocks, extract_last_boxed, extract_tag, parse_turn, strip_reasoning, tag_spans
+
+TAGS = {"search": "query", "calculator": "expression"}
+
+
+def test_hermes_call_with_object_and_string_arguments():
+    turn = parse_turn('<tool_call>{"name": "search", "arguments": {"query": "Paris"}}</tool_call>'
+                      '<tool_call>{"name": "search", "arguments": "{\\"query\\": \\"Rome\\"}"}</tool_call>')
+    assert [(c.name, c.arguments) for c in turn.tool_calls] == [("search", {"query": "Paris"}), ("search", {"query": "Rome"})]
+    assert turn.errors == []
+
+
+def test_tag_form_fills_the_declared_argument():
+    turn = parse_turn("<think>maybe <search>ignored</search></think> <search> capital of France </search>", tag_tools=TAGS)
+    assert [(c.name, c.arguments, c.form) for c in turn.tool_calls] == [("search", {"query": "capital of France"}, "tag")]
+
+
+def test_calls_inside_reasoning_do_not_count():
+    turn = parse_turn('<think><tool_call>{"name": "search", "arguments": {}}</tool_call></think>The answer is 4.')
+    assert not turn.attempted_tool_use
+
+
+def test_malformed_calls_become_named_errors():
+    cases = {
+        '<tool_call>{"name": "search", "arguments": {"query": "a"}</tool_call>': "malformed_json",
+        "<tool_call>[1, 2]</tool_call>": "malformed_json",
+        '<tool_call>{"arguments": {}}</tool_call>': "missing_name",
+        '<tool_call>{"name": "  ", "arguments": {}}</tool_call>': "missing_name",
+        '<tool_call>{"name": "search", "arguments": [1]}</tool_call>': "bad_arguments",
+        '<tool_call>{"name": "search", "arguments": "not json"}</tool_call>': "bad_arguments",
+        '<tool_call>{"name": "search"': "unclosed_tag",
+    }
+    for text, kind in cases.items():
+        turn = parse_turn(text)
+        assert [e.kind for e in turn.errors] == [kind], text
+        assert turn.tool_calls == []
+
+
+def test_unclosed_tag_after_complete_call_reports_both():
+    turn = parse_turn("<search>a</search><search>b", tag_tools=TAGS)
+    assert [c.arguments["query"] for c in turn.tool_calls] == ["a"]
+    assert [e.kind for e in turn.errors] == ["unclosed_tag"]
+
+
+def test_max_calls_caps_the_number_of_calls():
+    text = "".join(f"<search>q{i}</search>" for i in range(20))
+    assert len(parse_turn(text, tag_tools=TAGS, max_calls=3).tool_calls) == 3
+
+
+def test_boxed_takes_the_last_complete_box_and_never_merges():
+    assert extract_last_boxed(r"\boxed{1} then \boxed{\frac{1}{2}}") == r"\frac{1}{2}"
+    assert extract_last_boxed(r"\boxed{a} and an unfinished \boxed{b") == "a"
+    assert extract_last_boxed(r"\boxed{\{1, 2\}}") == r"\{1, 2\}"
+    assert extract_last_boxed(r"so \boxed 7$.") == "7"
+    assert extract_last_boxed(r"\fbox{3}") == "3"
+    assert extract_last_boxed("no box") is None
+
+
+def test_tag_helpers():
+    assert extract_tag("<answer>a</answer> <answer> b </answer>", "answer") == "b"
+    assert extract_tag("<answer>a", "answer") is None
+    assert strip_reasoning("<think>x</think>rest") == "rest"
+    assert strip_reasoning("no think") == "no think"
+    assert count_think_blocks("<think>a</think><think>b</think><think>") == 2
+    assert tag_spans("<a>1</a><a>2", "a") == ([(3, 4)], True)
+
+
+@given(st.text(max_size=400))
+def test_parse_turn_is_total(text):
+    turn = parse_turn(text, tag_tools=TAGS)
+    for call in turn.tool_calls:
+        assert isinstance(call.name, str) and isinstance(call.arguments, dict)
+        json.dumps(call.arguments, default=str)
+    extract_last_boxed(text)
+    extract_tag(text, "answer")
+
+
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                    max_leaves=12))
+def test_any_json_payload_is_either_a_call_or_an_error(payload):
+    turn = parse_turn(f"<tool_call>{json.dumps(payload)}</tool_call>")
+    assert len(turn.tool_calls) + len(turn.errors) == 1
+
+
+@given(st.text(alphabet="{}\\boxed ", max_size=300))
+def test_boxed_content_is_brace_balanced(text):
+    content = extract_last_boxed(text)
+    if content is not None and content.startswith("{") is False:
+        depth = 0
+        for i, ch in enumerate(content):
+            if ch in "{}" and (i == 0 or content[i - 1] != "\\"):
+                depth += 1 if ch == "{" else -1
+                assert depth >= 0
