@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install the suite with its test extras into ./.venv (CPU torch first) and run the whole test suite.
+# This is the README's test command and what CI runs (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ -z "${VIRTUAL_ENV:-}" ]; then
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  # shellcheck disable=SC1091
+  . .venv/bin/activate
+fi
+
+pip_quiet() { python -m pip install --disable-pip-version-check -q "$@"; }
+# CPU build of torch first: an unpinned torch pulled by a dependency would be a multi-GB CUDA build.
+pip_quiet torch==2.13.0
+pip_quiet -e ".[dev]"
+# OpenRLHF's own agent API, without its GPU stack (deepspeed, vllm, ray, flash-attn): the adapter tests
+# load our agent file through it.
+pip_quiet --no-deps openrlhf==0.11.2
+
+set +e
+python -m pytest "$@"
+status=$?
+set -e
+if [ "$status" -eq 5 ]; then
+  echo "pytest collected no tests: failing instead of passing silently" >&2
+  exit 1
+fi
+exit "$status"
