@@ -26,7 +26,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from adapters.openrlhf.dataset import INPUT_KEY, LABEL_KEY, atomic_write_text, prompt_rows, write_agent_file, write_jsonl
+from adapters.openrlhf.dataset import INPUT_KEY, LABEL_KEY, prompt_rows, write_agent_file, write_jsonl
+from envs.core.io import atomic_write_text
 from adapters.openrlhf.presets import PRESETS, FlagValue, default_preset
 
 logger = logging.getLogger("adapters.openrlhf")
