@@ -1,0 +1,258 @@
+"""``python -m baselines.evaluate``: pass@1 / pass@k and the env's metrics on any suite env.
+
+Each item is played ``--samples`` times through the env (multi-turn, tools included) with the same
+rollout code the trainer uses. Success is the env's ``em`` metric when it reports one (QA: exact
+match, as in the Agent-R1 tables) and ``acc`` otherwise (math: math-verify's verdict); every other
+numeric metric the env reports (``format``, ``em``, ``f1``,
+``turns``, ...) is averaged over all samples. pass@k uses the unbiased estimator
+``1 - C(n-c, k) / C(n, k)`` (Chen et al., 2021).
+
+Sampling defaults follow the env's ``recommended_sampling`` when it declares one (the math envs:
+temperature 0.6, top_p 0.95, as in the Open-RS evaluation); otherwise greedy decoding for one sample
+and temperature 0.6 / top_p 0.95 for several. Writes ``items.jsonl`` (one line per item),
+``summary.json`` and ``summary.md`` into ``--output-dir``, each atomically.
+
+Example::
+
+    python -m baselines.evaluate --env AgentR1/AIME24-v0 --model runs/open-rs2/checkpoints/step_000050 \\
+        --samples 8 --backend vllm
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+_DEFAULT_ITEMS = 100  # for procedural envs without a fixed item list
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from ``n`` samples with ``c`` successes."""
+    if k > n:
+        raise ValueError(f"pass@{k} needs at least {k} samples, got {n}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def k_values(samples: int) -> list[int]:
+    """1, 2, 4, ... up to ``samples``, and ``samples`` itself."""
+    ks, k = [], 1
+    while k < samples:
+        ks.append(k)
+        k *= 2
+    ks.append(samples)
+    return ks
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def summarize(records: Sequence[dict[str, Any]], samples: int) -> dict[str, Any]:
+    """Aggregate per-item records into pass@k and mean metrics."""
+    summary: dict[str, Any] = {"items": len(records), "samples": samples}
+    for k in k_values(samples):
+        summary[f"pass@{k}"] = sum(pass_at_k(samples, r["num_correct"], k) for r in records) / max(1, len(records))
+    sums: dict[str, float] = defaultdict(float)
+    counts: dict[str, int] = defaultdict(int)
+    for r in records:
+        for sample in r["samples"]:
+            for name, value in sample["metrics"].items():
+                sums[name] += value
+                counts[name] += 1
+            for name in ("reward", "response_tokens"):
+                sums[name] += sample[name]
+                counts[name] += 1
+    summary["mean"] = {name: sums[name] / counts[name] for name in sorted(sums)}
+    return summary
+
+
+def markdown_table(env_id: str, model: str, summary: dict[str, Any]) -> str:
+    passes = [k for k in summary if k.startswith("pass@")]
+    preferred = [m for m in ("acc", "em", "f1", "format", "turns", "reward", "response_tokens") if m in summary["mean"]]
+    head = ["env", "model", "items", "samples", *passes, *preferred]
+    row = [env_id, model, str(summary["items"]), str(summary["samples"]),
+           *(f"{summary[k]:.4f}" for k in passes), *(f"{summary['mean'][m]:.4f}" for m in preferred)]
+    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head), "| " + " | ".join(row) + " |"]) + "\n"
+
+
+def _printable_item(item: dict[str, Any], max_chars: int = 4000) -> dict[str, Any]:
+    """The item's short scalar fields and string lists (question, answers, ...), not its contexts."""
+    out = {}
+    for key, value in item.items():
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            pass
+        elif not isinstance(value, str | int | float | bool):
+            continue
+        if len(json.dumps(value, ensure_ascii=False)) <= max_chars:
+            out[key] = value
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m baselines.evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--env", required=True, help="env id or alias, e.g. AgentR1/AIME24-v0, math500-v0")
+    p.add_argument("--model", required=True, help="HF id or directory (a trainer checkpoint works); 'tiny' = test model")
+    p.add_argument("--tokenizer", help="defaults to --model")
+    p.add_argument("--samples", type=int, default=1, help="samples per item (n of pass@k)")
+    p.add_argument("--backend", choices=("hf", "vllm"), default="hf")
+    p.add_argument("--agent", choices=("policy", "naive-rag", "tool-call"), default="policy",
+                   help="policy: the model through the env as is; naive-rag / tool-call: the Agent-R1 baselines")
+    p.add_argument("--success-metric", help="metric whose value 1 counts as solved for pass@k (default: em if the "
+                   "env reports it, as the Agent-R1 tables; else acc)")
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--top-p", type=float)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--max-new-tokens", type=int, help="per assistant turn")
+    p.add_argument("--max-episode-tokens", type=int, default=8192)
+    p.add_argument("--limit", type=int, help="evaluate the first N items")
+    p.add_argument("--env-kwargs", type=json.loads, default=None, help="JSON object of make kwargs")
+    p.add_argument("--offline", action="store_true", help="use the env's offline_kwargs (data shipped in the repo)")
+    p.add_argument("--output-dir", default=None, help="default: runs/eval/<env>")
+    p.add_argument("--batch-items", type=int, default=32, help="items rolled out together")
+    p.add_argument("--batch-size", type=int, default=64, help="sequences per HF generate call")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None)
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("--gpu-memory-utilization", type=float, default=0.85)
+    p.add_argument("--tensor-parallel-size", type=int, default=1)
+    p.add_argument("--log-level", default="WARNING")
+    return p
+
+
+def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the evaluation described by parsed CLI ``args``; returns the summary."""
+    import torch
+    from transformers import AutoTokenizer
+
+    import envs
+    from baselines.grpo.rollout import ChatFormat, HFGenerator, Sampling, VLLMGenerator, run_episodes
+    from baselines.grpo.trainer import _torch_dtype, resolve_model_path
+    from envs.core.registry import suite_envs
+
+    env_id = envs.resolve_env_id(args.env)
+    kwargs: dict[str, Any] = {}
+    if args.offline:
+        entry = next((e for e in suite_envs() if e.env_id == env_id), None)
+        if entry is None or entry.offline_kwargs is None:
+            raise SystemExit(f"{env_id} has no offline mode")
+        kwargs.update(entry.offline_kwargs)
+    kwargs.update(args.env_kwargs or {})
+    if args.samples < 1:
+        raise SystemExit("--samples must be >= 1")
+    model_path = resolve_model_path(args.model)
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or model_path)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    chat = ChatFormat(tokenizer)
+    probe = envs.make(env_id, **kwargs)
+    recommended = dict(getattr(probe.unwrapped, "recommended_sampling", {}) or {})
+    num_items = len(getattr(probe.unwrapped, "items", []) or []) or _DEFAULT_ITEMS
+    if args.limit is not None:
+        num_items = min(num_items, args.limit) if getattr(probe.unwrapped, "items", None) else args.limit
+    if args.temperature is not None:
+        temperature = args.temperature
+    else:
+        temperature = float(recommended.get("temperature", 0.0 if args.samples == 1 else 0.6))
+    top_p = args.top_p if args.top_p is not None else float(recommended.get("top_p", 1.0 if temperature == 0 else 0.95))
+    max_new = args.max_new_tokens or int(recommended.get("max_new_tokens", 1024))
+    sampling = Sampling(temperature=temperature, top_p=top_p, top_k=args.top_k, max_new_tokens=max_new)
+    torch.manual_seed(args.seed)  # HF sampling draws from torch's RNG in this process
+    if args.backend == "vllm":
+        generator: Any = VLLMGenerator(model_path, stop_ids=chat.stop_ids, seed=args.seed,
+                                       gpu_memory_utilization=args.gpu_memory_utilization,
+                                       tensor_parallel_size=args.tensor_parallel_size,
+                                       max_model_len=args.max_episode_tokens)
+    else:
+        from transformers import AutoModelForCausalLM
+
+        device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=_torch_dtype(args.dtype, device)).to(device)
+        model.eval()
+        generator = HFGenerator(model, tokenizer, chat.stop_ids, batch_size=args.batch_size)
+    agent = None
+    if args.agent != "policy":
+        from baselines.agents import make_agent
+
+        agent = make_agent(args.agent, chat=chat)
+    out_dir = Path(args.output_dir or Path("runs") / "eval" / env_id.replace("/", "_"))
+    pool = [probe] + [envs.make(env_id, **kwargs) for _ in range(min(args.batch_items, num_items) * args.samples - 1)]
+    records: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    try:
+        for start in range(0, num_items, args.batch_items):
+            indices = list(range(start, min(num_items, start + args.batch_items)))
+            resets = [{"seed": args.seed + i, "options": {"index": i}} for i in indices for _ in range(args.samples)]
+            groups = [g for g in range(len(indices)) for _ in range(args.samples)]
+            if agent is not None:
+                episodes = agent.run(generator, pool, resets, groups, sampling, args.max_episode_tokens)
+            else:
+                episodes = run_episodes(generator, chat, pool, resets, groups, sampling, args.max_episode_tokens)
+            for g, index in enumerate(indices):
+                eps = [e for e in episodes if e.group == g]
+                metric = args.success_metric or ("em" if "em" in eps[0].metrics else "acc")
+                correct = [float(e.metrics.get(metric, 0.0)) >= 1.0 - 1e-9 for e in eps]
+                records.append({
+                    "index": index,
+                    "success_metric": metric,
+                    "item": _printable_item(eps[0].item),
+                    "num_correct": int(sum(correct)),
+                    "pass@1": sum(correct) / len(correct),
+                    "samples": [{"responses": e.responses, "reward": e.reward, "correct": c,
+                                 "response_tokens": e.model_tokens, "metrics": e.metrics,
+                                 "reward_components": e.components} for e, c in zip(eps, correct, strict=True)],
+                })
+            logger.info("evaluated %d/%d items", len(records), num_items)
+    finally:
+        for env in pool:
+            env.close()
+    summary = summarize(records, args.samples)
+    if records:
+        summary["success_metric"] = records[0]["success_metric"]
+    summary.update({"env": env_id, "env_kwargs": kwargs, "model": str(args.model), "backend": args.backend,
+                    "agent": args.agent, "sampling": vars(sampling), "seconds": time.perf_counter() - started})
+    atomic_write_text(out_dir / "items.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    table = markdown_table(env_id, str(args.model), summary)
+    atomic_write_text(out_dir / "summary.md", table)
+    summary["output_dir"] = str(out_dir)
+    summary["table"] = table
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    summary = evaluate(args)
+    print(summary["table"], end="")
+    print(f"wrote {summary['output_dir']}/summary.json, summary.md, items.jsonl")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""torchrun process-group setup and model wrapping with PyTorch's own FSDP2 / DDP.
+
+Launch with ``torchrun --nproc-per-node N -m baselines.grpo ...`` (multi-node: ``--nnodes``,
+``--rdzv-endpoint``). A plain ``python -m baselines.grpo`` is one process with no process group.
+Each rank generates its own share of the prompts; the collectives here only sum metrics and loss
+normalisers and synchronise checkpoint writing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: Any  # torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(device: str | None = None) -> DistContext:
+    """Join the torchrun process group if ``WORLD_SIZE > 1`` (NCCL on GPU, gloo on CPU)."""
+    import torch
+    import torch.distributed as dist
+
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() and device != "cpu"
+    if device is None:
+        device = f"cuda:{local_rank}" if use_cuda else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+    return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=dev)
+
+
+def resolve_strategy(strategy: str, ctx: DistContext) -> str:
+    if strategy != "auto":
+        return strategy
+    if not ctx.distributed:
+        return "none"
+    return "fsdp" if ctx.device.type == "cuda" else "ddp"
+
+
+def wrap_model(model: Any, strategy: str, ctx: DistContext, *, compute_dtype: Any = None) -> Any:
+    """Shard (FSDP2: each decoder layer, then the root) or replicate (DDP) the policy.
+
+    Under FSDP2 ``compute_dtype`` (e.g. bf16) is the mixed-precision parameter dtype, with fp32
+    gradient reduction and fp32 sharded master weights.
+    """
+    if strategy == "none" or not ctx.distributed:
+        return model
+    if strategy == "fsdp":
+        import torch
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+        kwargs: dict[str, Any] = {}
+        if compute_dtype is not None and compute_dtype != torch.float32:
+            kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=compute_dtype, reduce_dtype=torch.float32)
+        layers = getattr(getattr(model, "model", None), "layers", None)
+        for layer in layers or []:
+            fully_shard(layer, **kwargs)
+        fully_shard(model, **kwargs)
+        return model
+    if strategy == "ddp":
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=ids)
+    raise ValueError(f"unknown strategy {strategy!r}")
+
+
+def unwrap(model: Any) -> Any:
+    """The underlying ``PreTrainedModel`` (DDP keeps it in ``.module``; FSDP2 shards in place)."""
+    return getattr(model, "module", model)
+
+
+def all_reduce_sum(values: list[float], ctx: DistContext) -> list[float]:
+    """Sum a list of floats over ranks (identity on one process)."""
+    if not ctx.distributed:
+        return list(values)
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64, device=ctx.device if ctx.device.type == "cuda" else "cpu")
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def barrier(ctx: DistContext) -> None:
+    if ctx.distributed:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def broadcast_object(obj: Any, ctx: DistContext) -> Any:
+    """Rank 0's ``obj`` on every rank."""
+    if not ctx.distributed:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def full_state_dict(model: Any, ctx: DistContext, *, cpu: bool = True) -> dict[str, Any]:
+    """The unsharded model weights (on every rank when ``cpu=False``; rank 0 only when ``cpu=True``)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    if not ctx.distributed:
+        return {k: v.detach().cpu() if cpu else v.detach() for k, v in unwrap(model).state_dict().items()}
+    opts = StateDictOptions(full_state_dict=True, cpu_offload=cpu)
+    return get_model_state_dict(unwrap(model), options=opts)
+
+
+def optimizer_state(model: Any, optimizer: Any, ctx: DistContext) -> dict[str, Any]:
+    """The optimizer state in an unsharded, rank-independent form (gathered on rank 0)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    if not ctx.distributed:
+        return optimizer.state_dict()
+    return get_optimizer_state_dict(unwrap(model), optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def load_optimizer_state(model: Any, optimizer: Any, optim_sd: dict[str, Any], ctx: DistContext) -> None:
+    """Load an optimizer state saved by ``optimizer_state`` into a possibly sharded model's optimizer."""
+    if not ctx.distributed:
+        optimizer.load_state_dict(optim_sd)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    set_optimizer_state_dict(unwrap(model), optimizer, optim_sd, options=StateDictOptions(full_state_dict=True))

@@ -1,0 +1,448 @@
+"""The GRPO train loop: rollouts through the env, advantages, masked clipped loss, checkpoints.
+
+One ``step`` = each rank plays its share of ``prompts_per_step`` prompts x ``group_size`` rollouts,
+computes group advantages, then makes ``updates_per_batch`` optimizer steps on that batch.
+
+Seeds: each process seeds torch's own RNG once with ``seed + rank`` (HF sampling draws from it) and
+saves/restores that RNG state in checkpoints; env episodes are seeded from
+``SeedSequence([seed, step, prompt])`` so the prompts of a step do not depend on the world size.
+Python's ``random`` and NumPy's global RNG are never seeded or used.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import defaultdict
+from collections.abc import Iterable
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from baselines.grpo.algorithms import policy_loss, token_logprobs, turn_advantages
+from baselines.grpo.checkpoint import latest_checkpoint, load_training_state, save_checkpoint, set_rng_state
+from baselines.grpo.config import GRPOConfig
+from baselines.grpo.distributed import (
+    DistContext,
+    all_reduce_sum,
+    barrier,
+    full_state_dict,
+    init_distributed,
+    load_optimizer_state,
+    resolve_strategy,
+    wrap_model,
+)
+from baselines.grpo.rollout import ChatFormat, Episode, HFGenerator, Sampling, VLLMGenerator, run_episodes
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_model_path(name: str, ctx: DistContext | None = None) -> str:
+    """``"tiny"`` builds (rank 0 first) the tiny test model; anything else is passed through."""
+    if name != "tiny":
+        return name
+    from baselines.tiny import build_tiny_model
+
+    if ctx is not None and ctx.distributed and not ctx.is_main:
+        barrier(ctx)
+        return str(build_tiny_model())
+    path = str(build_tiny_model())
+    if ctx is not None and ctx.distributed:
+        barrier(ctx)
+    return path
+
+
+def _torch_dtype(name: str, device: Any):
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    return getattr(torch, name)
+
+
+def disable_dropout(model: Any) -> None:
+    """Zero every dropout probability (``nn.Dropout`` modules and attention-dropout attributes)."""
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        if isinstance(getattr(module, "attention_dropout", None), float):
+            module.attention_dropout = 0.0
+    if isinstance(getattr(model.config, "attention_dropout", None), float):
+        model.config.attention_dropout = 0.0
+
+
+def lr_lambda(schedule: str, total: int, warmup: int):
+    """Multiplier on the base LR: linear warm-up, then cosine / linear decay to 0, or constant."""
+    def fn(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if schedule == "constant":
+            return 1.0
+        progress = (step - warmup) / max(1, total - warmup)
+        progress = min(max(progress, 0.0), 1.0)
+        if schedule == "linear":
+            return 1.0 - progress
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return fn
+
+
+def batch_tensors(episodes: list[Episode], advantages: list[list[list[float]]], pad_id: int):
+    """Left-padded ids, attention mask, position ids, and per-token loss mask / advantage.
+
+    The last two cover the response span (the last ``resp`` positions of every row): the loss mask
+    is the episode's ``action_mask`` (observation and end-of-turn template tokens are 0) and each
+    model token carries its turn's advantage. Episodes of group ``g`` take ``advantages[g]`` rows in
+    order.
+    """
+    import torch
+
+    width = max(e.length for e in episodes)
+    resp = max(1, max(len(e.tokens) for e in episodes))
+    n = len(episodes)
+    ids = torch.full((n, width), pad_id, dtype=torch.long)
+    attn = torch.zeros((n, width), dtype=torch.long)
+    mask = torch.zeros((n, resp), dtype=torch.float32)
+    adv = torch.zeros((n, resp), dtype=torch.float32)
+    seen: dict[int, int] = defaultdict(int)
+    for row, ep in enumerate(episodes):
+        seq = ep.prompt_ids + ep.tokens
+        ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
+        attn[row, width - len(seq):] = 1
+        turn_adv = advantages[ep.group][seen[ep.group]]
+        seen[ep.group] += 1
+        offset = resp - len(ep.tokens)
+        for k, (m, t) in enumerate(zip(ep.action_mask, ep.token_turn, strict=True)):
+            if m:
+                mask[row, offset + k] = 1.0
+                adv[row, offset + k] = turn_adv[min(t, len(turn_adv) - 1)]
+    positions = (attn.cumsum(dim=1) - 1).clamp(min=0)
+    return ids, attn, positions, mask, adv, resp
+
+
+class GRPOTrainer:
+    """Owns the policy, optional frozen reference, optimizer, envs and rollout backend of one run."""
+
+    def __init__(self, config: GRPOConfig, ctx: DistContext | None = None, *, device: str | None = None):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        import envs
+
+        self.cfg = config.validate()
+        self.ctx = ctx or init_distributed(device)
+        cfg, ctx = self.cfg, self.ctx
+        if cfg.prompts_per_step % ctx.world_size:
+            raise ValueError(f"prompts_per_step ({cfg.prompts_per_step}) must be divisible by the world size ({ctx.world_size})")
+        self.local_prompts = cfg.prompts_per_step // ctx.world_size
+        torch.manual_seed(cfg.seed + ctx.rank)
+        self.env_id = envs.resolve_env_id(cfg.env)
+        self.base_model = resolve_model_path(cfg.model, ctx)
+        self.start_step = 0
+        resume_from = Path(cfg.resume_from) if cfg.resume_from else (latest_checkpoint(cfg.output_dir) if cfg.resume else None)
+        weights_from = str(resume_from) if resume_from else self.base_model
+        tok_path = cfg.tokenizer or (str(resume_from) if resume_from else self.base_model)
+        self.tokenizer = AutoTokenizer.from_pretrained(tok_path)
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.chat = ChatFormat(self.tokenizer, include_tools=cfg.template_tools)
+        # The policy keeps fp32 master weights (updates at lr 1e-6 vanish in bf16 weights); ``dtype`` is
+        # the compute precision: FSDP2's mixed-precision policy, or autocast without FSDP.
+        dtype = self.compute_dtype = _torch_dtype(cfg.dtype, ctx.device)
+        self.model = AutoModelForCausalLM.from_pretrained(weights_from, dtype=torch.float32).to(ctx.device)
+        disable_dropout(self.model)  # the sampler's and the trainer's log-probs must be the same policy
+        self.model.train()  # train mode only switches on activation checkpointing, dropout is off
+        if cfg.gradient_checkpointing:
+            enable = getattr(self.model, "activation_checkpointing_enable", None) or self.model.gradient_checkpointing_enable
+            enable()
+        self.model.config.use_cache = True
+        self.ref_model = None
+        if cfg.beta > 0:
+            self.ref_model = AutoModelForCausalLM.from_pretrained(self.base_model, dtype=dtype).to(ctx.device)
+            self.ref_model.eval().requires_grad_(False)
+        self.strategy = resolve_strategy(cfg.strategy, ctx)
+        self.model = wrap_model(self.model, self.strategy, ctx, compute_dtype=dtype)
+        if self.ref_model is not None and self.strategy == "fsdp":
+            self.ref_model = wrap_model(self.ref_model, "fsdp", ctx)
+        self._autocast = self.strategy != "fsdp" and dtype != torch.float32
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, betas=tuple(cfg.adam_betas),
+                                           weight_decay=cfg.weight_decay)
+        total_updates = cfg.steps * cfg.updates_per_batch
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lr_lambda(cfg.lr_schedule, total_updates, int(cfg.warmup_ratio * total_updates)))
+        if resume_from:
+            self._restore(resume_from)
+        self.envs = [envs.make(self.env_id, **cfg.env_kwargs) for _ in range(self.local_prompts * cfg.group_size)]
+        self._items = len(getattr(self.envs[0].unwrapped, "items", []) or [])
+        self.sampling = Sampling(temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
+                                 max_new_tokens=cfg.max_new_tokens)
+        if cfg.backend == "vllm":
+            self.generator: Any = VLLMGenerator(weights_from, stop_ids=self.chat.stop_ids, seed=cfg.seed + ctx.rank,
+                                                gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
+                                                tensor_parallel_size=cfg.vllm_tensor_parallel_size,
+                                                max_model_len=cfg.max_episode_tokens, enable_sleep=cfg.vllm_enable_sleep)
+        else:
+            self.generator = HFGenerator(self.model, self.tokenizer, self.chat.stop_ids, batch_size=cfg.rollout_batch_size)
+        self.writer = None
+        self.wandb = None
+        self.history: list[dict[str, float]] = []
+
+    # ------------------------------------------------------------------ resume
+    def _restore(self, path: Path) -> None:
+        loaded = load_training_state(path, self.ctx)
+        load_optimizer_state(self.model, self.optimizer, loaded["optimizer"], self.ctx)
+        self.scheduler.load_state_dict(loaded["scheduler"])
+        if loaded["rng"] is not None:
+            set_rng_state(loaded["rng"])
+        self.start_step = int(loaded["state"]["step"])
+        logger.info("resumed from %s at step %d", path, self.start_step)
+
+    # ------------------------------------------------------------------ prompts
+    def step_resets(self, step: int) -> tuple[list[dict[str, Any]], list[int]]:
+        """This rank's reset kwargs for ``step``: its prompts, each repeated ``group_size`` times."""
+        cfg, ctx = self.cfg, self.ctx
+        resets, groups = [], []
+        for local in range(self.local_prompts):
+            j = ctx.rank * self.local_prompts + local  # global prompt index within the step
+            seed = int(np.random.SeedSequence([cfg.seed, step, j]).generate_state(1)[0])
+            options: dict[str, Any] = {}
+            if self._items:
+                flat = step * cfg.prompts_per_step + j
+                epoch, pos = divmod(flat, self._items)
+                order = np.random.default_rng([cfg.seed, epoch]).permutation(self._items)
+                options = {"index": int(order[pos])}
+            for _ in range(cfg.group_size):
+                resets.append({"seed": seed, "options": dict(options)})
+                groups.append(local)
+        return resets, groups
+
+    # ------------------------------------------------------------------ tensors
+    def _logprobs(self, model: Any, ids, attn, positions, resp: int, *, grad: bool):
+        """Log-probs and entropies of the last ``resp`` tokens of each row."""
+        import torch
+
+        grad_ctx = nullcontext() if grad else torch.no_grad()
+        cast = (torch.autocast(device_type=self.ctx.device.type, dtype=self.compute_dtype)
+                if self._autocast and model is self.model else nullcontext())
+        with grad_ctx, cast:
+            out = model(input_ids=ids, attention_mask=attn, position_ids=positions, logits_to_keep=resp + 1,
+                        use_cache=False)
+            logits = out.logits[:, :-1, :]
+            return token_logprobs(logits, ids[:, -resp:], self.cfg.temperature)
+
+    def _micro_batches(self, n: int) -> list[slice]:
+        size = self.cfg.micro_batch_size
+        return [slice(s, min(s + size, n)) for s in range(0, n, size)]
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self, step: int) -> dict[str, float]:
+        """Roll out, compute advantages and update; returns the step's metrics (all ranks agree)."""
+        import torch
+
+        cfg, ctx = self.cfg, self.ctx
+        t0 = time.perf_counter()
+        resets, groups = self.step_resets(step)
+        cast = (torch.autocast(device_type=ctx.device.type, dtype=self.compute_dtype)
+                if self._autocast and not isinstance(self.generator, VLLMGenerator) else nullcontext())
+        with cast:
+            episodes = run_episodes(self.generator, self.chat, self.envs, resets, groups, self.sampling,
+                                    cfg.max_episode_tokens)
+        t_rollout = time.perf_counter() - t0
+        if isinstance(self.generator, VLLMGenerator):
+            self.generator.sleep()
+        grouped: list[list[list[float]]] = [[] for _ in range(self.local_prompts)]
+        for ep in episodes:
+            grouped[ep.group].append(ep.turn_rewards or [0.0])
+        advantages = turn_advantages(grouped, cfg.advantage, turn_level=cfg.turn_level_returns,
+                                     scale_by_std=cfg.scale_by_std)
+        ids, attn, positions, mask, adv, resp = batch_tensors(episodes, advantages, self.tokenizer.pad_token_id)
+        dev = ctx.device
+        ids, attn, positions, mask, adv = (t.to(dev) for t in (ids, attn, positions, mask, adv))
+        slices = self._micro_batches(len(episodes))
+        token_count, seq_count = all_reduce_sum([float(mask.sum()), float(len(episodes))], ctx)
+        ref_logp = old_logp = None
+        if self.ref_model is not None:
+            ref_logp = torch.cat([self._logprobs(self.ref_model, ids[s], attn[s], positions[s], resp, grad=False)[0]
+                                  for s in slices])
+        if cfg.updates_per_batch > 1:
+            old_logp = torch.cat([self._logprobs(self.model, ids[s], attn[s], positions[s], resp, grad=False)[0]
+                                  for s in slices])
+        sums: dict[str, float] = defaultdict(float)
+        scale = float(ctx.world_size) if ctx.distributed else 1.0  # DDP/FSDP average gradients over ranks
+        t1 = time.perf_counter()
+        for update in range(cfg.updates_per_batch):
+            self.optimizer.zero_grad(set_to_none=True)
+            for k, s in enumerate(slices):
+                last = k == len(slices) - 1
+                with self._sync_context(last):
+                    logp, entropy = self._logprobs(self.model, ids[s], attn[s], positions[s], resp, grad=True)
+                    old = old_logp[s] if old_logp is not None else logp.detach()
+                    loss, stats = policy_loss(
+                        logp, old, adv[s], mask[s], ref_logp=ref_logp[s] if ref_logp is not None else None,
+                        beta=cfg.beta, clip_low=cfg.clip_eps, clip_high=cfg.clip_eps_high,
+                        aggregation=cfg.loss_aggregation, token_count=token_count, sequence_count=seq_count,
+                        max_tokens=cfg.max_new_tokens)
+                    (loss * scale).backward()
+                if update == 0:
+                    ntok = float(stats["tokens"])
+                    sums["loss"] += float(loss.detach()) * scale
+                    sums["kl_tok"] += float(stats["kl"]) * ntok
+                    sums["clip_tok"] += float(stats["clip_frac"]) * ntok
+                    sums["entropy_tok"] += float((entropy.detach() * mask[s]).sum())
+                    sums["tokens"] += ntok
+            grad_norm = self._clip_and_step()
+            if update == 0:
+                sums["grad_norm"] = grad_norm * (1.0 / ctx.world_size if ctx.distributed else 1.0)
+        t_train = time.perf_counter() - t1
+        if isinstance(self.generator, VLLMGenerator):
+            self.generator.sync_weights(full_state_dict(self.model, ctx, cpu=False))
+        metrics = self._metrics(episodes, sums)
+        metrics.update({"time/rollout": t_rollout, "time/train": t_train, "lr": self.scheduler.get_last_lr()[0]})
+        return metrics
+
+    def _sync_context(self, last: bool):
+        """Skip the gradient all-reduce on all but the last micro-batch."""
+        if not self.ctx.distributed or last:
+            if self.strategy == "fsdp" and self.ctx.distributed:
+                self.model.set_requires_gradient_sync(True)
+            return nullcontext()
+        if self.strategy == "ddp":
+            return self.model.no_sync()
+        if self.strategy == "fsdp":
+            self.model.set_requires_gradient_sync(False)
+        return nullcontext()
+
+    def _clip_and_step(self) -> float:
+        import torch
+
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm) if params else torch.tensor(0.0)
+        if hasattr(norm, "full_tensor"):  # DTensor under FSDP2
+            norm = norm.full_tensor()
+        self.optimizer.step()
+        self.scheduler.step()
+        return float(norm)
+
+    def _metrics(self, episodes: list[Episode], sums: dict[str, float]) -> dict[str, float]:
+        """Episode and loss statistics summed over ranks, then averaged."""
+        local: dict[str, float] = defaultdict(float)
+        n = float(len(episodes))
+        for ep in episodes:
+            local["reward"] += ep.reward
+            local["reward_sq"] += ep.reward ** 2
+            local["response_length"] += ep.model_tokens
+            local["episode_length"] += ep.length
+            local["cut"] += float(ep.cut)
+            for name, value in ep.components.items():
+                local[f"reward/{name}"] += value
+            for name, value in ep.metrics.items():
+                if name != "episode_reward":
+                    local[f"env/{name}"] += value
+        keys = sorted(set(local) | {"reward", "reward_sq", "response_length", "episode_length", "cut"})
+        keys = _union_keys(keys, self.ctx)
+        loss_keys = ["loss", "kl_tok", "clip_tok", "entropy_tok", "tokens", "grad_norm"]
+        totals = all_reduce_sum([local.get(k, 0.0) for k in keys] + [sums.get(k, 0.0) for k in loss_keys] + [n], self.ctx)
+        count = totals[-1]
+        agg = dict(zip(keys, totals[:len(keys)], strict=True))
+        lsum = dict(zip(loss_keys, totals[len(keys):-1], strict=True))
+        out = {k: v / count for k, v in agg.items() if k != "reward_sq"}
+        out["reward_std"] = math.sqrt(max(0.0, agg["reward_sq"] / count - out["reward"] ** 2))
+        for short in ("acc", "format", "turns"):
+            if f"env/{short}" in out:
+                out[short] = out[f"env/{short}"]
+        tokens = max(lsum["tokens"], 1.0)
+        out.update({"loss": lsum["loss"] / (self.ctx.world_size if self.ctx.distributed else 1),
+                    "kl": lsum["kl_tok"] / tokens, "clip_frac": lsum["clip_tok"] / tokens,
+                    "entropy": lsum["entropy_tok"] / tokens, "grad_norm": lsum["grad_norm"], "episodes": count})
+        return out
+
+    # ------------------------------------------------------------------ loop
+    def train(self) -> list[dict[str, float]]:
+        """Run from ``start_step`` to ``steps``; log, checkpoint; return every step's metrics."""
+        cfg, ctx = self.cfg, self.ctx
+        self._open_loggers()
+        steps: Iterable[int] = range(self.start_step, cfg.steps)
+        bar = None
+        if ctx.is_main and cfg.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=cfg.steps, initial=self.start_step, desc="grpo", dynamic_ncols=True)
+        try:
+            for step in steps:
+                metrics = self.train_step(step)
+                metrics["step"] = step + 1
+                self.history.append(metrics)
+                self._log(step + 1, metrics)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(reward=f"{metrics['reward']:.3f}", acc=f"{metrics.get('acc', 0.0):.2f}",
+                                    kl=f"{metrics['kl']:.4f}")
+                done = step + 1 == cfg.steps
+                if (cfg.save_every and (step + 1) % cfg.save_every == 0) or done:
+                    self.save(step + 1)
+        finally:
+            if bar is not None:
+                bar.close()
+            self._close_loggers()
+        return self.history
+
+    def save(self, step: int) -> Path:
+        state = {"env": self.env_id, "base_model": self.base_model, "config": _jsonable(vars(self.cfg))}
+        return save_checkpoint(self.cfg.output_dir, step, model=self.model, optimizer=self.optimizer,
+                               scheduler=self.scheduler, tokenizer=self.tokenizer, trainer_state=state, ctx=self.ctx,
+                               keep=self.cfg.keep_checkpoints)
+
+    def _open_loggers(self) -> None:
+        if not self.ctx.is_main:
+            return
+        if self.cfg.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=str(Path(self.cfg.output_dir) / "tensorboard"))
+        if self.cfg.wandb_project:
+            import wandb
+
+            self.wandb = wandb.init(project=self.cfg.wandb_project, config=_jsonable(vars(self.cfg)),
+                                    dir=self.cfg.output_dir, resume="allow")
+
+    def _log(self, step: int, metrics: dict[str, float]) -> None:
+        if not self.ctx.is_main or step % max(1, self.cfg.log_every):
+            return
+        logger.info("step %d reward %.4f acc %.3f loss %.4f kl %.5f", step, metrics["reward"],
+                    metrics.get("acc", float("nan")), metrics["loss"], metrics["kl"])
+        if self.writer is not None:
+            for k, v in metrics.items():
+                if k != "step":
+                    self.writer.add_scalar(k, v, step)
+        if self.wandb is not None:
+            self.wandb.log(metrics, step=step)
+
+    def _close_loggers(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        if self.wandb is not None:
+            self.wandb.finish()
+            self.wandb = None
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+def _union_keys(keys: list[str], ctx: DistContext) -> list[str]:
+    if not ctx.distributed:
+        return keys
+    import torch.distributed as dist
+
+    gathered: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(gathered, keys)
+    return sorted(set().union(*gathered))
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}

@@ -1,0 +1,93 @@
+"""Multi-turn rollouts: the token stream, and the loss mask that keeps observations out."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("torch")
+
+import envs  # noqa: E402
+from baselines.grpo.algorithms import turn_advantages  # noqa: E402
+from baselines.grpo.rollout import ChatFormat, Sampling, run_episodes  # noqa: E402
+from baselines.grpo.trainer import batch_tensors  # noqa: E402
+
+ITEM = {"question": "Ada has 3 apples. Ada gets 4 more. How many apples does Ada have now?", "answer": "7",
+        "expression": "3 + 4"}
+TOOL_TURN = '<tool_call>{"name": "calculator", "arguments": {"expression": "3 + 4"}}</tool_call>'
+FINAL_TURN = "The answer is \\boxed{7}."
+
+
+class ScriptedGenerator:
+    """Writes the given turns in order (each ended by the stop token), like a model would."""
+
+    def __init__(self, chat: ChatFormat, turns: list[str], *, stop: bool = True):
+        self.chat, self.turns, self.stop, self.calls = chat, turns, stop, 0
+
+    def generate(self, prompts, budgets, sampling):
+        text = self.turns[min(self.calls, len(self.turns) - 1)]
+        self.calls += 1
+        ids = self.chat.encode(text) + ([self.chat.stop_ids[0]] if self.stop else [])
+        return [ids[:b] for b in budgets]
+
+
+def _play(tokenizer, turns, *, stop=True, max_tokens=2048):
+    chat = ChatFormat(tokenizer)
+    env = envs.make("arithmetic-v0", digits=1, num_operations=1, calculator=True)
+    episodes = run_episodes(ScriptedGenerator(chat, turns, stop=stop), chat, [env],
+                            [{"seed": 0, "options": {"item": ITEM}}], [0], Sampling(max_new_tokens=64), max_tokens)
+    return chat, env, episodes[0]
+
+
+def test_loss_mask_covers_exactly_the_model_tokens(tiny_tokenizer):
+    chat, env, ep = _play(tiny_tokenizer, [TOOL_TURN, FINAL_TURN])
+    eos = chat.stop_ids[0]
+    model_ids = [t for t, m in zip(ep.tokens, ep.action_mask, strict=True) if m]
+    assert model_ids == chat.encode(TOOL_TURN) + [eos] + chat.encode(FINAL_TURN) + [eos]
+    observation = tiny_tokenizer.decode([t for t, m in zip(ep.tokens, ep.action_mask, strict=True) if not m])
+    assert "<tool_response>" in observation and "7" in observation
+    assert "<tool_response>" not in tiny_tokenizer.decode(model_ids)
+    assert ep.responses == [TOOL_TURN, FINAL_TURN]
+    assert ep.terminated and not ep.cut
+    assert ep.metrics["acc"] == 1.0 and ep.metrics["turns"] == 1.0
+    assert ep.components == pytest.approx({"tool_call_valid": 0.05, "answer": 1.0, "format": 0.1})
+    assert ep.turn_rewards == pytest.approx([0.05, 1.1])
+    assert set(ep.token_turn[i] for i, m in enumerate(ep.action_mask) if m) == {0, 1}
+
+
+def test_token_stream_is_the_chat_template_rendering(tiny_tokenizer):
+    chat, env, ep = _play(tiny_tokenizer, [TOOL_TURN, FINAL_TURN])
+    messages = env.unwrapped._state.messages
+    rendered = tiny_tokenizer.apply_chat_template(messages, tools=[t.schema() for t in env.unwrapped.tools.values()],
+                                                  tokenize=False)
+    stream = tiny_tokenizer.decode(ep.prompt_ids + ep.tokens)
+    assert rendered.startswith(stream)
+    assert rendered[len(stream):] == chat._close_rest  # only the final turn's closing newline is missing
+
+
+def test_turn_without_stop_token_is_closed_by_the_template(tiny_tokenizer):
+    chat, env, ep = _play(tiny_tokenizer, [TOOL_TURN, FINAL_TURN], stop=False)
+    stream = tiny_tokenizer.decode(ep.prompt_ids + ep.tokens)
+    assert TOOL_TURN + chat.turn_close + "<|im_start|>user" in stream
+    assert ep.metrics["acc"] == 1.0
+
+
+def test_batch_tensors_mask_excludes_observations(tiny_tokenizer):
+    chat, env, ep = _play(tiny_tokenizer, [TOOL_TURN, FINAL_TURN])
+    advantages = turn_advantages([[ep.turn_rewards]], "grpo", turn_level=True, scale_by_std=False)
+    ids, attn, positions, mask, adv, resp = batch_tensors([ep], advantages, tiny_tokenizer.pad_token_id)
+    assert resp == len(ep.tokens)
+    assert ids[0, -resp:].tolist() == ep.tokens
+    assert mask[0].tolist() == [float(m) for m in ep.action_mask]
+    assert all(a == 0.0 for a, m in zip(adv[0].tolist(), ep.action_mask, strict=True) if not m)
+    assert positions[0, -1].item() == ep.length - 1
+
+
+def test_episode_cut_at_the_token_budget(tiny_tokenizer):
+    chat, env, ep = _play(tiny_tokenizer, [TOOL_TURN] * 5, max_tokens=0)
+    assert ep.cut and ep.truncated and ep.tokens == [] and ep.metrics["acc"] == 0.0
+    first_turn = len(chat.encode(TOOL_TURN)) + 1
+    _, _, probe = _play(tiny_tokenizer, [TOOL_TURN], max_tokens=0)
+    limit = len(probe.prompt_ids) + first_turn + 5  # room for the first turn, not for its observation
+    chat, env, ep = _play(tiny_tokenizer, [TOOL_TURN] * 5, max_tokens=limit)
+    assert ep.cut and ep.responses == [TOOL_TURN]
+    assert ep.metrics["acc"] == 0.0 and ep.turn_rewards == pytest.approx([0.05])
