@@ -24,14 +24,14 @@ import argparse
 import json
 import logging
 import math
-import os
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from envs.core.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -55,20 +55,6 @@ def k_values(samples: int) -> list[int]:
         k *= 2
     ks.append(samples)
     return ks
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def summarize(records: Sequence[dict[str, Any]], samples: int) -> dict[str, Any]:
