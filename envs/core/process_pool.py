@@ -8,8 +8,10 @@ trainer threads, asyncio executors and Ray actors. Here each worker is a plain s
 talking pickles over a pair of pipes. A task that overruns its deadline gets its worker killed
 (``SIGKILL``) and replaced; the caller sees a ``timeout`` outcome, never a hang.
 
-Each worker also arms a *soft* deadline (``setitimer`` in its own main thread) slightly before the
-hard one, so a task stuck in Python code is interrupted without the cost of restarting a process.
+There is deliberately no in-worker "soft" interrupt (an exception raised by a timer signal): it can
+land inside a half-finished import or cache update and leave the worker subtly broken, so an
+overrunning worker is always replaced. Slow imports happen at worker start (``preload``), before
+any deadline runs.
 
 * ``pool.call(fn, *args)`` runs one task and returns an :class:`Outcome` (never raises for task
   failures); ``pool.run`` returns the value or raises :class:`TaskFailed`.
@@ -42,7 +44,7 @@ import weakref
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,10 @@ _STARTUP_TIMEOUT = 120.0  # a cold worker imports sympy and friends; generous on
 
 class PoolClosed(RuntimeError):
     """The pool was closed (explicitly or at interpreter exit)."""
+
+
+class PoolFailure(RuntimeError):
+    """The pool cannot start worker processes (the OS refused: no processes or descriptors left)."""
 
 
 class TaskFailed(RuntimeError):
@@ -84,12 +90,11 @@ class _Worker:
 
     _ids = itertools.count()
 
-    def __init__(self, preload: Sequence[str], soft_margin: float, env: dict[str, str]):
+    def __init__(self, preload: Sequence[str], env: dict[str, str]):
         parent_recv_fd, child_send_fd = os.pipe()
         child_recv_fd, parent_send_fd = os.pipe()
         code = "from envs.core.process_pool import _worker_main; _worker_main()"
-        args = [sys.executable, "-c", code, str(child_recv_fd), str(child_send_fd), repr(float(soft_margin)),
-                ",".join(preload)]
+        args = [sys.executable, "-c", code, str(child_recv_fd), str(child_send_fd), ",".join(preload)]
         try:
             self.proc = subprocess.Popen(args, pass_fds=(child_recv_fd, child_send_fd), env=env,
                                          stdin=subprocess.DEVNULL, close_fds=True)
@@ -149,11 +154,14 @@ class ProcessPool:
     """Run picklable functions in worker processes with hard per-task timeouts (see the module doc).
 
     Workers start lazily on first use (or on ``start()``) and are replaced after a timeout, a crash,
-    or ``max_tasks_per_worker`` tasks (symbolic libraries grow caches). Thread-safe.
+    or ``max_tasks_per_worker`` tasks (symbolic libraries grow caches). ``preload`` entries
+    (``"module"`` or ``"module:function"``) are imported, and the function called, when a worker
+    starts, before it takes tasks, so slow imports never count against a task's deadline.
+    Thread-safe.
     """
 
-    def __init__(self, workers: int | None = None, *, timeout: float = 5.0, soft_margin: float = 0.5,
-                 preload: Sequence[str] = (), max_tasks_per_worker: int | None = 20_000, name: str = "pool"):
+    def __init__(self, workers: int | None = None, *, timeout: float = 5.0, preload: Sequence[str] = (),
+                 max_tasks_per_worker: int | None = 20_000, name: str = "pool"):
         if workers is None:
             workers = default_workers()
         if workers < 1:
@@ -162,7 +170,6 @@ class ProcessPool:
             raise ValueError(f"timeout must be > 0, got {timeout}")
         self.size = int(workers)
         self.timeout = float(timeout)
-        self.soft_margin = float(soft_margin)
         self.preload = tuple(preload)
         self.max_tasks_per_worker = max_tasks_per_worker
         self.name = name
@@ -207,6 +214,16 @@ class ProcessPool:
     def closed(self) -> bool:
         return self._closed
 
+    def _disown(self) -> None:
+        """In a forked child: mark closed and drop the parent's workers without touching them."""
+        self._lock = threading.Lock()
+        self._closed = True
+        self._all = set()
+        self._idle = queue.LifoQueue()
+        for _ in range(self.size):
+            self._idle.put(None)
+        self._threads = self._async_threads = None
+
     def __enter__(self) -> ProcessPool:
         return self
 
@@ -218,7 +235,7 @@ class ProcessPool:
             raise PoolClosed(f"process pool {self.name!r} is closed")
 
     def _spawn(self) -> _Worker:
-        worker = _Worker(self.preload, self.soft_margin, self._env)
+        worker = _Worker(self.preload, self._env)
         self._all.add(worker)
         return worker
 
@@ -226,8 +243,12 @@ class ProcessPool:
         with self._lock:
             self._check_open()
             if self._idle.empty() and self._started < self.size:
+                try:
+                    worker = self._spawn()
+                except OSError:
+                    raise PoolFailure(f"process pool {self.name!r} cannot start a worker process") from None
                 self._started += 1
-                return self._spawn()
+                return worker
         worker = self._idle.get()
         if worker is None:
             self._idle.put(None)
@@ -236,6 +257,7 @@ class ProcessPool:
 
     def _release(self, worker: _Worker, healthy: bool) -> None:
         recycle = self.max_tasks_per_worker is not None and worker.tasks_done >= self.max_tasks_per_worker
+        replacement = None
         with self._lock:
             if self._closed:
                 self._all.discard(worker)
@@ -247,9 +269,17 @@ class ProcessPool:
             self._all.discard(worker)
             if not healthy:
                 self.restarts += 1
-            replacement = self._spawn()
-        worker.kill() if not healthy else worker.stop()
-        self._idle.put(replacement)
+            try:
+                replacement = self._spawn()
+            except OSError:  # out of processes or file descriptors: shrink; a later acquire retries
+                logger.exception("%s: could not start a replacement worker", self.name)
+                self._started -= 1
+        if healthy:
+            worker.stop()
+        else:
+            worker.kill()
+        if replacement is not None:
+            self._idle.put(replacement)
 
     # ------------------------------------------------------------------ running tasks
     def call(self, fn: Callable[..., Any], *args: Any, timeout: float | None = None) -> Outcome:
@@ -277,7 +307,9 @@ class ProcessPool:
             return []
         limit = self.timeout if timeout is None else float(timeout)
         if chunksize is None:
-            chunksize = max(1, min(64, -(-len(tasks) // (self.size * 4))))
+            # Small chunks: task costs vary a lot (an interval comparison can take 100x an integer
+            # one), and a driver stuck with a chunk of slow tasks would leave other workers idle.
+            chunksize = max(1, min(4, -(-len(tasks) // (self.size * 4))))
         try:
             blob = pickle.dumps(fn)
         except Exception as exc:
@@ -305,7 +337,8 @@ class ProcessPool:
             futures = [executor.submit(drain) for _ in range(drivers - 1)]
             drain()
             for future in futures:
-                future.result()
+                if not future.cancel():  # a helper that never started has nothing left to do
+                    future.result()
         return [r if r is not None else Outcome(CRASHED, error="not run") for r in results]
 
     async def acall(self, fn: Callable[..., Any], *args: Any, timeout: float | None = None) -> Outcome:
@@ -348,7 +381,7 @@ class ProcessPool:
                         results[index] = Outcome(CRASHED, error=error)
                     return
                 try:
-                    worker.send.send_bytes(pickle.dumps((blob, [tasks[i] for i in todo], limit)))
+                    worker.send.send_bytes(pickle.dumps((blob, [tasks[i] for i in todo])))
                 except (OSError, pickle.PicklingError, TypeError, AttributeError) as exc:
                     if isinstance(exc, OSError):
                         healthy = False
@@ -417,6 +450,21 @@ def shared_pool(name: str, *, workers: int | None = None, timeout: float = 5.0,
         return pool
 
 
+def _after_fork_in_child() -> None:
+    """A forked child (``gym.vector.AsyncVectorEnv``, ``multiprocessing``) must not talk to its
+    parent's workers: their pipes are the parent's. Forget them (without killing them) so the
+    child starts its own pools on first use; locks held by other parent threads are replaced."""
+    global _SHARED_LOCK
+    _SHARED_LOCK = threading.Lock()
+    _SHARED.clear()
+    for pool in list(_LIVE_POOLS):
+        pool._disown()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 @atexit.register
 def _close_all() -> None:
     for pool in list(_LIVE_POOLS):
@@ -427,19 +475,10 @@ def _close_all() -> None:
 
 
 # ---------------------------------------------------------------------------- worker side
-class SoftTimeout(BaseException):
-    """Raised inside a worker when a task passes its soft deadline (a ``BaseException`` so that
-    libraries' ``except Exception`` blocks cannot swallow it)."""
-
-
-def _on_alarm(signum: int, frame: Any) -> None:
-    raise SoftTimeout()
-
-
 def _worker_main() -> None:
-    """Entry point of a worker process: ``argv = [recv_fd, send_fd, soft_margin, preload]``."""
-    recv_fd, send_fd, margin = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-    preload = [m for m in sys.argv[4].split(",") if m] if len(sys.argv) > 4 else []
+    """Entry point of a worker process: ``argv = [recv_fd, send_fd, preload]``."""
+    recv_fd, send_fd = int(sys.argv[1]), int(sys.argv[2])
+    preload = [m for m in sys.argv[3].split(",") if m] if len(sys.argv) > 3 else []
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
     # Keep the protocol pipes private: anything a task prints goes to stderr.
     sys.stdout = sys.stderr
@@ -447,46 +486,39 @@ def _worker_main() -> None:
     send = Connection(send_fd, readable=False)
     import importlib
 
-    for module in preload:
+    for entry in preload:  # "module" or "module:function" (called once, e.g. to warm caches)
+        module, _, function = entry.partition(":")
         try:
-            importlib.import_module(module)
+            loaded = importlib.import_module(module)
+            if function:
+                getattr(loaded, function)()
         except Exception:
             traceback.print_exc()
-    signal.signal(signal.SIGALRM, _on_alarm)
     send.send(_READY)
     functions: dict[bytes, Callable[..., Any]] = {}
     while True:
         try:
-            blob, batch, limit = pickle.loads(recv.recv_bytes())
+            blob, batch = pickle.loads(recv.recv_bytes())
         except (EOFError, OSError):
             return  # the parent closed the pipe or died
         fn = functions.get(blob)
         if fn is None:
             try:
                 fn = pickle.loads(blob)
-            except BaseException as exc:  # noqa: BLE001 - report, do not die
+            except Exception as exc:  # report, do not die
                 for _ in batch:
                     send.send((ERROR, None, f"cannot load the task function: {type(exc).__name__}: {exc}", 0.0))
                 continue
             functions[blob] = fn
-        soft = limit - min(margin, 0.25 * limit) if margin > 0 else 0.0
         for args in batch:
             started = time.monotonic()
             try:
-                if soft:
-                    signal.setitimer(signal.ITIMER_REAL, soft)
-                try:
-                    value = fn(*args)
-                finally:
-                    signal.setitimer(signal.ITIMER_REAL, 0)
-                message = (OK, value, "", time.monotonic() - started)
-            except SoftTimeout:
-                message = (TIMEOUT, None, f"stopped after {soft:g}s", time.monotonic() - started)
-            except BaseException as exc:  # noqa: BLE001 - a task's failure is data for the caller
+                message = (OK, fn(*args), "", time.monotonic() - started)
+            except Exception as exc:  # a task's failure is data for the caller
                 message = (ERROR, None, f"{type(exc).__name__}: {exc}", time.monotonic() - started)
             try:
                 send.send(message)
             except (pickle.PicklingError, TypeError, AttributeError) as exc:
                 send.send((ERROR, None, f"result cannot be sent back: {exc}", message[3]))
-            except (BrokenPipeError, OSError):
+            except OSError:
                 return

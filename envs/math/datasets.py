@@ -73,9 +73,9 @@ DATASETS: dict[str, DatasetSpec] = {
 }
 _ALIASES = {"math-500": "math500", "aime-24": "aime24", "aime2024": "aime24", "amc-23": "amc23",
             "minerva-math": "minerva", "olympiad-bench": "olympiadbench", "openrs": "open-rs"}
-SAMPLES: dict[str, tuple[str, Callable[[str], str] | None]] = {
+SAMPLES: dict[str, tuple[str, str | None]] = {  # name -> (file in envs/data, answer format)
     "sample": ("math_sample.jsonl", None),
-    "gsm8k-sample": ("math_gsm8k_sample.jsonl", gsm8k_answer),
+    "gsm8k-sample": ("math_gsm8k_sample.jsonl", "gsm8k"),
 }
 
 
@@ -87,27 +87,40 @@ def load_math_items(dataset: str | Path, *, split: str | None = None, limit: int
     """
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
-    transform = {None: None, "gsm8k": gsm8k_answer}.get(answer_format, KeyError)
-    if transform is KeyError:
+    if answer_format not in (None, "gsm8k"):
         raise ValueError(f"unknown answer_format {answer_format!r} (use 'gsm8k' or leave it unset)")
     key = str(dataset).lower()
     key = _ALIASES.get(key, key)
     if key in SAMPLES:
-        filename, sample_transform = SAMPLES[key]
-        path = DATA_DIR / filename
-        return _cut(normalize_records(load_records(path), source=str(path), answer_transform=transform or sample_transform), limit)
+        filename, sample_format = SAMPLES[key]
+        return _cut(_load_local(DATA_DIR / filename, answer_format or sample_format), limit)
     if key in DATASETS:
         spec = DATASETS[key]
-        return _cut(list(_load_hub(spec.name, split or spec.split)), limit)
+        return _cut(_load_hub(spec.name, split or spec.split), limit)
     path = Path(dataset).expanduser()
     if path.exists() or path.suffix in (".jsonl", ".json", ".csv", ".parquet", ".gz"):
-        return _cut(normalize_records(load_records(path), source=str(path), answer_transform=transform), limit)
+        return _cut(_load_local(path, answer_format), limit)
     known = ", ".join([*DATASETS, *SAMPLES])
     raise DataError(f"unknown math dataset {str(dataset)!r}: not a registered name ({known}) and no such file")
 
 
-def _cut(items: list[dict[str, Any]], limit: int | None) -> list[dict[str, Any]]:
-    return items if limit is None else items[:limit]
+def _cut(items: Any, limit: int | None) -> list[dict[str, Any]]:
+    return [dict(item) for item in (items if limit is None else items[:limit])]
+
+
+def _load_local(path: Path, answer_format: str | None) -> tuple[dict[str, Any], ...]:
+    """Read and normalise a local file, once per (file version, format): trainers build many envs."""
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    stat = path.stat()
+    return _load_local_cached(str(path.resolve()), stat.st_mtime_ns, stat.st_size, answer_format, str(path))
+
+
+@functools.lru_cache(maxsize=32)
+def _load_local_cached(resolved: str, mtime_ns: int, size: int, answer_format: str | None,
+                       shown: str) -> tuple[dict[str, Any], ...]:
+    transform = gsm8k_answer if answer_format == "gsm8k" else None
+    return tuple(normalize_records(load_records(shown), source=shown, answer_transform=transform))
 
 
 @functools.lru_cache(maxsize=16)
@@ -143,18 +156,18 @@ def normalize_records(rows: Any, *, source: str, answer_transform: Callable[[str
     return [normalize_record(row, source=source, row=i, answer_transform=answer_transform) for i, row in enumerate(rows)]
 
 
-def normalize_record(row: Mapping[str, Any], *, source: str, row: int | str,
+def normalize_record(record: Mapping[str, Any], *, source: str, row: int | str,
                      answer_transform: Callable[[str], str] | None = None) -> dict[str, Any]:
     """One row as an item (see ``normalize_records``)."""
-    if not isinstance(row, Mapping):
-        raise DataError(f"{source}: row {row}: expected an object with 'problem' and 'answer', got {type(row).__name__}")
-    item = dict(row)
+    if not isinstance(record, Mapping):
+        raise DataError(f"{source}: row {row}: expected an object with 'problem' and 'answer', got {type(record).__name__}")
+    item = dict(record)
     if _empty(item.get("problem")):
-        item["problem"] = next((row[f] for f in PROBLEM_FIELDS if not _empty(row.get(f))), None)
+        item["problem"] = next((record[f] for f in PROBLEM_FIELDS if not _empty(record.get(f))), None)
     if _empty(item.get("answer")):
-        item["answer"] = next((row[f] for f in ANSWER_FIELDS if not _empty(row.get(f))), None)
+        item["answer"] = next((record[f] for f in ANSWER_FIELDS if not _empty(record.get(f))), None)
     if _empty(item.get("answer")):
-        solution = next((row[f] for f in SOLUTION_FIELDS if isinstance(row.get(f), str)), None)
+        solution = next((record[f] for f in SOLUTION_FIELDS if isinstance(record.get(f), str)), None)
         if solution is not None:
             item["answer"] = extract_last_boxed(solution)
     require_fields(item, ("problem", "answer"), source=source, row=row)

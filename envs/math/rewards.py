@@ -7,7 +7,7 @@ weights and sums them (``envs.core.rewards``). Components:
 * ``format``: the structure of the response, in one of three modes:
   ``"open-rs"`` (as Open-RS shipped: ``"\n</think>\n"`` occurs exactly once; R1-distill chat
   templates open the ``<think>`` block in the prompt), ``"strict"`` (open-r1's
-  ``^<think>\n...\n</think>\n<answer>\n...\n</answer>$``) and ``"think-boxed"`` (one closed reasoning
+  ``^<think>\n...\n</think>\n<answer>\n...\n</answer>$``, matched against the whole response) and ``"think-boxed"`` (one closed reasoning
   block, then a ``\boxed{}`` answer after it).
 * ``cosine``: length-scaled correctness (Open-RS experiment 3), see :func:`cosine_reward`.
 * ``language``: the share of the response's letters written in the requested language's script,
@@ -43,7 +43,7 @@ def format_reward(response: str, mode: str = "open-rs") -> float:
     if mode == "open-rs":
         return 1.0 if response.count("\n</think>\n") == 1 else 0.0
     if mode == "strict":
-        return 1.0 if _STRICT_RE.match(response) else 0.0
+        return 1.0 if _STRICT_RE.fullmatch(response) else 0.0
     if mode == "think-boxed":
         if response.count("</think>") != 1 or response.count("<think>") > 1:
             return 0.0
@@ -128,7 +128,13 @@ def language_share(text: str, language: str = "en") -> float:
         raise ValueError(f"unknown language {language!r}; known: {', '.join(sorted(LANGUAGE_SCRIPTS))}")
     cleaned = _TAG.sub(" ", _LATEX_COMMAND.sub(" ", _MATH_SPANS.sub(" ", text)))
     total = matching = 0
+    latin = "LATIN" in scripts
     for ch in cleaned:
+        if ch.isascii():  # the common case, without a Unicode database lookup
+            if ch.isalpha():
+                total += 1
+                matching += latin
+            continue
         if not unicodedata.category(ch).startswith("L"):
             continue
         script = _script(ch)

@@ -13,11 +13,13 @@ r"""Hardened answer checking for boxed math answers: math-verify in worker proce
 3. **Symbolic check** (in a worker process): math-verify's ``parse`` and ``verify(gold, answer)``
    (gold first, as its API intends) with a hard wall-clock timeout. The gold's parse is cached in the
    worker, so a problem's gold is parsed once per worker, not once per sampled response. Parsed
-   SymPy objects never cross the process boundary; only the verdict does.
+   SymPy objects never cross the process boundary; only the verdict does, and the caller caches it
+   per (gold, answer), so identical answers among a prompt's samples are checked once.
 
 Every outcome is a :class:`Verdict` that says which method decided it (``exact``, ``numeric``,
-``symbolic``, ``no_answer``, ``too_long``, ``unparsable_gold``, ``unparsable_answer``, ``timeout``,
-``error``). A gold that math-verify cannot parse is flagged (``unparsable_gold``) and scores 0, not 1
+``symbolic``, ``no_answer``, ``too_long``, ``too_large``, ``unparsable_gold``, ``unparsable_answer``,
+``timeout``, ``error``). ``too_large`` answers (say ``9^{9^{9^9}}``) are refused before SymPy tries
+to evaluate them inside C arithmetic, where only killing the worker would stop it. A gold that math-verify cannot parse is flagged (``unparsable_gold``) and scores 0, not 1
 (Open-RS's original reward gave 1.0). ``validate(items)`` checks that every gold verifies against
 itself, so users can vet a dataset before training on it.
 """
@@ -27,6 +29,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
+import os
 import re
 import threading
 import time
@@ -37,18 +41,17 @@ from fractions import Fraction
 from typing import Any
 
 from envs.core.parsing import extract_last_boxed, strip_reasoning
-from envs.core.process_pool import ProcessPool, shared_pool
+from envs.core.process_pool import Outcome, PoolClosed, PoolFailure, ProcessPool, shared_pool
 
 logger = logging.getLogger(__name__)
 
 EXACT, NUMERIC, SYMBOLIC = "exact", "numeric", "symbolic"
 NO_ANSWER, TOO_LONG, UNPARSABLE_GOLD, UNPARSABLE_ANSWER = "no_answer", "too_long", "unparsable_gold", "unparsable_answer"
-TIMEOUT, ERROR = "timeout", "error"
+TIMEOUT, ERROR, TOO_LARGE = "timeout", "error", "too_large"
 FAST_METHODS = frozenset({EXACT, NUMERIC})
 
 POOL_NAME = "agentr1-math"
-_PRELOAD = ("envs.math.verify",)
-_MAX_BOXES_SCANNED = 32  # bounds extraction work on adversarial text with thousands of unclosed boxes
+_PRELOAD = ("envs.math.verify:warm_up",)
 _TAIL_CHARS = 2_000  # without a box, math-verify reads at most this much of the final text
 
 
@@ -74,7 +77,7 @@ class Verdict:
             "verify_fast_path": float(self.method in FAST_METHODS),
             "verify_symbolic": float(self.method == SYMBOLIC),
             "verify_timeout": float(self.method == TIMEOUT),
-            "verify_error": float(self.method in (ERROR, UNPARSABLE_ANSWER, TOO_LONG)),
+            "verify_error": float(self.method in (ERROR, UNPARSABLE_ANSWER, TOO_LONG, TOO_LARGE)),
             "gold_unparsable": float(self.method == UNPARSABLE_GOLD),
         }
 
@@ -111,7 +114,7 @@ class MathVerifier:
 
     def __init__(self, *, timeout: float = 5.0, max_answer_chars: int = 1_000, max_gold_chars: int = 2_000,
                  float_rounding: int = 6, strict: bool = True, require_boxed: bool = False, fast_path: bool = True,
-                 pool: ProcessPool | None = None, workers: int | None = None):
+                 cache_verdicts: bool = True, pool: ProcessPool | None = None, workers: int | None = None):
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0, got {timeout}")
         self.timeout = float(timeout)
@@ -121,10 +124,18 @@ class MathVerifier:
         self.strict = bool(strict)
         self.require_boxed = bool(require_boxed)
         self.fast_path = bool(fast_path)
+        self.cache_verdicts = bool(cache_verdicts)
         self._pool = pool
         self._workers = workers
         self._bad_golds: OrderedDict[str, str] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock_owner = os.getpid()
+        self._lock_obj = threading.Lock()
+
+    @property
+    def _lock(self) -> threading.Lock:
+        if self._lock_owner != os.getpid():  # a forked copy: the parent's lock may be held forever
+            self._lock_owner, self._lock_obj = os.getpid(), threading.Lock()
+        return self._lock_obj
 
     @property
     def pool(self) -> ProcessPool:
@@ -138,7 +149,7 @@ class MathVerifier:
         math-verify's own extraction (``"text"``), else ``(None, "none")``."""
         if not isinstance(response, str):
             return None, "none"
-        boxed = extract_last_boxed(_bounded_for_boxes(response))
+        boxed = extract_last_boxed(response)  # linear time, whatever the nesting
         if boxed is not None:
             return boxed, "boxed"
         if self.require_boxed:
@@ -153,19 +164,29 @@ class MathVerifier:
         pre = self._prepare(gold, response)
         if isinstance(pre, Verdict):
             return _timed(pre, started)
-        outcome = self.pool.call(_symbolic_check, *pre.task, timeout=self.timeout)
+        try:
+            outcome = self.pool.call(_symbolic_check, *pre.task, timeout=self.timeout)
+        except (PoolClosed, PoolFailure) as exc:  # interpreter shutting down, or the pool was closed under us
+            outcome = Outcome("crashed", error=str(exc))
         return _timed(self._from_outcome(pre, outcome), started)
 
     def verify_batch(self, pairs: Iterable[tuple[Any, str]]) -> list[Verdict]:
         """``verify`` for many ``(gold, response)`` pairs; symbolic checks run on all workers at once."""
         started = time.perf_counter()
         prepared = [self._prepare(gold, response) for gold, response in pairs]
-        todo = [i for i, p in enumerate(prepared) if not isinstance(p, Verdict)]
         out: list[Verdict | None] = [p if isinstance(p, Verdict) else None for p in prepared]
-        if todo:
-            outcomes = self.pool.map(_symbolic_check, [prepared[i].task for i in todo], timeout=self.timeout)  # type: ignore[union-attr]
-            for i, outcome in zip(todo, outcomes, strict=True):
-                out[i] = self._from_outcome(prepared[i], outcome)  # type: ignore[arg-type]
+        unique: dict[tuple, list[int]] = {}  # identical checks in one batch (GRPO samples often agree) run once
+        for i, p in enumerate(prepared):
+            if isinstance(p, _Pending):
+                unique.setdefault(p.task, []).append(i)
+        if unique:
+            try:
+                outcomes = self.pool.map(_symbolic_check, list(unique), timeout=self.timeout)
+            except (PoolClosed, PoolFailure) as exc:
+                outcomes = [Outcome("crashed", error=str(exc))] * len(unique)
+            for indices, outcome in zip(unique.values(), outcomes, strict=True):
+                for i in indices:
+                    out[i] = self._from_outcome(prepared[i], outcome)  # type: ignore[arg-type]
         per_item = (time.perf_counter() - started) / max(1, len(out))
         return [replace(v, seconds=per_item) for v in out]  # type: ignore[arg-type]
 
@@ -175,7 +196,10 @@ class MathVerifier:
         pre = self._prepare(gold, response)
         if isinstance(pre, Verdict):
             return _timed(pre, started)
-        outcome = await self.pool.acall(_symbolic_check, *pre.task, timeout=self.timeout)
+        try:
+            outcome = await self.pool.acall(_symbolic_check, *pre.task, timeout=self.timeout)
+        except (PoolClosed, PoolFailure) as exc:
+            outcome = Outcome("crashed", error=str(exc))
         return _timed(self._from_outcome(pre, outcome), started)
 
     async def averify_batch(self, pairs: Iterable[tuple[Any, str]]) -> list[Verdict]:
@@ -191,7 +215,7 @@ class MathVerifier:
         probe = MathVerifier(timeout=self.timeout, max_answer_chars=max(self.max_answer_chars, self.max_gold_chars),
                              max_gold_chars=self.max_gold_chars, float_rounding=self.float_rounding,
                              strict=self.strict, fast_path=False, pool=self.pool)
-        verdicts = probe.verify_batch([(g, f"\\boxed{{{gold_content(g)}}}") for g in golds])
+        verdicts = probe.verify_batch([(g, f"\\boxed{{{_content_or_empty(g)}}}") for g in golds])
         report = ValidationReport(total=len(golds))
         for row, (gold, verdict) in enumerate(zip(golds, verdicts, strict=True)):
             if not verdict.correct:
@@ -212,7 +236,7 @@ class MathVerifier:
         if not gold_text or len(gold_text) > self.max_gold_chars:
             return Verdict(False, UNPARSABLE_GOLD, answer, source, "gold answer is empty or too long")
         if self.fast_path and source == "boxed":
-            decided = fast_compare(gold_text, answer)
+            decided = fast_compare(gold_text, answer, self.float_rounding)
             if decided is not None:
                 correct, method = decided
                 return Verdict(correct, method, answer, source)
@@ -221,6 +245,13 @@ class MathVerifier:
         if bad is not None:
             return Verdict(False, UNPARSABLE_GOLD, answer, source, bad)
         task = (gold_text, answer, source == "boxed", self.float_rounding, self.strict)
+        if self.cache_verdicts:
+            with _VERDICT_LOCK:
+                cached = _VERDICT_CACHE.get(task)
+                if cached is not None:
+                    _VERDICT_CACHE.move_to_end(task)
+            if cached is not None:
+                return Verdict(cached[0], cached[1], answer, source)
         return _Pending(gold_text, answer, source, task)
 
     def _from_outcome(self, pre: _Pending, outcome: Any) -> Verdict:
@@ -232,11 +263,30 @@ class MathVerifier:
                     while len(self._bad_golds) > 4096:
                         self._bad_golds.popitem(last=False)
                 return Verdict(False, UNPARSABLE_GOLD, pre.answer, pre.source, "math-verify could not parse the gold answer")
+            if self.cache_verdicts:
+                with _VERDICT_LOCK:
+                    _VERDICT_CACHE[pre.task] = (bool(correct), method)
+                    while len(_VERDICT_CACHE) > _VERDICT_CACHE_SIZE:
+                        _VERDICT_CACHE.popitem(last=False)
             return Verdict(bool(correct), method, pre.answer, pre.source)
         if outcome.status == "timeout":
             return Verdict(False, TIMEOUT, pre.answer, pre.source, outcome.error)
         logger.debug("verification failed: %s", outcome.error)
         return Verdict(False, ERROR, pre.answer, pre.source, outcome.error)
+
+
+# Verdicts of symbolic checks, shared by every verifier in the process (keyed by the full task,
+# settings included). Sampled responses to one prompt often box the same answer string.
+_VERDICT_CACHE: OrderedDict[tuple, tuple[bool, str]] = OrderedDict()
+_VERDICT_CACHE_SIZE = 65_536
+_VERDICT_LOCK = threading.Lock()
+
+
+def clear_caches() -> None:
+    """Forget cached verdicts and fast-path analyses in this process (workers keep their gold parses)."""
+    with _VERDICT_LOCK:
+        _VERDICT_CACHE.clear()
+    _analyse.cache_clear()
 
 
 @dataclass(frozen=True)
@@ -249,16 +299,6 @@ class _Pending:
 
 def _timed(verdict: Verdict, started: float) -> Verdict:
     return replace(verdict, seconds=max(0.0, time.perf_counter() - started))
-
-
-def _bounded_for_boxes(text: str) -> str:
-    r"""Drop all but the last ``_MAX_BOXES_SCANNED`` box commands' region, so finding the last
-    balanced ``\boxed{}`` stays linear-ish on text with thousands of unclosed boxes."""
-    count = text.count("\\boxed") + text.count("\\fbox")
-    if count <= _MAX_BOXES_SCANNED:
-        return text
-    positions = sorted(m.start() for m in re.finditer(r"\\boxed|\\fbox", text))
-    return text[positions[-_MAX_BOXES_SCANNED]:]
 
 
 # ---------------------------------------------------------------------------- gold answers
@@ -280,37 +320,83 @@ def gold_content(gold: Any) -> str:
     return text
 
 
+def _content_or_empty(gold: Any) -> str:
+    try:
+        return gold_content(gold)
+    except (ValueError, TypeError):
+        return ""
+
+
 # ---------------------------------------------------------------------------- fast path
-_SPACING = re.compile(r"\\[!,;:> ]|\\(?:q?quad|displaystyle|left|right|mathrm\{\s*\})|~|\$")
+_SPACING = re.compile(r"\\[!,;:> ]|\\(?:q?quad|displaystyle|left|right)(?![A-Za-z])|\\mathrm\{\s*\}|\\\$|~|\$")
 _FRAC_CMD = re.compile(r"\\[dt]frac")
+_COMPACT_FRAC = re.compile(r"\\frac(\d)(\d)")
 _DEGREES = re.compile(r"\^\s*\{?\\circ\}?")
 _TEXT_WRAP = re.compile(r"^\\(?:text|textbf|mathrm|mathbf|textnormal|operatorname)\{([^{}]*)\}$")
 _INT = r"-?(?:\d{1,3}(?:(?:,|\{,\})\d{3})+|\d+)"
 _NUMBER = re.compile(rf"^{_INT}$|^-?\d*\.\d+$|^-?\d+\.$")
 _SLASH = re.compile(rf"^({_INT})/(\d+)$")
 _LATEX_FRAC = re.compile(r"^(-?)\\frac\{(-?\d+)\}\{(\d+)\}$")
+_POWER = re.compile(r"^(-?)(\d{1,4})\^\{?(\d{1,2})\}?$")
+_WORD = re.compile(r"^[A-Za-z]+$")
+_STRUCT = re.compile(r"^(\\\{|\(|\[)(.*)(\\\}|\)|\])$")
+_ASSIGNMENT = re.compile(r"^[A-Za-z](?:_\{?\w+\}?)?=")
+_INFINITY = {"\\infty": math.inf, "+\\infty": math.inf, "-\\infty": -math.inf}
 
 
 def normalize_answer(text: str) -> str:
     """A light, meaning-preserving normal form for string comparison (spacing, ``\\dfrac``, degrees)."""
     text = _SPACING.sub("", text)
     text = _FRAC_CMD.sub(r"\\frac", text)
+    text = _COMPACT_FRAC.sub(r"\\frac{\1}{\2}", text)
     text = _DEGREES.sub("", text)
     text = re.sub(r"\s+", "", text).rstrip(".")
     match = _TEXT_WRAP.match(text)
     return match.group(1).strip() if match else text
 
 
+@dataclass(frozen=True)
+class _Fast:
+    """What the fast path knows about one answer string."""
+
+    norm: str
+    number: tuple[Fraction, bool] | None  # (value, written with a decimal point)
+    percent: bool
+    structure: tuple[str, str, tuple] | None  # (open, close, elements) of a bracketed list of numbers
+
+
 @functools.lru_cache(maxsize=65_536)
-def _normal_and_number(text: str) -> tuple[str, tuple[Fraction, bool] | None, bool]:
+def _analyse(text: str) -> _Fast:
     norm = normalize_answer(text)
     percent = norm.endswith("\\%") or norm.endswith("%")
     bare = norm[:-2] if norm.endswith("\\%") else norm[:-1] if norm.endswith("%") else norm
-    return norm, exact_number(bare), percent
+    return _Fast(norm, exact_number(bare), percent, _structure(norm))
+
+
+def _structure(norm: str) -> tuple[str, str, tuple] | None:
+    match = _STRUCT.match(norm)
+    if not match or len(norm) > 200:
+        return None
+    inner = match.group(2)
+    if any(c in inner for c in "()[]{}"):
+        return None
+    parts = inner.split(",")
+    if len(parts) < 2:
+        return None
+    values = []
+    for part in parts:
+        if part in _INFINITY:
+            values.append((_INFINITY[part], False))
+            continue
+        number = exact_number(part)
+        if number is None:
+            return None
+        values.append(number)
+    return match.group(1), match.group(3), tuple(values)
 
 
 def exact_number(text: str) -> tuple[Fraction, bool] | None:
-    r"""``(value, is_decimal)`` for a plain number (``-1,234``, ``0.5``, ``3/4``, ``\frac{3}{4}``), else ``None``."""
+    r"""``(value, is_decimal)`` for a plain number (``-1,234``, ``0.5``, ``3/4``, ``\frac{3}{4}``, ``10^3``), else ``None``."""
     if not text or len(text) > 64:
         return None
     try:
@@ -328,31 +414,66 @@ def exact_number(text: str) -> tuple[Fraction, bool] | None:
                 return None
             value = Fraction(int(match.group(2)), den)
             return (-value if match.group(1) else value), False
+        match = _POWER.match(text)
+        if match:
+            value = Fraction(int(match.group(2)) ** int(match.group(3)))  # -2^2 is -(2^2)
+            return (-value if match.group(1) else value), False
     except (ValueError, ZeroDivisionError):
         return None
     return None
 
 
-def fast_compare(gold: str, answer: str) -> tuple[bool, str] | None:
+def fast_compare(gold: str, answer: str, float_rounding: int = 6) -> tuple[bool, str] | None:
     """``(correct, method)`` when a cheap check settles it the way math-verify would, else ``None``.
 
-    Equal normal forms are equal. Two exact numbers (no decimal point) are equal iff their values
-    are. A decimal that equals the gold's value is equal; a decimal that differs is left to
-    math-verify, which rounds (``1/3`` vs ``0.333333``). Percent signs are compared the same way
-    math-verify does (``50\\%`` equals ``50``) only when the values match.
+    * equal normal forms are equal (``EXACT``); so are two words that differ only in case
+      (math-verify lower-cases ``\\text{}``);
+    * ``x = 5`` against a gold without ``=`` is read as ``5`` (math-verify compares the right side);
+    * two exact numbers (no decimal point) are equal iff their values are (``NUMERIC``); a decimal
+      that equals the gold's value is equal, a decimal that differs is left to math-verify, which
+      rounds to ``float_rounding`` places (``1/3`` vs ``0.333333``), unless the gap is ten times
+      the rounding step; ``50\\%`` equals ``50`` as in math-verify;
+    * bracketed lists of numbers with the same brackets (tuples, intervals, ``\\{sets\\}``) are
+      compared element by element (sets as sets); different brackets are left to math-verify.
+
+    Anything else (expressions, units, matrices, mixed forms) returns ``None``. One deliberate
+    difference: a trailing period (``\\boxed{5.}``) is read as punctuation; math-verify rejects it.
     """
-    gold_norm, gold_num, gold_pct = _normal_and_number(gold)
-    ans_norm, ans_num, ans_pct = _normal_and_number(answer)
-    if gold_norm and gold_norm == ans_norm:
+    g, a = _analyse(gold), _analyse(answer)
+    if g.norm and g.norm == a.norm:
         return True, EXACT
-    if gold_num is None or ans_num is None:
+    if _WORD.match(g.norm) and _WORD.match(a.norm) and g.norm.lower() == a.norm.lower():
+        return True, EXACT
+    if a.number is None and "=" not in g.norm and "," not in a.norm and _ASSIGNMENT.match(a.norm):
+        a = _analyse(a.norm.rsplit("=", 1)[1])
+        if g.norm and g.norm == a.norm:
+            return True, EXACT
+    if g.number is not None and a.number is not None:
+        (gv, g_dec), (av, a_dec) = g.number, a.number
+        if gv == av:
+            return True, NUMERIC
+        if g.percent != a.percent:
+            return None
+        if g_dec or a_dec:  # math-verify rounds to float_rounding places: only a clear gap is decisive
+            return (False, NUMERIC) if abs(gv - av) > Fraction(1, 10 ** (float_rounding - 1)) else None
+        return False, NUMERIC
+    if g.structure is not None and a.structure is not None:
+        return _compare_structures(g.structure, a.structure)
+    return None
+
+
+def _compare_structures(gold: tuple[str, str, tuple], answer: tuple[str, str, tuple]) -> tuple[bool, str] | None:
+    (g_open, g_close, g_vals), (a_open, a_close, a_vals) = gold, answer
+    if (g_open, g_close) != (a_open, a_close):
         return None
-    (g, g_dec), (a, a_dec) = gold_num, ans_num
-    if g == a:
+    decimals = any(d for _, d in g_vals) or any(d for _, d in a_vals)
+    if g_open == "\\{":
+        same = {v for v, _ in g_vals} == {v for v, _ in a_vals}
+    else:
+        same = len(g_vals) == len(a_vals) and all(gv == av for (gv, _), (av, _) in zip(g_vals, a_vals))
+    if same:
         return True, NUMERIC
-    if gold_pct != ans_pct or g_dec or a_dec:
-        return None
-    return False, NUMERIC
+    return None if decimals else (False, NUMERIC)
 
 
 # ---------------------------------------------------------------------------- worker side
@@ -373,6 +494,101 @@ def _setup_math_verify() -> None:
     parser.TIMEOUT_WARNING_SHOWN = True
     logging.getLogger("math_verify").setLevel(logging.ERROR)
     _READY = True
+
+
+_MAX_RESULT_DIGITS = 1e6  # an exact integer beyond this many digits is not a plausible answer
+_MAX_FACTORIAL_ARG = 1e4
+
+
+def _too_large(expr: Any) -> bool:
+    """Would evaluating ``expr`` build an astronomically large number (``9^{9^{9^9}}``, ``(10^8)!``)?
+
+    SymPy evaluates such powers inside C integer arithmetic where nothing can interrupt it, so the
+    check would only end by killing the worker. Upper bounds on numeric sub-expressions are
+    propagated in floating point (``inf`` when they overflow); symbols make a bound unknown.
+    """
+    try:
+        import sympy
+    except ImportError:  # pragma: no cover - math-verify depends on sympy
+        return False
+    if not isinstance(expr, sympy.Basic):
+        return False
+    try:
+        for node in sympy.preorder_traversal(expr):
+            if isinstance(node, sympy.Pow):
+                base, exponent = _upper_bound(node.base), _upper_bound(node.exp)
+                if base is not None and exponent is not None and base > 1 and exponent * math.log10(base) > _MAX_RESULT_DIGITS:
+                    return True
+            elif isinstance(node, sympy.factorial):
+                arg = _upper_bound(node.args[0])
+                if arg is not None and arg > _MAX_FACTORIAL_ARG:
+                    return True
+    except (RecursionError, TypeError, ValueError, OverflowError):
+        return True
+    return False
+
+
+def _upper_bound(expr: Any, depth: int = 0) -> float | None:
+    """An upper bound on ``|expr|`` for a symbol-free numeric expression, else ``None``."""
+    import sympy
+
+    if depth > 50:
+        return math.inf
+    if isinstance(expr, sympy.Integer):
+        return float(abs(int(expr))) if abs(int(expr)).bit_length() < 1000 else math.inf
+    if isinstance(expr, (sympy.Rational, sympy.Float)):
+        return abs(float(expr))
+    if expr in (sympy.pi, sympy.E):
+        return 4.0
+    if isinstance(expr, sympy.Pow):
+        base, exponent = _upper_bound(expr.base, depth + 1), _upper_bound(expr.exp, depth + 1)
+        if base is None or exponent is None:
+            return None
+        if base <= 1:
+            return 1.0 if exponent >= 0 else None
+        try:
+            return base ** exponent
+        except OverflowError:
+            return math.inf
+    if isinstance(expr, (sympy.Add, sympy.Mul)):
+        bounds = [_upper_bound(a, depth + 1) for a in expr.args]
+        if any(b is None for b in bounds):
+            return None
+        if isinstance(expr, sympy.Add):
+            return sum(bounds)  # type: ignore[arg-type]
+        return math.prod(max(b, 1.0) for b in bounds)  # type: ignore[type-var]
+    if isinstance(expr, sympy.factorial):
+        arg = _upper_bound(expr.args[0], depth + 1)
+        if arg is None:
+            return None
+        return math.inf if arg > 170 else float(math.factorial(int(arg)))
+    return None
+
+
+# One of each common answer shape. latex2sympy's ANTLR parser (its prediction DFA) and SymPy's code
+# paths warm up lazily, so a worker's first checks of each shape cost several times the later ones;
+# paying that at start-up keeps it outside every task's deadline.
+_WARM_UP_PAIRS = (
+    ("\\frac{2}{5}", "0.4"), ("2,500", "2500"), ("\\dfrac{5}{7}", "\\frac{10}{14}"), ("5\\sqrt{3}", "\\sqrt{75}"),
+    ("16\\pi", "4^2\\pi"), ("(5, \\infty)", "[5, \\infty)"), ("(-\\infty, -2) \\cup (2, \\infty)", "(-2, 2)"),
+    ("\\{1, 5\\}", "5, 1"), ("(8, 1)", "(1, 8)"), ("\\begin{pmatrix} 2 & 5 \\\\ 1 & 3 \\end{pmatrix}", "\\begin{bmatrix}2&5\\\\1&3\\end{bmatrix}"),
+    ("\\text{Friday}", "\\text{Sunday}"), ("15\\%", "0.15"), ("45^\\circ", "45"), ("7", "7 \\text{ m}"),
+    ("a^2 - 4", "(a+2)(a-2)"), ("y = 4x - 1", "y = -1 + 4x"), ("t \\ge 2", "t > 2"), ("\\binom{6}{2}", "4!"),
+    ("\\log_3 9", "\\cos \\frac{\\pi}{3}"), ("\\$7.25", "7.25"), ("3\\sqrt{2} + 1", "1 + 3\\sqrt2"),
+)
+
+
+def warm_up() -> None:
+    """Import math-verify and run one check of each common answer shape (see ``_WARM_UP_PAIRS``)."""
+    for gold, answer in _WARM_UP_PAIRS:
+        try:
+            _symbolic_check(gold, answer, True, 6, True)
+        except Exception:  # warming is best effort
+            logger.debug("warm-up check failed for %r", gold, exc_info=True)
+    _GOLD_CACHE.clear()
+    from sympy.core.cache import clear_cache
+
+    clear_cache()  # keep only the warmed code paths, not the warm-up's own expressions
 
 
 def _parse(text: str) -> list:
@@ -401,6 +617,8 @@ def _symbolic_check(gold: str, answer: str, boxed: bool, float_rounding: int, st
     parsed_answer = _parse(f"\\boxed{{{answer}}}" if boxed else answer)
     if not parsed_answer:
         return False, UNPARSABLE_ANSWER
+    if any(_too_large(p) for p in parsed_answer):
+        return False, TOO_LARGE
     return bool(verify(parsed_gold, parsed_answer, float_rounding=float_rounding, strict=strict,
                        timeout_seconds=None)), SYMBOLIC
 
@@ -416,6 +634,17 @@ def default_verifier() -> MathVerifier:
 
 _DEFAULT: MathVerifier | None = None
 _DEFAULT_LOCK = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    global _VERDICT_LOCK, _DEFAULT_LOCK, _DEFAULT
+    _VERDICT_LOCK = threading.Lock()  # another parent thread may have held it at fork time
+    _DEFAULT_LOCK = threading.Lock()
+    _DEFAULT = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def verify_many(golds: Sequence[Any], responses: Sequence[str], **kwargs: Any) -> list[Verdict]:

@@ -53,7 +53,7 @@ def sympy_tool(timeout: float = 5.0, pool: ProcessPool | None = None) -> Tool:
             raise ToolError(f"expression longer than {MAX_EXPRESSION_CHARS} characters")
         if variable is not None and (not isinstance(variable, str) or not _NAME_RE.match(variable)):
             raise ToolError("variable must be a plain name such as x")
-        workers = pool if pool is not None and not pool.closed else shared_pool(POOL_NAME, timeout=timeout, preload=("envs.math.verify",))
+        workers = pool if pool is not None and not pool.closed else shared_pool(POOL_NAME, timeout=timeout, preload=("envs.math.verify:warm_up",))
         outcome = workers.call(compute, expression, operation, variable, timeout=timeout)
         if outcome.ok:
             return ToolResult(str(outcome.value))

@@ -1,0 +1,51 @@
+r"""Command line for the math environments' data and verifier.
+
+    python -m envs.math validate DATASET [--split S] [--limit N] [--answer-format gsm8k]
+        check that every gold answer verifies against itself (exit code 1 if some do not)
+    python -m envs.math check GOLD RESPONSE
+        print the verifier's verdict for one pair, e.g. ``check "\frac12" "so \boxed{0.5}"``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from envs.core.data import DataError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m envs.math", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    validate = sub.add_parser("validate", help="check that every gold answer verifies against itself")
+    validate.add_argument("dataset", help="a dataset name (open-rs, math500, ..., sample) or a local file")
+    validate.add_argument("--split", default=None)
+    validate.add_argument("--limit", type=int, default=None)
+    validate.add_argument("--answer-format", choices=["gsm8k"], default=None)
+    validate.add_argument("--timeout", type=float, default=5.0, help="seconds per symbolic check")
+    check = sub.add_parser("check", help="verify one response against one gold answer")
+    check.add_argument("gold")
+    check.add_argument("response")
+    args = parser.parse_args(argv)
+
+    from envs.math.datasets import load_math_items
+    from envs.math.verify import MathVerifier
+
+    if args.command == "check":
+        verdict = MathVerifier().verify(args.gold, args.response)
+        print(json.dumps(verdict.as_dict(), ensure_ascii=False, indent=2))
+        return 0
+    try:
+        items = load_math_items(args.dataset, split=args.split, limit=args.limit, answer_format=args.answer_format)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    report = MathVerifier(timeout=args.timeout).validate(items)
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,234 @@
+r"""``AgentR1/Math-v0`` and the evaluation ids: one math problem per episode, answer in ``\boxed{}``.
+
+Single-turn by default (the Open-RS setting: one completion, scored once). With
+``tools=("sympy",)`` (or ``"calculator"``, or ``Tool`` objects) the model may call tools over several
+turns before answering; a turn without a tool call is the final answer.
+
+Rewards are named components (``envs.math.rewards``) chosen by ``reward_preset`` and re-weighted by
+``reward_weights``. Whatever the weights, the final step's ``info["metrics"]`` reports ``acc`` (the
+verifier's verdict alone, comparable with papers' pass@1), ``format``, ``length`` (tokens with a
+tokenizer, else characters), ``truncated``, the raw ``cosine`` / ``language`` values and the
+verifier's details (``answer_found``, ``verify_fast_path``, ``verify_timeout``, ...); the full
+verdict (method, extracted answer) is in ``info["verdict"]``. ``truncated`` is 1.0 when the episode
+ran out of turns, when the response stops inside its reasoning block without a boxed answer (a
+generation cut by the token limit; see ``MathEnv.cut_off``), or when it reaches
+``max_response_length``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from envs.core.data import DataError
+from envs.core.env import Item, ItemListEnv
+from envs.core.rewards import RewardLedger
+from envs.core.tools import Tool
+from envs.math.datasets import load_math_items, normalize_record
+from envs.math.rewards import (
+    CosineConfig,
+    DEFAULT_PRESET,
+    FORMAT_MODES,
+    LANGUAGE_SCRIPTS,
+    cosine_reward,
+    format_reward,
+    get_preset,
+    language_reward,
+    preset_weights,
+    response_length,
+)
+from envs.math.verify import MathVerifier, Verdict, gold_content
+
+logger = logging.getLogger(__name__)
+
+LANGUAGE_NAMES = {"en": "English", "zh": "Chinese", "fr": "French", "de": "German", "es": "Spanish", "ja": "Japanese",
+                  "ko": "Korean", "ru": "Russian", "it": "Italian", "pt": "Portuguese", "ar": "Arabic"}
+_INSTRUCTION = "Reason step by step, then give the final answer in \\boxed{}."
+_TOOL_HINT = {
+    "sympy": ('You can check algebra with the sympy tool: <tool_call>{"name": "sympy", "arguments": {"expression": '
+              '"x^2 - 5*x + 6 = 0", "operation": "solve"}}</tool_call> (operations: evaluate, simplify, expand, factor, '
+              "solve, diff, integrate). Its result comes back in the next message."),
+    "calculator": ('You can use the calculator tool: <tool_call>{"name": "calculator", "arguments": {"expression": '
+                   '"(12 + 7) * 3"}}</tool_call>.'),
+}
+
+
+def _resolve_tool(spec: str | Tool, timeout: float) -> Tool:
+    if isinstance(spec, Tool):
+        return spec
+    if spec == "sympy":
+        from envs.tools.sympy_tool import sympy_tool
+
+        return sympy_tool(timeout=timeout)
+    if spec == "calculator":
+        from envs.tools.calculator import calculator_tool
+
+        return calculator_tool()
+    raise ValueError(f"unknown tool {spec!r}; use 'sympy', 'calculator' or a Tool")
+
+
+class MathEnv(ItemListEnv):
+    """Math problems with boxed answers, verified by ``MathVerifier``; Open-RS reward presets.
+
+    Data: ``dataset`` (a name from ``envs.math.datasets``, ``"sample"``, or a file path), ``split``,
+    ``limit``, ``answer_format="gsm8k"`` for local GSM8K-style files, or ``items`` directly;
+    ``validate=True`` checks that every gold verifies against itself (``DataError`` otherwise).
+    Rewards: ``reward_preset`` (``envs.math.rewards.PRESETS``), ``reward_weights`` overrides per
+    component, ``format_mode``, ``language`` (adds an instruction to the prompt and is the language
+    the ``language`` component measures), ``cosine`` (a ``CosineConfig`` or its fields as a dict),
+    ``tokenizer`` (an object with ``encode``, or a Hugging Face name) to count lengths in tokens.
+    Tools: ``tools=("sympy",)`` and ``max_turns`` (default 4 with tools, else 1). Verification:
+    ``verify_timeout`` (hard, seconds), ``require_boxed``, or a ready ``verifier``.
+    """
+
+    # The paper's evaluation protocol (a trainer concern; exposed for evaluation scripts).
+    recommended_sampling: ClassVar[dict[str, float | int]] = {"temperature": 0.6, "top_p": 0.95, "max_new_tokens": 3584}
+
+    def __init__(
+        self,
+        *,
+        dataset: str = "open-rs",
+        split: str | None = None,
+        limit: int | None = None,
+        answer_format: str | None = None,
+        items: Sequence[Mapping[str, Any]] | None = None,
+        reward_preset: str = DEFAULT_PRESET,
+        reward_weights: Mapping[str, float] | None = None,
+        format_mode: str | None = None,
+        language: str | None = None,
+        cosine: CosineConfig | Mapping[str, Any] | None = None,
+        tokenizer: Any | None = None,
+        tools: Sequence[str | Tool] = (),
+        max_turns: int | None = None,
+        verifier: MathVerifier | None = None,
+        verify_timeout: float = 5.0,
+        require_boxed: bool = False,
+        max_response_length: int | None = None,
+        validate: bool = False,
+        system_prompt: str | None = None,
+        **kwargs: Any,
+    ):
+        preset = get_preset(reward_preset)
+        self.preset = preset
+        self.format_mode = format_mode or preset.format_mode
+        if self.format_mode not in FORMAT_MODES:
+            raise ValueError(f"format_mode must be one of {', '.join(FORMAT_MODES)}, got {self.format_mode!r}")
+        self.language = language if language is not None else preset.language
+        if self.language is not None and self.language.lower() not in LANGUAGE_SCRIPTS:
+            raise ValueError(f"unknown language {self.language!r}; known: {', '.join(sorted(LANGUAGE_SCRIPTS))}")
+        if cosine is None:
+            self.cosine = preset.cosine
+        elif isinstance(cosine, CosineConfig):
+            self.cosine = cosine
+        else:
+            self.cosine = CosineConfig(**dict(cosine))
+        self.tokenizer = _load_tokenizer(tokenizer)
+        self.max_response_length = max_response_length
+        # Per-instance weights: every component is declared so any can be turned on by reward_weights.
+        self.default_reward_weights = preset_weights(preset)  # type: ignore[misc]
+        resolved_tools = [_resolve_tool(t, verify_timeout) for t in tools]
+        self.verifier = verifier or MathVerifier(timeout=verify_timeout, require_boxed=require_boxed)
+        self.dataset_name = str(dataset)
+        if items is None:
+            items = load_math_items(dataset, split=split, limit=limit, answer_format=answer_format)
+        elif limit is not None:
+            items = list(items)[:limit]
+        super().__init__(items, tools=resolved_tools, max_turns=max_turns or (4 if resolved_tools else 1),
+                         reward_weights=reward_weights, system_prompt=system_prompt, **kwargs)
+        if validate:
+            report = self.verifier.validate(self.items)
+            if not report.ok:
+                raise DataError(f"{self.dataset_name}: some gold answers do not verify against themselves:\n{report.summary()}")
+
+    # ------------------------------------------------------------------ data
+    def prepare_item(self, item: Item, *, source: str, row: int | str) -> Item:
+        return normalize_record(item, source=source, row=row)
+
+    # ------------------------------------------------------------------ prompt
+    def build_prompt(self, item: Item) -> str:
+        lines = [item["problem"].strip(), "", _INSTRUCTION]
+        if self.language:
+            name = LANGUAGE_NAMES.get(self.language.lower(), self.language)
+            lines[-1] += f" Think and answer in {name} only."
+        for name in self.tools:
+            if name in _TOOL_HINT:
+                lines.append(_TOOL_HINT[name])
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ scoring
+    def score_final(self, item: Item, response: str, ledger: RewardLedger) -> dict[str, float]:
+        if self.cut_off(response):  # never credit a number read from unfinished reasoning
+            verdict = Verdict(False, "no_answer", detail="the response ends inside its reasoning block")
+        else:
+            verdict = self.verifier.verify(item["answer"], response)
+        return self._score(verdict, response, ledger)
+
+    def cut_off(self, response: str) -> bool:
+        r"""Does ``response`` end inside its reasoning block with no ``\boxed{}`` answer?
+
+        That is what a generation stopped by ``max_new_tokens`` looks like: a ``<think>`` without a
+        later ``</think>``, or (in ``open-rs`` format mode, where R1 chat templates open the block in
+        the prompt) no ``</think>`` at all.
+        """
+        if "\\boxed" in response or "\\fbox" in response:
+            return False
+        opened = response.rfind("<think>")
+        if opened >= 0:
+            return "</think>" not in response[opened:]
+        return self.format_mode == "open-rs" and "</think>" not in response and bool(response.strip())
+
+    def _score(self, verdict: Verdict, response: str, ledger: RewardLedger) -> dict[str, float]:
+        state = self._state
+        if state is not None:
+            # Timing is left out: step info must be a function of (seed, actions).
+            state.extra["verdict"] = {k: v for k, v in verdict.as_dict().items() if k != "seconds"}
+        fmt = format_reward(response, self.format_mode)
+        length = response_length(response, self.tokenizer)
+        gold_ok = verdict.method != "unparsable_gold"
+        cosine = cosine_reward(verdict.correct, length, self.cosine) if gold_ok else 0.0
+        language = language_reward(response, self.language or "en")
+        values = {"accuracy": float(verdict.correct), "format": fmt, "cosine": cosine, "language": language}
+        for name, value in values.items():
+            if self.reward_weights.get(name, 0.0) != 0.0:
+                ledger.add(name, value)
+        cut_off = self.cut_off(response)
+        if self.max_response_length is not None and length >= self.max_response_length:
+            cut_off = True
+        metrics = {"acc": float(verdict.correct), "format": fmt, "length": float(length),
+                   "truncated": float(cut_off), "cosine": cosine, "language": language}
+        metrics.update(verdict.metrics())
+        return metrics
+
+    def score_unfinished(self, item: Item, ledger: RewardLedger) -> dict[str, float]:
+        empty = Verdict(False, "no_answer")
+        metrics = {"acc": 0.0, "format": 0.0, "length": 0.0, "cosine": 0.0, "language": 0.0}
+        metrics.update(empty.metrics())
+        if self._state is not None:
+            self._state.extra["verdict"] = {k: v for k, v in empty.as_dict().items() if k != "seconds"}
+        return metrics
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        observation, reward, terminated, truncated, info = super().step(action)
+        if (terminated or truncated) and self._state is not None and "verdict" in self._state.extra:
+            info["verdict"] = dict(self._state.extra["verdict"])
+        return observation, reward, terminated, truncated, info
+
+    # ------------------------------------------------------------------ golden response
+    def demonstration(self) -> list[str]:
+        """An R1-style response that reasons briefly and boxes the gold answer (earns acc 1)."""
+        answer = gold_content(self.item["answer"])
+        reasoning = "I work through the problem step by step and check the result against the question."
+        final = f"The final answer is $\\boxed{{{answer}}}$."
+        if self.format_mode == "strict":
+            return [f"<think>\n{reasoning}\n</think>\n<answer>\n{final}\n</answer>"]
+        return [f"<think>\n{reasoning}\n</think>\n\n{final}"]
+
+
+def _load_tokenizer(tokenizer: Any | None) -> Any | None:
+    """A tokenizer object, or one loaded by name through ``transformers`` (imported only then)."""
+    if tokenizer is None or not isinstance(tokenizer, str):
+        return tokenizer
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tokenizer)
