@@ -57,6 +57,11 @@ def k_values(samples: int) -> list[int]:
     return ks
 
 
+# Scores an episode cut at the token budget does not report (the env never judged it): they count as 0
+# for such a sample, so that their means are over every sample, like pass@k.
+_SCORE_METRICS = ("acc", "em", "f1", "format")
+
+
 def summarize(records: Sequence[dict[str, Any]], samples: int) -> dict[str, Any]:
     """Aggregate per-item records into pass@k and mean metrics."""
     summary: dict[str, Any] = {"items": len(records), "samples": samples}
@@ -64,8 +69,11 @@ def summarize(records: Sequence[dict[str, Any]], samples: int) -> dict[str, Any]
         summary[f"pass@{k}"] = sum(pass_at_k(samples, r["num_correct"], k) for r in records) / max(1, len(records))
     sums: dict[str, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
+    reported = {name for r in records for sample in r["samples"] for name in sample["metrics"]}
     for r in records:
         for sample in r["samples"]:
+            for name in reported.intersection(_SCORE_METRICS).difference(sample["metrics"]):
+                counts[name] += 1
             for name, value in sample["metrics"].items():
                 sums[name] += value
                 counts[name] += 1
@@ -188,6 +196,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     out_dir = Path(args.output_dir or Path("runs") / "eval" / env_id.replace("/", "_"))
     pool = [probe] + [envs.make(env_id, **kwargs) for _ in range(min(args.batch_items, num_items) * args.samples - 1)]
     records: list[dict[str, Any]] = []
+    metric: str | None = args.success_metric
     started = time.perf_counter()
     try:
         for start in range(0, num_items, args.batch_items):
@@ -198,13 +207,15 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                 episodes = agent.run(generator, pool, resets, groups, sampling, args.max_episode_tokens)
             else:
                 episodes = run_episodes(generator, chat, pool, resets, groups, sampling, args.max_episode_tokens)
+            if metric is None and any(not e.cut for e in episodes):
+                # fixed once per run, from episodes the env scored: an episode cut at the token budget
+                # carries only the rollout's own metrics (no ``em``), and scores 0 under either choice
+                metric = "em" if any("em" in e.metrics for e in episodes if not e.cut) else "acc"
             for g, index in enumerate(indices):
                 eps = [e for e in episodes if e.group == g]
-                metric = args.success_metric or ("em" if "em" in eps[0].metrics else "acc")
-                correct = [float(e.metrics.get(metric, 0.0)) >= 1.0 - 1e-9 for e in eps]
+                correct = [metric is not None and float(e.metrics.get(metric, 0.0)) >= 1.0 - 1e-9 for e in eps]
                 records.append({
                     "index": index,
-                    "success_metric": metric,
                     "item": _printable_item(eps[0].item),
                     "num_correct": int(sum(correct)),
                     "pass@1": sum(correct) / len(correct),
@@ -216,9 +227,11 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         for env in pool:
             env.close()
+    metric = metric or "acc"
+    for record in records:
+        record["success_metric"] = metric
     summary = summarize(records, args.samples)
-    if records:
-        summary["success_metric"] = records[0]["success_metric"]
+    summary["success_metric"] = metric
     summary.update({"env": env_id, "env_kwargs": kwargs, "model": str(args.model), "backend": args.backend,
                     "agent": args.agent, "sampling": vars(sampling), "seconds": time.perf_counter() - started})
     atomic_write_text(out_dir / "items.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))

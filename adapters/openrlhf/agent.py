@@ -25,6 +25,9 @@ What this module adds on top:
   sample because OpenRLHF stacks them into tensors.
 * The episode budget is ``--data.max_len`` tokens (prompt + all turns + observations); an episode
   that runs out of budget ends unscored (``env/finished`` = 0), with the rewards earned so far.
+  ``MultiTurnAgentExecutor`` alone would let every turn use the whole remaining budget; the engine
+  wrapper caps each turn at ``--rollout.max_new_tokens`` when it is set (OpenRLHF also uses that
+  value to cut the prompt to ``--data.max_len - --rollout.max_new_tokens`` tokens).
 """
 
 from __future__ import annotations
@@ -83,6 +86,7 @@ class _Rollout:
 
     config: AgentConfig
     tokenizer: Any
+    turn_cap: int | None = None  # ``--rollout.max_new_tokens``: the most tokens one turn may generate
     last_output: Any = None
     instance: AgentR1Instance | None = None
 
@@ -98,6 +102,11 @@ class _RecordingEngine:
         self._rollout = rollout
 
     async def generate(self, *args: Any, **kwargs: Any) -> Any:
+        cap = self._rollout.turn_cap
+        params = kwargs.get("sampling_params", args[1] if len(args) > 1 else None)
+        if cap and params is not None and (getattr(params, "max_tokens", None) or cap + 1) > cap:
+            # OpenRLHF hands each call its own copy of the params, so capping it in place is safe
+            params.max_tokens = cap
         output = await self._engine.generate(*args, **kwargs)
         self._rollout.last_output = output
         return output
@@ -268,7 +277,10 @@ class AgentR1Executor(MultiTurnAgentExecutor):
 
     async def execute(self, prompt: Any, label: Any, sampling_params: Any, max_length: int, hf_tokenizer: Any,
                       llm_engine: Any, images: Any = None) -> dict:
-        rollout = _Rollout(config=self.config, tokenizer=hf_tokenizer)
+        # MultiTurnAgentExecutor overwrites ``max_tokens`` with the episode's remaining budget before every
+        # turn; the value it starts with is ``--rollout.max_new_tokens``, which we keep as the per-turn cap
+        cap = getattr(sampling_params, "max_tokens", None)
+        rollout = _Rollout(config=self.config, tokenizer=hf_tokenizer, turn_cap=int(cap) if cap else None)
         token = _ROLLOUT.set(rollout)
         try:
             return await super().execute(prompt, label, sampling_params, max_length, hf_tokenizer,

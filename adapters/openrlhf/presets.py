@@ -5,8 +5,10 @@ dataset, agent file) and cluster sizing are added by the CLI; user flags after `
 
 * ``open-rs``: the Open-RS GRPO recipe for small math models (DeepSeek-R1-Distill-Qwen-1.5B): 6
   samples per prompt at temperature 0.7, lr 1e-6 with cosine decay and 10% warm-up, KL loss 0.04
-  with the k3 estimator, clip 0.2, prompt 512 + completion 3584 tokens, 12 prompts per optimizer
-  step (72 samples), one optimisation epoch per batch, evaluation at temperature 0.6.
+  with the k3 estimator, clip 0.2, prompt 512 + completion 3584 tokens (``--data.max_len`` 4096 with
+  ``--rollout.max_new_tokens`` 3584: the agent caps each turn at the latter, OpenRLHF cuts prompts
+  to the difference), 12 prompts per optimizer step (72 samples), one optimisation epoch per batch,
+  evaluation at temperature 0.6.
 * ``agent-r1-qa``: GRPO for multi-hop QA with search, after Agent-R1's HotpotQA recipe (max 5 tool
   turns and 1024 new tokens per turn: a 8192-token episode budget; 5 samples per prompt;
   lr 1e-6; KL loss 0.001, k3). Agent-R1 trained with verl; the batch sizes follow its example
@@ -65,6 +67,7 @@ PRESETS: dict[str, Preset] = {
             "--actor.min_lr_ratio": 0.0,
             "--algo.kl.init_coef": 0.04,
             "--data.max_len": 4096,
+            "--rollout.max_new_tokens": 3584,  # completion cap; prompts are cut to 4096 - 3584 = 512 tokens
             "--eval.temperature": 0.6,
             "--eval.n_samples_per_prompt": 1,
             "--ckpt.save_steps": 50,
@@ -84,6 +87,7 @@ PRESETS: dict[str, Preset] = {
             "--actor.lr_warmup_ratio": 0.0,
             "--algo.kl.init_coef": 0.001,
             "--data.max_len": 8192,
+            "--rollout.max_new_tokens": 1024,  # per turn (the agent caps every turn at this)
             "--eval.temperature": 0.0,
             "--eval.n_samples_per_prompt": 1,
             "--ckpt.save_steps": 50,

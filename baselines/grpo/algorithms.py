@@ -156,7 +156,8 @@ def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Te
     with torch.no_grad():
         stats = {
             "kl": (kl.detach() * fmask).sum() / n,
-            "clip_frac": ((unclipped.detach() != clipped.detach()).to(logp.dtype) * fmask).sum() / n,
+            # tokens where the clipped term wins the min (their gradient is cut), as OpenRLHF / verl count it
+            "clip_frac": ((clipped.detach() < unclipped.detach()).to(logp.dtype) * fmask).sum() / n,
             "ratio": (ratio.detach() * fmask).sum() / n,
             "tokens": fmask.sum(),
         }

@@ -51,12 +51,21 @@ def init_distributed(device: str | None = None) -> DistContext:
     return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=dev)
 
 
-def resolve_strategy(strategy: str, ctx: DistContext) -> str:
+def resolve_strategy(strategy: str, ctx: DistContext, backend: str = "vllm") -> str:
+    """``auto``: FSDP2 on GPUs, DDP on CPU, nothing on one process.
+
+    HF ``generate`` samples with the training model itself; under FSDP2 every forward pass is a
+    collective, so ranks whose rollouts stop after different numbers of tokens or turns would wait for
+    each other forever. With the ``hf`` backend ``auto`` therefore picks DDP, and ``fsdp`` is refused.
+    """
+    if strategy == "fsdp" and backend == "hf" and ctx.distributed:
+        raise ValueError("strategy 'fsdp' cannot roll out with backend 'hf' on several ranks (generate on a sharded "
+                         "model deadlocks when ranks stop at different lengths): use --strategy ddp or --backend vllm")
     if strategy != "auto":
         return strategy
     if not ctx.distributed:
         return "none"
-    return "fsdp" if ctx.device.type == "cuda" else "ddp"
+    return "fsdp" if ctx.device.type == "cuda" and backend != "hf" else "ddp"
 
 
 def wrap_model(model: Any, strategy: str, ctx: DistContext, *, compute_dtype: Any = None) -> Any:

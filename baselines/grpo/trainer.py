@@ -164,7 +164,7 @@ class GRPOTrainer:
         if cfg.beta > 0:
             self.ref_model = AutoModelForCausalLM.from_pretrained(self.base_model, dtype=dtype).to(ctx.device)
             self.ref_model.eval().requires_grad_(False)
-        self.strategy = resolve_strategy(cfg.strategy, ctx)
+        self.strategy = resolve_strategy(cfg.strategy, ctx, cfg.backend)
         self.model = wrap_model(self.model, self.strategy, ctx, compute_dtype=dtype)
         if self.ref_model is not None and self.strategy == "fsdp":
             self.ref_model = wrap_model(self.ref_model, "fsdp", ctx)

@@ -351,6 +351,26 @@ def test_sampling_params_are_not_shared_between_turns(arithmetic_agent, chatml):
     assert [n + budget for n, budget in seen] == [2048] * len(seen) and len(seen) == 2
 
 
+def test_each_turn_is_capped_at_rollout_max_new_tokens(arithmetic_agent, chatml):
+    """``--rollout.max_new_tokens`` arrives as ``sampling_params.max_tokens``; OpenRLHF's executor then
+    overwrites it with the remaining episode budget, so the agent must keep it as the per-turn cap."""
+    seen = []
+    row = prompt_rows("arithmetic-v0", count=1, seed=4)[0]
+    policy, _ = _scripted([row])
+
+    class Recording(FakeEngine):
+        async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
+            seen.append(sampling_params.max_tokens)
+            return await super().generate(prompt_token_ids, sampling_params, multi_modal_data)
+
+    params = SimpleNamespace(max_tokens=6, logprobs=None, temperature=1.0)
+    prompt = chatml.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
+    result = asyncio.run(arithmetic_agent.execute(prompt, row["label"], params, 2048, chatml, Recording(chatml, policy)))
+    assert seen and all(budget == 6 for budget in seen), seen
+    assert all(b - a <= 6 for a, b in result["action_ranges"])
+    assert result["extra_logs"]["env/acc"] == 0.0  # the capped (cut) actions cannot solve the problem
+
+
 def test_turn_end_cache_survives_tokenizer_copies(chatml):
     """OpenRLHF pickles the tokenizer into every Ray call: copies must hit the same cache entry."""
     import pickle

@@ -82,6 +82,9 @@ def test_open_rs_preset_matches_the_paper():
     assert args.actor.eps_clip_low_high == (0.2, 0.2)
     assert args.rollout.batch_size == 12 and args.train.batch_size == 72  # 12 prompts x 6 samples per optimizer step
     assert args.data.max_len == 512 + 3584 and args.eval.temperature == 0.6
+    # the per-turn completion cap (the agent enforces it); OpenRLHF cuts prompts to max_len - this = 512
+    assert args.rollout.max_new_tokens == 3584
+    assert args.actor.lr_scheduler == "cosine_with_min_lr" and args.actor.min_lr_ratio == 0.0
     assert default_preset("AgentR1/Math-v0").name == "open-rs"
     assert default_preset("AgentR1/HotpotQA-v0").name == "agent-r1-qa"
     assert default_preset("AgentR1/Arithmetic-v0").name == "small"

@@ -82,3 +82,34 @@ def test_cli_uses_the_math_protocol_offline(tiny_model_dir, tmp_path):
     summary = evaluate(args)
     assert summary["sampling"]["temperature"] == 0.6 and summary["sampling"]["top_p"] == 0.95
     assert summary["items"] == 2 and "acc" in summary["mean"]
+
+
+def test_success_metric_is_fixed_per_run_when_a_first_sample_is_cut(tiny_model_dir, tmp_path, monkeypatch):
+    """A sample cut at the token budget reports no ``em``: it must neither switch its item to ``acc``
+    nor drop out of the ``em`` / ``f1`` means."""
+    from baselines.evaluate import build_parser, evaluate
+    from baselines.grpo import rollout
+    from baselines.grpo.rollout import Episode
+
+    def scripted_run(generator, chat, envs, resets, groups, sampling, max_episode_tokens):
+        episodes = []
+        for i, group in enumerate(groups):
+            ep = Episode(group=group, prompt_ids=[1])
+            if i == 0:  # the first sample of the first item ran out of tokens
+                ep.cut = ep.done = ep.truncated = True
+                ep.metrics = {"acc": 0.0, "format": 0.0, "truncated": 1.0}
+            else:  # cover-EM hit, exact match miss
+                ep.metrics = {"acc": 1.0, "em": 0.0, "f1": 0.5, "format": 1.0}
+            episodes.append(ep)
+        return episodes
+
+    monkeypatch.setattr(rollout, "run_episodes", scripted_run)
+    args = build_parser().parse_args(["--env", "arithmetic-v0", "--model", str(tiny_model_dir), "--samples", "2",
+                                      "--limit", "2", "--output-dir", str(tmp_path)])
+    summary = evaluate(args)
+    assert summary["success_metric"] == "em"
+    assert summary["pass@1"] == 0.0 and summary["pass@2"] == 0.0
+    assert summary["mean"]["em"] == 0.0 and summary["mean"]["f1"] == pytest.approx(0.5 * 3 / 4)
+    assert summary["mean"]["acc"] == pytest.approx(3 / 4)
+    records = [json.loads(line) for line in (tmp_path / "items.jsonl").read_text().splitlines()]
+    assert [r["success_metric"] for r in records] == ["em", "em"] and [r["num_correct"] for r in records] == [0, 0]

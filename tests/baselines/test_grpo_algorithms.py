@@ -90,6 +90,15 @@ def test_clipped_loss_by_hand():
     assert stats["tokens"].item() == 3
 
 
+def test_clip_fraction_counts_only_tokens_whose_gradient_is_clipped():
+    old = torch.zeros(1, 4)
+    # ratio 1.5 with A < 0 and ratio 0.5 with A > 0: outside the range, but the unclipped term wins the min
+    logp = torch.tensor([[math.log(1.5), math.log(0.5), math.log(1.5), 0.0]])
+    adv = torch.tensor([[-1.0, 1.0, 1.0, 1.0]])
+    _, stats = policy_loss(logp, old, adv, torch.ones(1, 4), aggregation="token_mean")
+    assert stats["clip_frac"].item() == pytest.approx(1 / 4)
+
+
 def test_clipped_tokens_get_no_gradient_and_masked_tokens_none():
     logp, old, adv, mask = _example()
     loss, _ = policy_loss(logp, old, adv, mask, aggregation="token_mean")

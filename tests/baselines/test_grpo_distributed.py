@@ -36,3 +36,19 @@ def test_torchrun_two_ranks_ddp(tiny_model_dir, tmp_path):
     ckpt = tmp_path / "checkpoints" / "step_000001"
     assert (ckpt / "rng_rank0.pt").is_file() and (ckpt / "rng_rank1.pt").is_file()
     assert json.loads((ckpt / "trainer_state.json").read_text())["world_size"] == 2
+
+
+def test_hf_rollouts_never_run_on_an_fsdp_sharded_policy():
+    """Under FSDP2 each forward is a collective: HF generate on ranks that stop at different lengths
+    (or after different numbers of turns) would deadlock, so ``auto`` picks DDP and ``fsdp`` is refused."""
+    import torch
+
+    from baselines.grpo.distributed import DistContext, resolve_strategy
+
+    gpus = DistContext(rank=0, world_size=4, local_rank=0, device=torch.device("cuda", 0))
+    assert resolve_strategy("auto", gpus, "vllm") == "fsdp"
+    assert resolve_strategy("auto", gpus, "hf") == "ddp"
+    with pytest.raises(ValueError, match="ddp"):
+        resolve_strategy("fsdp", gpus, "hf")
+    single = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    assert resolve_strategy("auto", single, "hf") == "none" and resolve_strategy("fsdp", single, "hf") == "fsdp"
