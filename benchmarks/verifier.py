@@ -5,7 +5,8 @@ mathematically the gold (written by hand, see ``BASE_CASES``; the outputs wrap e
 R1-style reasoning templates, several boxes, or no box at all). Plain math-verify is called the way
 its README shows, ``verify(parse(gold), parse(output))``, in the main thread of a fresh interpreter
 per round (its ``SIGALRM`` timeouts need the main thread; a fresh process gives it the same cold
-SymPy caches as the fresh ``MathVerifier`` pool each round gets).
+SymPy caches as the fresh ``MathVerifier`` pool each round gets). Both sides get the same untimed
+warm-up first (``envs.math.verify.warm_up``'s pairs, then SymPy's cache cleared).
 
     python benchmarks/verifier.py [--workers 2] [--rounds 3] [--pairs benchmarks/data/verifier_pairs.jsonl] [--limit N]
     python benchmarks/verifier.py --write-pairs   # regenerate the labelled file from BASE_CASES
@@ -22,7 +23,6 @@ import logging
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -123,13 +123,10 @@ def build_pairs() -> list[dict]:
 
 def write_pairs(path: Path) -> int:
     """Write the labelled set atomically."""
+    from envs.core.io import atomic_write_text
+
     pairs = build_pairs()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".verifier_pairs.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        for pair in pairs:
-            fh.write(json.dumps(pair, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(json.dumps(pair, ensure_ascii=False) + "\n" for pair in pairs))
     return len(pairs)
 
 
@@ -157,6 +154,23 @@ def _plain_pass(pairs: list[dict]) -> tuple[list[bool], float, float]:
     for pair in pairs:
         verdicts.append(bool(verify(parse(f"\\boxed{{{pair['gold']}}}"), parse(pair["output"]))))
     return verdicts, time.perf_counter() - start, time.process_time() - cpu
+
+
+def _plain_warm_up() -> None:
+    """Give plain math-verify the warm-up each MathVerifier worker gets at start-up (``verify.warm_up``:
+    one check of each common answer shape, then SymPy's cache cleared), so neither side pays
+    latex2sympy's lazy parser warm-up inside the timed pass."""
+    from math_verify import parse, verify
+    from sympy.core.cache import clear_cache
+
+    from envs.math.verify import _WARM_UP_PAIRS
+
+    for gold, answer in _WARM_UP_PAIRS:
+        try:
+            verify(parse(f"\\boxed{{{gold}}}"), parse(f"\\boxed{{{answer}}}"))
+        except Exception:  # warming is best effort, as in the workers
+            pass
+    clear_cache()
 
 
 def run_plain(path: Path, limit: int | None) -> tuple[list[bool], float, float]:
@@ -212,8 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plain-pass", action="store_true", help=argparse.SUPPRESS)  # internal: one cold plain pass
     args = parser.parse_args(argv)
     if args.plain_pass:
-        import math_verify  # noqa: F401 - imported before the clock starts
-
+        _plain_warm_up()  # imports and the same warm-up the MathVerifier workers get, before the clock starts
         verdicts, seconds, cpu = _plain_pass(load_pairs(args.pairs, args.limit))
         print(json.dumps({"verdicts": verdicts, "seconds": seconds, "cpu": cpu}))
         return 0

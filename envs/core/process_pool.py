@@ -137,14 +137,18 @@ class _Worker:
         except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL is not ignorable
             logger.warning("worker %s did not exit after SIGKILL", self.proc.pid)
 
-    def stop(self) -> None:
-        """Ask the worker to exit (closing its input pipe), then make sure it did."""
+    def request_exit(self) -> None:
+        """Close the worker's input pipe: an idle worker exits when it sees end-of-file."""
         try:
             self.send.close()
         except OSError:
             pass
+
+    def stop(self, grace: float = 2.0) -> None:
+        """Ask the worker to exit, wait up to ``grace`` seconds, then make sure it did."""
+        self.request_exit()
         try:
-            self.proc.wait(timeout=2)
+            self.proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             pass
         self.kill()
@@ -204,8 +208,11 @@ class ProcessPool:
             self._all.clear()
         for _ in range(self.size):
             self._idle.put(None)  # wake threads waiting for a worker
+        for worker in workers:  # ask all to exit first: shutdown waits one grace period, not one per worker
+            worker.request_exit()
+        deadline = time.monotonic() + 2.0
         for worker in workers:
-            worker.stop()
+            worker.stop(max(0.0, deadline - time.monotonic()))
         for executor in (self._threads, self._async_threads):
             if executor is not None:
                 executor.shutdown(wait=False, cancel_futures=True)
@@ -391,7 +398,14 @@ class ProcessPool:
                     return
                 while todo:
                     started = time.monotonic()
-                    if not worker.recv.poll(limit):
+                    try:
+                        arrived = worker.recv.poll(limit)
+                    except OSError as exc:  # ``close()`` on another thread closed this worker's pipes
+                        healthy = False
+                        results[todo.pop(0)] = Outcome(CRASHED, error=f"worker died: {exc}",
+                                                       seconds=time.monotonic() - started)
+                        break
+                    if not arrived:
                         healthy = False
                         results[todo.pop(0)] = Outcome(TIMEOUT, error=f"no result within {limit:g}s", seconds=limit)
                         break

@@ -75,8 +75,9 @@ class MathEnv(ItemListEnv):
     ``limit``, ``answer_format="gsm8k"`` for local GSM8K-style files, or ``items`` directly;
     ``validate=True`` checks that every gold verifies against itself (``DataError`` otherwise).
     Rewards: ``reward_preset`` (``envs.math.rewards.PRESETS``), ``reward_weights`` overrides per
-    component, ``format_mode``, ``language`` (adds an instruction to the prompt and is the language
-    the ``language`` component measures), ``cosine`` (a ``CosineConfig`` or its fields as a dict),
+    component, ``format_mode``, ``language`` (adds an instruction to the system prompt, after any
+    ``system_prompt`` given, as Open-RS experiment 3 did; it is also the language the ``language``
+    component measures), ``cosine`` (a ``CosineConfig`` or its fields as a dict),
     ``tokenizer`` (an object with ``encode``, or a Hugging Face name) to count lengths in tokens.
     Tools: ``tools=("sympy",)`` and ``max_turns`` (default 4 with tools, else 1). Verification:
     ``verify_timeout`` (hard, seconds), ``require_boxed``, or a ready ``verifier``.
@@ -134,6 +135,9 @@ class MathEnv(ItemListEnv):
             items = load_math_items(dataset, split=split, limit=limit, answer_format=answer_format)
         elif limit is not None:
             items = list(items)[:limit]
+        if self.language:  # Open-RS experiment 3 put its English-only instruction in the system prompt
+            instruction = language_instruction(self.language)
+            system_prompt = f"{system_prompt.rstrip()}\n{instruction}" if system_prompt else instruction
         super().__init__(items, tools=resolved_tools, max_turns=max_turns or (4 if resolved_tools else 1),
                          reward_weights=reward_weights, system_prompt=system_prompt, **kwargs)
         if validate:
@@ -148,9 +152,6 @@ class MathEnv(ItemListEnv):
     # ------------------------------------------------------------------ prompt
     def build_prompt(self, item: Item) -> str:
         lines = [item["problem"].strip(), "", _INSTRUCTION]
-        if self.language:
-            name = LANGUAGE_NAMES.get(self.language.lower(), self.language)
-            lines[-1] += f" Think and answer in {name} only."
         for name in self.tools:
             if name in _TOOL_HINT:
                 lines.append(_TOOL_HINT[name])
@@ -223,6 +224,12 @@ class MathEnv(ItemListEnv):
         if self.format_mode == "strict":
             return [f"<think>\n{reasoning}\n</think>\n<answer>\n{final}\n</answer>"]
         return [f"<think>\n{reasoning}\n</think>\n\n{final}"]
+
+
+def language_instruction(language: str) -> str:
+    """The system-prompt sentence that asks for ``language`` (Open-RS experiment 3 asked for English)."""
+    name = LANGUAGE_NAMES.get(language.lower(), language)
+    return f"Think and answer in {name} only, not in any other language."
 
 
 def _load_tokenizer(tokenizer: Any | None) -> Any | None:

@@ -7,14 +7,17 @@ weights and sums them (``envs.core.rewards``). Components:
 * ``format``: the structure of the response, in one of three modes:
   ``"open-rs"`` (as Open-RS shipped: ``"\n</think>\n"`` occurs exactly once; R1-distill chat
   templates open the ``<think>`` block in the prompt), ``"strict"`` (open-r1's
-  ``^<think>\n...\n</think>\n<answer>\n...\n</answer>$``, matched against the whole response) and ``"think-boxed"`` (one closed reasoning
-  block, then a ``\boxed{}`` answer after it).
+  ``^<think>\n.*?\n</think>\n<answer>\n.*?\n</answer>$`` with its flags, ``re.match`` under
+  ``DOTALL | MULTILINE``: anchored at the start, and ``$`` also matches before any newline, so a
+  line break and more text may follow ``</answer>``; checked in linear time) and ``"think-boxed"``
+  (one closed reasoning block, then a ``\boxed{}`` answer after it).
 * ``cosine``: length-scaled correctness (Open-RS experiment 3), see :func:`cosine_reward`.
 * ``language``: the share of the response's letters written in the requested language's script,
   see :func:`language_share`; the paper's proposed fix for the language drift it observed.
 
 Presets name the paper's configurations: ``"open-rs-accuracy-format"`` (experiments 1 and 2) and
-``"open-rs-cosine-format"`` (experiment 3: format weight 1, cosine weight 2, English-only prompt).
+``"open-rs-cosine-format"`` (experiment 3: format weight 1, cosine weight 2, English-only instruction
+in the system prompt).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import Any
 from envs.core.parsing import extract_last_boxed
 
 FORMAT_MODES = ("open-rs", "strict", "think-boxed")
-_STRICT_RE = re.compile(r"^<think>\n.*?\n</think>\n<answer>\n.*?\n</answer>$", re.DOTALL)
+_STRICT_OPEN, _STRICT_MIDDLE, _STRICT_CLOSE = "<think>\n", "\n</think>\n<answer>\n", "\n</answer>"
 
 
 # ---------------------------------------------------------------------------- components
@@ -43,7 +46,7 @@ def format_reward(response: str, mode: str = "open-rs") -> float:
     if mode == "open-rs":
         return 1.0 if response.count("\n</think>\n") == 1 else 0.0
     if mode == "strict":
-        return 1.0 if _STRICT_RE.fullmatch(response) else 0.0
+        return 1.0 if _strict_match(response) else 0.0
     if mode == "think-boxed":
         if response.count("</think>") != 1 or response.count("<think>") > 1:
             return 0.0
@@ -54,6 +57,25 @@ def format_reward(response: str, mode: str = "open-rs") -> float:
             return 0.0
         return 1.0 if extract_last_boxed(answer) else 0.0
     raise ValueError(f"unknown format mode {mode!r}; choose one of {', '.join(FORMAT_MODES)}")
+
+
+def _strict_match(text: str) -> bool:
+    r"""``re.match(r"^<think>\n.*?\n</think>\n<answer>\n.*?\n</answer>$", text, re.DOTALL | re.MULTILINE)``
+    (open-r1's format reward) without the regex, whose two lazy groups backtrack quadratically on
+    responses that repeat the middle delimiter. The first middle delimiter after the opening leaves
+    the most room for the answer, so it is the only one to try."""
+    if not text.startswith(_STRICT_OPEN):
+        return False
+    middle = text.find(_STRICT_MIDDLE, len(_STRICT_OPEN))
+    if middle < 0:
+        return False
+    close = text.find(_STRICT_CLOSE, middle + len(_STRICT_MIDDLE))
+    while close >= 0:
+        end = close + len(_STRICT_CLOSE)
+        if end == len(text) or text[end] == "\n":  # "$" under MULTILINE
+            return True
+        close = text.find(_STRICT_CLOSE, close + 1)
+    return False
 
 
 @dataclass(frozen=True)
@@ -102,7 +124,8 @@ LANGUAGE_SCRIPTS: dict[str, tuple[str, ...]] = {
     "ru": ("CYRILLIC",), "uk": ("CYRILLIC",), "ar": ("ARABIC",), "fa": ("ARABIC",), "he": ("HEBREW",),
     "hi": ("DEVANAGARI",), "th": ("THAI",), "el": ("GREEK",),
 }
-_MATH_SPANS = re.compile(r"\$\$.*?\$\$|\$[^$]*\$|\\\[.*?\\\]|\\\(.*?\\\)|\\begin\{(\w+\*?)\}.*?\\end\{\1\}", re.DOTALL)
+_MATH_OPENER = re.compile(r"\$|\\\[|\\\(|\\begin\{(\w+\*?)\}")
+_MATH_END = re.compile(r"\\end\{(\w+\*?)\}")
 _LATEX_COMMAND = re.compile(r"\\[A-Za-z]+")
 _TAG = re.compile(r"</?[A-Za-z_][\w-]*>")
 
@@ -112,6 +135,53 @@ def _script(ch: str) -> str:
         return unicodedata.name(ch).split(" ", 1)[0]
     except ValueError:
         return "UNKNOWN"
+
+
+def _strip_math(text: str) -> str:
+    r"""Replace maths spans by a space, as ``re.sub(r"\$\$.*?\$\$|\$[^$]*\$|\\\[.*?\\\]|\\\(.*?\\\)|
+    \\begin\{(\w+\*?)\}.*?\\end\{\1\}", " ", text, flags=re.DOTALL)`` would, in linear time.
+
+    That regex rescans to the end of the text from every unclosed opener (a response of 30k
+    ``\[`` took a minute). Here each closer is searched for once: the last position of every closer
+    is known up front, so an opener with no closer after it is skipped without a search."""
+    last = {"$$": text.rfind("$$"), "$": text.rfind("$"), "\\]": text.rfind("\\]"), "\\)": text.rfind("\\)")}
+    last_end: dict[str, int] = {}
+    for match in _MATH_END.finditer(text):
+        last_end[match.group(1)] = match.start()
+    out: list[str] = []
+    kept = pos = 0
+    while True:
+        match = _MATH_OPENER.search(text, pos)
+        if match is None:
+            break
+        start, opener, name = match.start(), match.group(), match.group(1)
+        end = -1
+        if opener == "$":
+            if text.startswith("$$", start):
+                if last["$$"] >= start + 2:
+                    close = text.find("$$", start + 2)
+                    end = close + 2 if close >= 0 else -1
+                if end < 0:
+                    end = start + 2  # "$$" is also an empty "$...$"
+            elif last["$"] > start:
+                end = text.find("$", start + 1) + 1
+        elif name is not None:
+            closer = f"\\end{{{name}}}"
+            if last_end.get(name, -1) >= match.end():
+                close = text.find(closer, match.end())
+                end = close + len(closer) if close >= 0 else -1
+        else:
+            closer = "\\]" if opener == "\\[" else "\\)"
+            if last[closer] >= match.end():
+                end = text.find(closer, match.end()) + len(closer)
+        if end < 0:
+            pos = start + 1  # no span starts here; the next one may start inside this opener
+            continue
+        out.append(text[kept:start])
+        out.append(" ")
+        kept = pos = end
+    out.append(text[kept:])
+    return "".join(out)
 
 
 def language_share(text: str, language: str = "en") -> float:
@@ -126,7 +196,7 @@ def language_share(text: str, language: str = "en") -> float:
     scripts = LANGUAGE_SCRIPTS.get(language.lower())
     if scripts is None:
         raise ValueError(f"unknown language {language!r}; known: {', '.join(sorted(LANGUAGE_SCRIPTS))}")
-    cleaned = _TAG.sub(" ", _LATEX_COMMAND.sub(" ", _MATH_SPANS.sub(" ", text)))
+    cleaned = _TAG.sub(" ", _LATEX_COMMAND.sub(" ", _strip_math(text)))
     total = matching = 0
     latin = "LATIN" in scripts
     for ch in cleaned:
@@ -159,7 +229,7 @@ class RewardPreset:
     name: str
     weights: Mapping[str, float]
     format_mode: str = "open-rs"
-    language: str | None = None  # ask for (and measure) this language in the prompt
+    language: str | None = None  # ask for this language in the system prompt (and measure it)
     description: str = ""
     cosine: CosineConfig = field(default_factory=CosineConfig)
 
@@ -172,7 +242,8 @@ PRESETS: dict[str, RewardPreset] = {
         RewardPreset("open-rs-accuracy-format", {"accuracy": 1.0, "format": 1.0},
                      description="Open-RS experiments 1-2: accuracy (math-verify) + format, equal weights"),
         RewardPreset("open-rs-cosine-format", {"format": 1.0, "cosine": 2.0}, language="en",
-                     description="Open-RS experiment 3: format (weight 1) + cosine (weight 2), English-only prompt"),
+                     description="Open-RS experiment 3: format (weight 1) + cosine (weight 2), "
+                                 "English-only system prompt"),
         RewardPreset("accuracy", {"accuracy": 1.0}, format_mode="think-boxed",
                      description="verified accuracy only (format is still measured, with weight 0)"),
         RewardPreset("think-boxed", {"accuracy": 1.0, "format": 0.2}, format_mode="think-boxed",

@@ -166,3 +166,32 @@ def test_a_forked_child_gets_its_own_workers():
     assert child_worker != parent_worker
     assert parent_pool.run(os.getpid) == parent_worker  # the parent's worker was left alone
     parent_pool.close()
+
+
+def test_close_while_tasks_run_ends_them_without_raising_and_waits_once():
+    p = ProcessPool(2, timeout=30.0, name="closing-busy").start()
+    assert p.map(operator.add, [(1, 2), (3, 4)]) and len(p._all) == 2
+    workers = list(p._all)
+    outcomes, errors = [], []
+
+    def busy():
+        try:
+            outcomes.append(p.call(time.sleep, 20))
+        except PoolClosed:
+            outcomes.append(None)
+        except Exception as exc:  # anything else would escape an env's step
+            errors.append(exc)
+
+    threads = [threading.Thread(target=busy) for _ in range(2)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    p.close()
+    closing = time.monotonic() - started
+    for t in threads:
+        t.join(timeout=10)
+    assert not errors and all(not t.is_alive() for t in threads)
+    assert all(o is not None and o.status in (CRASHED, TIMEOUT) for o in outcomes)
+    assert all(w.proc.poll() is not None for w in workers)
+    assert closing < 3.5  # one shared 2 s grace period for both busy workers, not 2 s each

@@ -101,8 +101,15 @@ def test_cosine_preset_follows_the_formula_with_a_tokenizer():
             return text.split()
 
     env = MathEnv(items=ITEMS, reward_preset="open-rs-cosine-format", tokenizer=Words(), cosine={"max_length": 20}, **FAST)
-    obs, _ = env.reset(seed=0, options={"index": 0})
-    assert "English" in obs
+    obs, info = env.reset(seed=0, options={"index": 0})
+    # Open-RS experiment 3 added its English-only instruction to the system prompt
+    assert info["messages"][0]["role"] == "system" and "English only" in info["messages"][0]["content"]
+    assert "English" not in obs
+    custom = MathEnv(items=ITEMS, reward_preset="open-rs-cosine-format", system_prompt="Be brief.", **FAST)
+    _, info = custom.reset(seed=0, options={"index": 0})
+    assert info["messages"][0]["content"].startswith("Be brief.\n") and "English only" in info["messages"][0]["content"]
+    _, info = MathEnv(items=ITEMS, **FAST).reset(seed=0, options={"index": 0})
+    assert [m["role"] for m in info["messages"]] == ["user"]  # experiments 1-2: no system prompt
     action = "a b c d e\n</think>\n\\boxed{42}"
     _, reward, *_, info = _final(env, action)
     length = len(action.split())

@@ -1,6 +1,8 @@
 """Reward components: format modes, the cosine formula at its edges, the language share, presets."""
 
 import math
+import re
+import time
 
 import pytest
 from hypothesis import given
@@ -9,6 +11,7 @@ from hypothesis import strategies as st
 from envs.math.rewards import (
     COMPONENTS,
     PRESETS,
+    _strip_math,
     CosineConfig,
     accuracy_reward,
     cosine_reward,
@@ -39,12 +42,54 @@ def test_format_open_rs_as_shipped(text, expected):
 
 @pytest.mark.parametrize(("text", "expected"), [
     ("<think>\nreason\n</think>\n<answer>\n4\n</answer>", 1.0),
-    ("<think>\nreason\n</think>\n<answer>\n4\n</answer>\n", 0.0),
+    # open-r1 calls re.match(pattern, text, re.DOTALL | re.MULTILINE): "$" matches before a newline
+    ("<think>\nreason\n</think>\n<answer>\n4\n</answer>\n", 1.0),
+    ("<think>\nreason\n</think>\n<answer>\n4\n</answer>\nmore text", 1.0),
+    ("<think>\nreason\n</think>\n<answer>\n4\n</answer>x", 0.0),
+    ("<think>\nreason\n</think>\n<answer>\n4\n</answer>x\n</answer>", 1.0),
+    ("<think>\n</think>\n<answer>\n4\n</answer>", 0.0),  # the opening's newline is not the middle's
+    ("<think>\nr\n</think>\n<answer>\n</answer>", 0.0),
+
     ("<think>reason</think><answer>4</answer>", 0.0),
     ("Sure! <think>\nreason\n</think>\n<answer>\n4\n</answer>", 0.0),
 ])
 def test_format_strict_open_r1(text, expected):
     assert format_reward(text, "strict") == expected
+    assert bool(re.match(OPEN_R1_FORMAT, text, re.DOTALL | re.MULTILINE)) == bool(expected)
+
+
+OPEN_R1_FORMAT = r"^<think>\n.*?\n</think>\n<answer>\n.*?\n</answer>$"
+_STRICT_PIECES = ["<think>\n", "\n</think>\n<answer>\n", "\n</answer>", "\n", "x", "</answer>", "<answer>\n"]
+
+
+@given(st.lists(st.sampled_from(_STRICT_PIECES), max_size=10))
+def test_format_strict_agrees_with_open_r1s_regex(pieces):
+    text = "".join(pieces)
+    assert format_reward(text, "strict") == float(bool(re.match(OPEN_R1_FORMAT, text, re.DOTALL | re.MULTILINE)))
+
+
+MATH_SPANS = r"\$\$.*?\$\$|\$[^$]*\$|\\\[.*?\\\]|\\\(.*?\\\)|\\begin\{(\w+\*?)\}.*?\\end\{\1\}"
+_MATH_PIECES = ["$", "$$", "\\[", "\\]", "\\(", "\\)", "\\begin{a}", "\\end{a}", "\\begin{b*}", "\\end{b*}",
+                "\\begin{", "x", "\\", "}", "\n", "答"]
+
+
+@given(st.lists(st.sampled_from(_MATH_PIECES), max_size=14))
+def test_maths_removal_agrees_with_the_span_regex(pieces):
+    text = "".join(pieces)
+    assert _strip_math(text) == re.sub(MATH_SPANS, " ", text, flags=re.DOTALL)
+
+
+@pytest.mark.parametrize("text", [
+    "\\[" * 32_768, "\\(" * 32_768, "\\begin{a}" * 7_000, "\\end{a}" * 3_000 + "\\begin{a}" * 3_000, "$$a" * 20_000,
+    "<think>\n" + "\n</think>\n<answer>\n" * 3_400, "<think>\n" + "\n</think>\n<answer>\n\n</answer>x" * 2_000,
+])
+def test_rewards_are_linear_on_adversarial_64k_responses(text):
+    # the regexes these replace took 5-60 s on such inputs (lazy groups rescanning to the end)
+    started = time.perf_counter()
+    language_share(text, "en")
+    for mode in ("open-rs", "strict", "think-boxed"):
+        format_reward(text, mode)
+    assert time.perf_counter() - started < 1.0
 
 
 @pytest.mark.parametrize(("text", "expected"), [

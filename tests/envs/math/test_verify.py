@@ -292,3 +292,24 @@ def test_verifier_works_in_a_forked_child(verifier):
     assert queue.get(timeout=90) == (True, SYMBOLIC)
     proc.join(30)
     assert verifier.verify("6\\sqrt{2}", "\\boxed{\\sqrt{8}}").correct is False
+
+
+def test_math_verify_is_called_gold_first(monkeypatch):
+    """math-verify's ``verify`` is asymmetric; Open-RS's reward passed the prediction first."""
+    import math_verify
+
+    from envs.math import verify as mv
+
+    calls = []
+
+    def recording_verify(gold, target, **kwargs):
+        calls.append((gold, target))
+        return True
+
+    monkeypatch.setattr(math_verify, "verify", recording_verify)
+    mv._GOLD_CACHE.clear()
+    assert mv._symbolic_check("\\frac{1}{3}", "\\sqrt{7}", True, 6, True) == (True, SYMBOLIC)
+    (gold, target), = calls
+    assert [str(g) for g in gold] == [str(g) for g in mv._parse("\\boxed{\\frac{1}{3}}")]
+    assert [str(t) for t in target] == [str(t) for t in mv._parse("\\boxed{\\sqrt{7}}")]
+    mv._GOLD_CACHE.clear()
