@@ -129,8 +129,8 @@ def overlap(a: list[list[str]], b: list[list[str]], k: int) -> tuple[float, floa
     """Mean |A ∩ B| / k over queries, and the share of queries with identical top-k sets."""
     shares, same = [], 0
     for x, y in zip(a, b, strict=True):
-        denom = max(1, min(k, max(len(x), len(y))))
-        shares.append(len(set(x) & set(y)) / denom)
+        denom = min(k, max(len(x), len(y)))
+        shares.append(len(set(x) & set(y)) / denom if denom else 1.0)  # both empty: they agree
         same += set(x) == set(y)
     return statistics.fmean(shares), same / len(a)
 

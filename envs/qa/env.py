@@ -8,7 +8,8 @@ answer on the 6th (Agent-R1's recipe: ``max_tool_turns=5``, ``top_k=5``).
 
 Rewards (named components; weights via ``reward_weights=``):
 
-* process: ``tool_call_valid`` (a search that ran and was not a repeat), ``invalid_action``
+* process: ``tool_call_valid`` (a search that ran and was not a repeat; at most once per turn, so
+  many searches in one turn earn no more than one), ``invalid_action``
   (unparsable call), ``tool_error`` (unknown tool, bad arguments, empty query, timeout),
   ``repeated_call`` (the identical call again), ``repeated_query`` (the same query up to case,
   punctuation and spacing), ``retrieval_hit`` (the share of the gold supporting titles that this
@@ -152,9 +153,9 @@ class QAEnv(ItemListEnv):
             items = list(items)[:max_items]
         if max_turns is None:
             max_turns = max_tool_turns + 1  # N search turns, then the answer turn
-        http = retriever == "http"
+        timeout_given = search_timeout is not None
         if search_timeout is None:
-            search_timeout = http_timeout * (http_retries + 1) + 8.0 if http else 30.0
+            search_timeout = 30.0  # raised below to cover an HTTP client's own retries and backoff
         search = Tool(
             name="search",
             description="Search the knowledge base; returns the top passages (title and text) for the query.",
@@ -180,6 +181,11 @@ class QAEnv(ItemListEnv):
             self._retriever = self._shared(retriever, retriever_url, corpus, index, cache_dir, options,
                                            http_timeout, http_retries)
         self._active = self._retriever
+        bound = getattr(self._retriever, "max_call_seconds", None)
+        if not timeout_given and isinstance(bound, int | float):
+            # The client gives up (an "unavailable" observation, no penalty) before the tool's hard
+            # timeout would charge the model a tool_error for a server it cannot fix.
+            search.timeout = max(search.timeout, float(bound) + 5.0)
 
     # ------------------------------------------------------------------ retrieval setup
     def _shared(self, backend: str, url: str | None, corpus: str | Path, index: str | Path | None,
@@ -188,7 +194,7 @@ class QAEnv(ItemListEnv):
         from envs.retrieval.factory import shared_retriever
 
         if backend == "http":
-            return shared_retriever("http", url=url, timeout=http_timeout, retries=http_retries, **options)
+            return shared_retriever("http", url=url, **{"timeout": http_timeout, "retries": http_retries, **options})
         if index is not None:
             return shared_retriever(backend, index=index, **options)
         if str(corpus) == "dataset":
@@ -213,7 +219,7 @@ class QAEnv(ItemListEnv):
             self._active = _DISTRACTORS.get(self.item)
         assert self._state is not None
         self._state.extra.update({"queries": set(), "retrieved": set(), "syntax_errors": 0, "searches": 0,
-                                  "unavailable": 0, "last_call_notice": False})
+                                  "unavailable": 0, "last_call_notice": False, "rewarded_turns": set()})
         return prompt, info
 
     def build_prompt(self, item: Item) -> str:
@@ -248,7 +254,13 @@ class QAEnv(ItemListEnv):
                 ledger.add("repeated_query")
             else:
                 queries.add(key)
-                ledger.add("tool_call_valid")
+                # At most once per turn: several searches in one turn (up to the parser's cap) must not
+                # multiply the bonus past what an answer is worth.
+                rewarded_turns = extra.setdefault("rewarded_turns", set())
+                turn = self._state.turn if self._state is not None else 0
+                if turn not in rewarded_turns:
+                    rewarded_turns.add(turn)
+                    ledger.add("tool_call_valid")
             gold = {_norm_title(t) for t in self.item.get("supporting_titles") or ()}
             retrieved = extra.setdefault("retrieved", set())
             found = {_norm_title(t) for t in result.metadata.get("titles", ())}

@@ -4,8 +4,10 @@
 ``{"result": [[{"document": {"id", "contents"}, "score"}, ...], ...]}`` where ``contents`` is
 ``"\\"Title\\"\\ntext"``. Each request has a timeout; connection errors, timeouts and 5xx answers are
 retried with exponential backoff; then a ``RetrievalError`` says the server is unreachable, which
-the QA environment shows the model as an observation (the episode goes on). The worst-case time of
-one call is bounded by ``max_call_seconds``. Only the standard library is used.
+the QA environment shows the model as an observation (the episode goes on). ``timeout`` bounds each
+socket operation and the reading of each answer (a server that trickles bytes is cut off), so one
+call takes at most ``max_call_seconds``. Answers larger than ``max_response_bytes`` are refused.
+Only the standard library is used.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ class HttpRetriever:
     name = "http"
 
     def __init__(self, url: str, *, timeout: float = 10.0, retries: int = 2, backoff: float = 0.5,
-                 max_backoff: float = 4.0, headers: dict[str, str] | None = None):
+                 max_backoff: float = 4.0, headers: dict[str, str] | None = None,
+                 max_response_bytes: int = 64 << 20):
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"retriever_url must start with http:// or https://, got {url!r}")
         if timeout <= 0 or retries < 0 or backoff < 0:
@@ -41,13 +44,16 @@ class HttpRetriever:
         self.retries = int(retries)
         self.backoff = float(backoff)
         self.max_backoff = float(max_backoff)
+        self.max_response_bytes = int(max_response_bytes)
         self.headers = {"Content-Type": "application/json", **(headers or {})}
 
     @property
     def max_call_seconds(self) -> float:
         """An upper bound on one ``search_many`` call, for the env's hard tool timeout."""
         waits = sum(min(self.max_backoff, self.backoff * 2**i) for i in range(self.retries))
-        return self.timeout * (self.retries + 1) + waits
+        # Per attempt: the answer must be complete ``timeout`` after the attempt starts; a socket
+        # operation already blocked then may overrun that by at most one more ``timeout``.
+        return 2 * self.timeout * (self.retries + 1) + waits
 
     def search(self, query: str, k: int = 5) -> list[Passage]:
         return self.search_many([query], k)[0]
@@ -68,9 +74,10 @@ class HttpRetriever:
             if attempt:
                 time.sleep(min(self.max_backoff, self.backoff * 2 ** (attempt - 1)))
             request = urllib.request.Request(self.url, data=payload, headers=self.headers, method="POST")
+            deadline = time.monotonic() + self.timeout
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    raw = response.read()
+                    raw = self._read_body(response, deadline)
             except urllib.error.HTTPError as exc:
                 detail = exc.read()[:300].decode("utf-8", "replace") if exc.fp is not None else ""
                 last = f"HTTP {exc.code} {exc.reason}: {detail}".strip()
@@ -89,6 +96,22 @@ class HttpRetriever:
                 continue
         raise RetrievalError(f"the search service is unavailable: retrieval server {self.url} did not answer "
                              f"after {self.retries + 1} attempt(s) ({last})")
+
+    def _read_body(self, response: Any, deadline: float) -> bytes:
+        """The answer's bytes, read in chunks so a trickling server cannot hold the call past ``deadline``."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the answer took longer than {self.timeout:g}s to arrive")
+            chunk = response.read1(65536)
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > self.max_response_bytes:
+                raise RetrievalError(f"the answer from retrieval server {self.url} exceeds "
+                                     f"{self.max_response_bytes} bytes")
+            chunks.append(chunk)
 
 
 def _passage(entry: Any) -> Passage:

@@ -216,8 +216,13 @@ class PyseriniRetriever:
             raise ValueError(f"engine must be 'auto', 'pyserini' or 'anserini', got {engine!r}")
         self.index = str(index)
         self.threads = max(1, int(threads))
+        self._pid = os.getpid()
         self._worker = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentr1-lucene")
-        self._searcher = self._call(self._open, self.index, float(k1), float(b), engine)
+        try:
+            self._searcher = self._call(self._open, self.index, float(k1), float(b), engine)
+        except BaseException:
+            self._worker.shutdown(wait=False)
+            raise
 
     @staticmethod
     def _open(index: str, k1: float, b: float, engine: str) -> Any:
@@ -235,6 +240,12 @@ class PyseriniRetriever:
         return searcher
 
     def _call(self, fn: Any, *args: Any) -> Any:
+        if os.getpid() != self._pid:
+            # A forked child inherits neither the worker thread (a submitted call would wait forever)
+            # nor a usable JVM, and pyjnius cannot start another one there.
+            raise RetrievalError("this Lucene searcher was opened in another process (the parent of a fork); "
+                                 "open it in the worker process (multiprocessing 'spawn', or make the env "
+                                 "after forking) or serve it over HTTP with `python -m envs.retrieval serve`")
         return self._worker.submit(fn, *args).result()
 
     @classmethod
@@ -243,8 +254,20 @@ class PyseriniRetriever:
         """Index ``passages`` with pyserini's indexer (cached by corpus hash) and open the index."""
         root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
         index_dir = root / "indexes" / f"lucene-{corpus_fingerprint(passages)}"
-        if not (index_dir / _META_NAME).exists():
+        if (index_dir / _META_NAME).exists():
+            try:
+                return cls(index_dir, threads=threads, **kwargs)
+            except JavaUnavailableError:
+                raise
+            except Exception:  # a corrupt cached index is rebuilt, never fatal (as for bm25)
+                logger.warning("could not open the cached Lucene index %s; rebuilding", index_dir, exc_info=True)
+        try:
             build_index(passages, index_dir, threads=threads)
+        except OSError:
+            # another process renamed its finished copy into place first: use that one
+            if not (index_dir / _META_NAME).exists():
+                raise
+            logger.info("another process built %s meanwhile; using it", index_dir)
         return cls(index_dir, threads=threads, **kwargs)
 
     @classmethod

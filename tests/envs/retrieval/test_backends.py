@@ -300,3 +300,146 @@ def test_package_import_stays_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[3],
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[3])})
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def _serve_raw(handler_body):
+    """A raw TCP server running ``handler_body(conn)`` for each connection; returns (url, stop)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    stop = threading.Event()
+
+    def loop():
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            threading.Thread(target=handler_body, args=(conn, stop), daemon=True).start()
+
+    threading.Thread(target=loop, daemon=True).start()
+
+    def close():
+        stop.set()
+        listener.close()
+
+    return f"http://127.0.0.1:{listener.getsockname()[1]}", close
+
+
+def test_trickling_server_is_cut_off_in_bounded_time():
+    def trickle(conn, stop):  # headers at once, then one body byte every 0.1 s: never a socket timeout
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n")
+            while not stop.is_set():
+                try:
+                    conn.sendall(b" ")
+                except OSError:
+                    return
+                time.sleep(0.1)
+
+    url, close = _serve_raw(trickle)
+    try:
+        client = HttpRetriever(url, timeout=0.5, retries=1, backoff=0.05)
+        start = time.monotonic()
+        with pytest.raises(RetrievalError, match="did not answer after 2 attempt"):
+            client.search("q", 3)
+        assert time.monotonic() - start <= client.max_call_seconds + 0.5
+    finally:
+        close()
+
+
+def test_oversized_answer_is_refused():
+    def huge(conn, stop):
+        with conn:
+            conn.recv(65536)
+            body = b'{"result": [[' + b" " * 300_000 + b"]]}"
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+
+    url, close = _serve_raw(huge)
+    try:
+        with pytest.raises(RetrievalError, match="exceeds"):
+            HttpRetriever(url, timeout=2, retries=0, max_response_bytes=100_000).search("q", 3)
+        assert HttpRetriever(url, timeout=2, retries=0).search("q", 3) == []  # within the default limit
+    finally:
+        close()
+
+
+@pytest.mark.slow
+def test_pyserini_rebuilds_a_corrupt_cached_index(lucene, corpus, tmp_path):
+    import shutil
+
+    from envs.retrieval.pyserini_backend import PyseriniRetriever
+
+    source = Path(lucene.index)
+    index_dir = tmp_path / "indexes" / source.name  # a copy: the fixture's searcher keeps its files mapped
+    shutil.copytree(source, index_dir)
+    for f in index_dir.iterdir():
+        if f.name != "agentr1_meta.json":
+            f.write_bytes(b"garbage")
+    again = PyseriniRetriever.from_passages(corpus, cache_dir=tmp_path)
+    assert again.index == str(index_dir)
+    assert again.search("capital of Tervania", 1)[0].title == "Tervania"
+
+
+@pytest.mark.slow
+def test_pyserini_searcher_in_a_forked_child_fails_fast(lucene):
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the worker thread and the JVM did not come along
+        code = 1
+        try:
+            lucene.search("capital of Tervania", 1)
+        except RetrievalError as exc:
+            code = 0 if "another process" in str(exc) else 2
+        finally:
+            os.write(write, bytes([code]))
+            os._exit(0)
+    os.close(write)
+    deadline = time.monotonic() + 20
+    import select
+
+    ready, _, _ = select.select([read], [], [], max(0.0, deadline - time.monotonic()))
+    if not ready:
+        os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    assert ready, "a search in a forked child hung"
+    assert os.read(read, 1) == b"\x00"
+    os.close(read)
+    assert lucene.search("capital of Tervania", 1)[0].title == "Tervania"  # the parent's searcher still works
+
+
+_RACE_BUILDER = """
+import sys, time
+from envs.retrieval.bm25 import BM25Retriever
+from envs.retrieval import load_corpus
+build = BM25Retriever._build
+def slow_build(self):  # hold both processes inside the build so their saves collide
+    model = build(self)
+    time.sleep(1.0)
+    return model
+BM25Retriever._build = slow_build
+r = BM25Retriever(load_corpus(sys.argv[1]), cache_dir=sys.argv[2])
+print(r.search("capital of Tervania", 1)[0].title)
+"""
+
+
+def test_two_processes_building_the_same_bm25_index(tmp_path):
+    import subprocess
+    import sys
+
+    root = Path(__file__).parents[3]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    procs = [subprocess.Popen([sys.executable, "-c", _RACE_BUILDER, str(SAMPLE_CORPUS_PATH), str(tmp_path)],
+                              cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    for p, (out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err
+        assert out.strip() == "Tervania"
+    entries = sorted(p.name for p in (tmp_path / "indexes").iterdir())
+    assert len(entries) == 1 and entries[0].startswith("bm25s-"), entries  # no temporary or moved-aside copies
+    again = BM25Retriever(load_corpus(SAMPLE_CORPUS_PATH), cache_dir=tmp_path)
+    assert again.index_dir == tmp_path / "indexes" / entries[0]
+    assert again.search("capital of Tervania", 1)[0].title == "Tervania"
