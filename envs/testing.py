@@ -2,19 +2,22 @@
 
 Contributors run ``check_env_conformance("AgentR1/MyEnv-v0")`` in their env's test file. It checks:
 
-* Gymnasium's own ``check_env`` (spaces, seeding, return types);
+* Gymnasium's own ``check_env`` (spaces, seeding, return types), its warnings counted as failures;
 * the same seed gives the same episode, and ``reset`` leaves nothing from the previous episode;
-* adversarial actions (empty, huge, binary junk, broken tags, unbalanced JSON, pathological maths)
-  never raise, return well-formed results, and finish within a time bound;
+* adversarial actions (empty, huge, binary junk, broken tags, unbalanced or deeply nested JSON,
+  pathological maths) never raise, return well-formed, picklable results, and finish within a time bound;
 * a model that keeps calling tools is stopped by ``max_turns`` (``truncated=True``);
-* every reward equals the sum of ``info["reward_components"]``; final steps report ``info["metrics"]``;
+* every reward (golden steps included) equals the sum of ``info["reward_components"]``; final steps
+  report ``info["metrics"]``;
 * ``demonstration()`` (the golden actions) ends the episode with ``acc == 1`` and the highest return.
 """
 
 from __future__ import annotations
 
 import math
+import pickle
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +54,9 @@ ADVERSARIAL_ACTIONS: tuple[str, ...] = (
     "\\boxed{x^{2}+" * 500 + "}" * 500,
     "The answer is \\boxed{\\sqrt{-1}} \\boxed{\\infty} \\boxed{\\text{\\}}}",
     "😀" * 50_000,
+    "\\boxed{1e999999999}",
+    "<tool_call>{\"name\": \"calculator\", \"arguments\": {\"expression\": \"1\", \"x\": " + "[" * 900 + "]" * 900 + "}}</tool_call>",
+    "<tool_call></tool_call>" * 2_000,
 )
 
 
@@ -100,7 +106,7 @@ def check_env_conformance(
     check("reset leaves no state", lambda: _check_no_state_leak(factory, seeds))
     check("adversarial actions", lambda: _check_adversarial(factory, seeds[0], adversarial_actions, max_step_seconds, report))
     check("max_turns truncates", lambda: _check_truncation(factory, seeds[0], max_step_seconds))
-    check("golden answer", lambda: _check_golden(factory, seeds, adversarial_actions[:6], report))
+    check("golden answer", lambda: _check_golden(factory, seeds, adversarial_actions[:6], max_step_seconds, report))
     if failures:
         raise ConformanceError(f"{env_id} failed {len(failures)} check(s):\n  " + "\n  ".join(failures))
     return report
@@ -110,16 +116,28 @@ def check_env_conformance(
 def _gymnasium_check(factory: Callable[[], gym.Env]) -> None:
     env = factory()
     try:
-        check_env(env.unwrapped, skip_render_check=True)
+        # Gymnasium reports many contract breaks (observation outside its space, wrong reward type,
+        # non-deterministic reset) only as warnings; here they are failures.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            check_env(env.unwrapped, skip_render_check=True)
     finally:
         env.close()
+    complaints = [str(w.message) for w in caught if "WARN:" in str(w.message)]
+    _require(not complaints, "gymnasium's checker warned: " + " | ".join(complaints))
 
 
-def _play(env: gym.Env, seed: int, actions: Sequence[str], options: dict | None = None) -> list[tuple]:
+def _play(env: gym.Env, seed: int, actions: Sequence[str], options: dict | None = None, *,
+          max_step_seconds: float | None = None, what: str = "") -> list[tuple]:
+    """Reset and play ``actions``; with ``max_step_seconds``, check every step's result as well."""
     obs, info = env.reset(seed=seed, options=options)
     trace: list[tuple] = [("reset", obs, _comparable(info))]
-    for action in actions:
-        obs, reward, terminated, truncated, info = env.step(action)
+    for i, action in enumerate(actions):
+        start = time.perf_counter()
+        result = env.step(action)
+        if max_step_seconds is not None:
+            _check_step_result(env, result, time.perf_counter() - start, max_step_seconds, f"{what} step {i + 1}")
+        obs, reward, terminated, truncated, info = result
         trace.append((obs, reward, terminated, truncated, _comparable(info)))
         if terminated or truncated:
             break
@@ -147,7 +165,8 @@ def _check_determinism(factory: Callable[[], gym.Env], seeds: Sequence[int]) -> 
         items = {repr(env.reset(seed=s)[1].get("item")) for s in range(8)}
     finally:
         env.close()
-    _require(len(items) > 1 or getattr(env.unwrapped, "items", [None]) == [None] or len(getattr(env.unwrapped, "items", [])) == 1,
+    # Only an env with a one-item dataset may pose the same item for every seed.
+    _require(len(items) > 1 or len(getattr(env.unwrapped, "items", ())) == 1,
              "eight different seeds all gave the same item: reset(seed=...) does not seed item selection")
 
 
@@ -175,6 +194,10 @@ def _check_step_result(env: gym.Env, result: tuple, elapsed: float, max_seconds:
     _require(isinstance(obs, str) and env.observation_space.contains(obs), f"{what}: observation is not a str in the space")
     _require(isinstance(reward, float) and math.isfinite(reward), f"{what}: reward {reward!r} is not a finite float")
     _require(isinstance(terminated, bool) and isinstance(truncated, bool), f"{what}: terminated/truncated must be bool")
+    try:  # AsyncVectorEnv pickles every info from its workers
+        pickle.dumps(info)
+    except Exception as exc:
+        raise AssertionError(f"{what}: info cannot be pickled ({type(exc).__name__}: {exc})") from None
     components = info.get("reward_components")
     _require(isinstance(components, dict) and all(isinstance(v, float) for v in components.values()),
              f"{what}: info['reward_components'] must be a dict of floats")
@@ -227,12 +250,13 @@ def _check_truncation(factory: Callable[[], gym.Env], seed: int, max_seconds: fl
         env.close()
 
 
-def _check_golden(factory: Callable[[], gym.Env], seeds: Sequence[int], junk: Sequence[str], report: ConformanceReport) -> None:
+def _check_golden(factory: Callable[[], gym.Env], seeds: Sequence[int], junk: Sequence[str], max_seconds: float,
+                  report: ConformanceReport) -> None:
     env = factory()
     try:
         for seed in seeds:
             env.reset(seed=seed)
-            trace = _play(env, seed, env.unwrapped.demonstration())
+            trace = _play(env, seed, env.unwrapped.demonstration(), max_step_seconds=max_seconds, what=f"seed {seed}: golden")
             last = trace[-1]
             _require(last[2] is True and last[3] is False, f"seed {seed}: the demonstration did not end the episode (terminated)")
             metrics = last[4]["metrics"]
@@ -240,7 +264,9 @@ def _check_golden(factory: Callable[[], gym.Env], seeds: Sequence[int], junk: Se
             golden = sum(step[1] for step in trace[1:])
             report.golden_return = golden
             for action in junk:
-                other = sum(step[1] for step in _play(env, seed, [action] * (env.unwrapped.max_turns + 1))[1:])
+                played = _play(env, seed, [action] * (env.unwrapped.max_turns + 1), max_step_seconds=max_seconds,
+                               what=f"seed {seed}: junk {action[:30]!r}")
+                other = sum(step[1] for step in played[1:])
                 _require(golden > other, f"seed {seed}: junk action {action[:30]!r} earned {other} >= golden {golden}")
     finally:
         env.close()

@@ -8,6 +8,7 @@ may first call the calculator over several turns.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any, ClassVar
@@ -131,7 +132,15 @@ def _as_number(text: str | None) -> Fraction | None:
     cleaned = text.replace("\\!", "").replace(",", "").replace("\\$", "").replace("$", "").strip()
     cleaned = cleaned.split("=")[-1].strip().rstrip(".")
     cleaned = cleaned.replace("\\frac{", "").replace("}{", "/").replace("}", "") if cleaned.startswith("\\frac{") else cleaned
+    # ``Fraction("1e999999999")`` computes 10**999999999 (minutes, gigabytes): the text is the model's,
+    # so only plain decimals and fractions of bounded length are numbers here.
+    if len(cleaned) > _MAX_NUMBER_CHARS or not _PLAIN_NUMBER.fullmatch(cleaned):
+        return None
     try:
         return Fraction(cleaned)
     except (ValueError, ZeroDivisionError):
         return None
+
+
+_MAX_NUMBER_CHARS = 100
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:\s*/\s*[+-]?\d+)?")

@@ -94,7 +94,8 @@ class TextEnv(gym.Env[str, str]):
         self.max_action_chars = int(max_action_chars)
         self.max_observation_chars = int(max_observation_chars)
         self.render_mode = render_mode
-        self.observation_space = UnicodeText(max_length=OBSERVATION_MAX_CHARS)
+        # Room for the longest tool observation (``max_observation_chars`` plus the truncation note).
+        self.observation_space = UnicodeText(max_length=max(OBSERVATION_MAX_CHARS, self.max_observation_chars + 64))
         self.action_space = UnicodeText(max_length=max(1 << 20, self.max_action_chars))
         self._state: EpisodeState | None = None
 
@@ -128,11 +129,15 @@ class TextEnv(gym.Env[str, str]):
         super().reset(seed=seed)
         item = self._draw_item(options or {})
         prompt = self.build_prompt(item)
+        if not self.observation_space.contains(prompt):
+            # AsyncVectorEnv would silently cut it to fit its shared memory; refuse instead.
+            raise DataError(f"{type(self).__name__}: the prompt has {len(prompt)} characters, more than the "
+                            f"observation space's {self.observation_space.max_length}")
         messages = ([{"role": "system", "content": self.system_prompt}] if self.system_prompt else [])
         messages.append({"role": "user", "content": prompt})
-        self._state = EpisodeState(item=item, messages=list(messages))
+        self._state = EpisodeState(item=item, messages=[dict(m) for m in messages])
         info = {
-            "messages": messages,
+            "messages": messages,  # the caller's copy: editing it cannot change the env's transcript
             "item": dict(item),
             "tools": [t.schema() for t in self.tools.values()],
             "max_turns": self.max_turns,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,8 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
+            # mkstemp makes the file 0600; give it the mode a plain open() would have (or the old file's).
+            os.fchmod(fh.fileno(), _existing_mode(path, 0o666 & ~_umask()))
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
@@ -43,6 +46,7 @@ def atomic_directory(path: str | os.PathLike[str], *, overwrite: bool = True) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it 0700; a plain mkdir would not
         yield tmp
         old = None
         if path.exists():
@@ -56,3 +60,24 @@ def atomic_directory(path: str | os.PathLike[str], *, overwrite: bool = True) ->
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _existing_mode(path: Path, default: int) -> int:
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return default
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where the OS allows (``os.umask`` sets it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

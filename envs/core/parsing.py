@@ -7,6 +7,7 @@ observation and a named penalty.
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 from collections.abc import Collection, Mapping
@@ -67,15 +68,22 @@ def parse_turn(text: str, *, tag_tools: Mapping[str, str] | None = None, json_to
     """Parse one assistant turn.
 
     ``tag_tools`` maps a tag name to the argument it fills, e.g. ``{"search": "query"}`` makes
-    ``<search>x</search>`` the call ``search(query="x")``. Calls beyond ``max_calls`` are dropped.
+    ``<search>x</search>`` the call ``search(query="x")``. Calls and errors come in text order; those
+    beyond the first ``max_calls`` are dropped. A tag-form call inside a ``<tool_call>`` is not a call.
     """
     body = strip_reasoning(text)
-    turn = ParsedTurn(text=text, body=body)
+    found: list[tuple[int, ToolCall | ParseError]] = []
+    json_spans: list[tuple[int, int]] = []
     if json_tools:
-        _parse_json_calls(body, turn)
+        json_spans = _parse_json_calls(body, found)
     for tag, argument in (tag_tools or {}).items():
-        _parse_tag_calls(body, tag, argument, turn)
-    del turn.tool_calls[max_calls:]
+        _parse_tag_calls(body, tag, argument, found, json_spans)
+    # Text order, and at most ``max_calls`` attempts (calls and errors alike): one turn's penalties
+    # and its work are bounded however many tags the model writes.
+    found.sort(key=lambda pair: pair[0])
+    turn = ParsedTurn(text=text, body=body)
+    for _, parsed in found[:max_calls]:
+        (turn.tool_calls if isinstance(parsed, ToolCall) else turn.errors).append(parsed)
     return turn
 
 
@@ -96,13 +104,19 @@ def tag_spans(text: str, tag: str) -> tuple[list[tuple[int, int]], bool]:
         pos = end + len(closing)
 
 
-def _parse_json_calls(body: str, turn: ParsedTurn) -> None:
+def _parse_json_calls(body: str, found: list[tuple[int, ToolCall | ParseError]]) -> list[tuple[int, int]]:
     spans, unclosed = tag_spans(body, "tool_call")
     for start, end in spans:
-        decoded = _decode_json_call(body[start:end])
-        (turn.tool_calls if isinstance(decoded, ToolCall) else turn.errors).append(decoded)
+        found.append((start, _decode_json_call(body[start:end])))
     if unclosed:
-        turn.errors.append(ParseError("unclosed_tag", "<tool_call> has no matching </tool_call>", body[-200:]))
+        where = body.find("<tool_call>", spans[-1][1] + 1 if spans else 0) + len("<tool_call>")
+        found.append((where, ParseError("unclosed_tag", "<tool_call> has no matching </tool_call>", body[-200:])))
+    return spans
+
+
+# Deepest nesting accepted in a call's arguments. Deeper values are no tool's input, and they break
+# code that recurses over them (``pickle`` in AsyncVectorEnv's workers, ``json.dumps``, deepcopy).
+MAX_ARGUMENT_DEPTH = 32
 
 
 def _decode_json_call(raw: str) -> ToolCall | ParseError:
@@ -125,15 +139,47 @@ def _decode_json_call(raw: str) -> ToolCall | ParseError:
         arguments = {}
     if not isinstance(arguments, dict):
         return ParseError("bad_arguments", '"arguments" must be a JSON object', raw[:200])
+    if _nesting_depth(arguments) > MAX_ARGUMENT_DEPTH:
+        return ParseError("bad_arguments", f'"arguments" are nested more than {MAX_ARGUMENT_DEPTH} levels deep', raw[:200])
     return ToolCall(name.strip(), arguments, raw=raw, form="json")
 
 
-def _parse_tag_calls(body: str, tag: str, argument: str, turn: ParsedTurn) -> None:
+def _nesting_depth(value: Any) -> int:
+    """Depth of nested lists/dicts in a decoded JSON value, computed without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, depth)
+            if depth <= MAX_ARGUMENT_DEPTH:
+                stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return deepest
+
+
+def _parse_tag_calls(body: str, tag: str, argument: str, found: list[tuple[int, ToolCall | ParseError]],
+                     skip: list[tuple[int, int]]) -> None:
+    opening = f"<{tag}>"
     spans, unclosed = tag_spans(body, tag)
+    inside = _SpanIndex(skip)
     for start, end in spans:
-        turn.tool_calls.append(ToolCall(tag, {argument: body[start:end].strip()}, raw=body[start:end], form="tag"))
+        if not inside(start - len(opening)):
+            found.append((start, ToolCall(tag, {argument: body[start:end].strip()}, raw=body[start:end], form="tag")))
     if unclosed:
-        turn.errors.append(ParseError("unclosed_tag", f"<{tag}> has no matching </{tag}>", body[-200:]))
+        where = body.find(opening, spans[-1][1] + 1 if spans else 0)
+        if not inside(where):
+            found.append((where + len(opening), ParseError("unclosed_tag", f"<{tag}> has no matching </{tag}>", body[-200:])))
+
+
+class _SpanIndex:
+    """Is a position inside one of some sorted, disjoint spans? (Binary search, so linear overall.)"""
+
+    def __init__(self, spans: list[tuple[int, int]]):
+        self._starts = [s for s, _ in spans]
+        self._spans = spans
+
+    def __call__(self, pos: int) -> bool:
+        i = bisect.bisect_right(self._starts, pos) - 1
+        return i >= 0 and self._spans[i][0] <= pos < self._spans[i][1]
 
 
 def extract_tag(text: str, tag: str) -> str | None:
@@ -149,18 +195,15 @@ def extract_last_boxed(text: str) -> str | None:
     are paired in one pass, so adversarial nesting cannot make it slow.
     """
     closing = _pair_braces(text)
-    best: tuple[int, str] | None = None
+    best: tuple[int, int] | None = None  # matches come in text order: the last usable one wins
     for match in _BOX_RE.finditer(text):
         if match.group(1) is not None:  # "\boxed 5" form
-            candidate = match.group(1)
+            best = match.span(1)
         else:
             brace = match.end() - 1
-            if brace not in closing:
-                continue
-            candidate = text[brace + 1:closing[brace]]
-        if best is None or match.start() > best[0]:
-            best = (match.start(), candidate)
-    return None if best is None else best[1].strip()
+            if brace in closing:
+                best = (brace + 1, closing[brace])
+    return None if best is None else text[best[0]:best[1]].strip()
 
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)(?: +([^\s${}]+)| *\{)")

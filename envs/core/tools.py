@@ -8,9 +8,11 @@ into a ``ToolResult`` with ``ok=False`` and a ``status`` naming the failure.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
+import collections
 import logging
 import os
+import queue
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -98,24 +100,88 @@ def tool(name: str, description: str, parameters: dict[str, Any], **options: Any
     return wrap
 
 
-_EXECUTOR: cf.ThreadPoolExecutor | None = None
+# Tool calls run on daemon worker threads. A call that outlives its timeout cannot be killed (Python
+# has no thread cancellation), so it is abandoned: it must neither block interpreter exit (the threads
+# of a ``ThreadPoolExecutor`` are joined at exit, so one stuck call would hang the process forever) nor
+# hold a pool slot that later calls queue behind. Idle workers are reused (starting a thread per call
+# doubles a fast tool's latency); a worker whose abandoned call finally returns goes back to idle.
+# Abandoned calls still running are counted; past ``MAX_ABANDONED_CALLS`` new calls fail at once
+# instead of piling up more threads.
+MAX_ABANDONED_CALLS = 64
+MAX_IDLE_WORKERS = 16
+_idle: collections.deque[_Worker] = collections.deque()
+_abandoned: set[_Job] = set()
+_abandoned_lock = threading.Lock()
 
 
-def _executor() -> cf.ThreadPoolExecutor:
-    global _EXECUTOR
-    if _EXECUTOR is None:
-        _EXECUTOR = cf.ThreadPoolExecutor(max_workers=16, thread_name_prefix="agentr1-tool")
-    return _EXECUTOR
+class _CallTimedOut(Exception):
+    pass
 
 
-def _forget_executor_after_fork() -> None:
-    # A forked child (AsyncVectorEnv workers, Ray, dataloaders) inherits the pool object but not its
-    # threads; submitting to it would wait forever.
-    global _EXECUTOR
-    _EXECUTOR = None
+class _Job:
+    __slots__ = ("fn", "arguments", "done", "ok", "value")
+
+    def __init__(self, fn: Callable[..., Any], arguments: Mapping[str, Any]):
+        self.fn, self.arguments, self.done = fn, arguments, threading.Event()
+        self.ok, self.value = False, None
+
+    def run(self) -> None:
+        try:
+            self.value, self.ok = self.fn(**self.arguments), True
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            self.value = exc
+        finally:
+            self.done.set()
 
 
-os.register_at_fork(after_in_child=_forget_executor_after_fork)
+class _Worker:
+    def __init__(self) -> None:
+        self.inbox: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        threading.Thread(target=self._loop, name="agentr1-tool", daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            job = self.inbox.get()
+            job.run()
+            del job
+            if len(_idle) >= MAX_IDLE_WORKERS:
+                return
+            _idle.append(self)
+
+
+def _call_with_timeout(fn: Callable[..., Any], arguments: Mapping[str, Any], timeout: float) -> Any:
+    """``fn(**arguments)`` on a daemon worker; raise ``_CallTimedOut`` after ``timeout`` seconds."""
+    job = _Job(fn, arguments)
+    try:
+        worker = _idle.pop()
+    except IndexError:
+        worker = _Worker()
+    worker.inbox.put(job)
+    if not job.done.wait(timeout):
+        with _abandoned_lock:
+            _abandoned.add(job)
+        raise _CallTimedOut
+    if not job.ok:
+        raise job.value
+    return job.value
+
+
+def _too_many_abandoned() -> bool:
+    with _abandoned_lock:
+        for job in [j for j in _abandoned if j.done.is_set()]:
+            _abandoned.discard(job)
+        return len(_abandoned) >= MAX_ABANDONED_CALLS
+
+
+def _forget_workers_after_fork() -> None:
+    # A forked child (AsyncVectorEnv workers, Ray, dataloaders) inherits these objects but not the
+    # threads behind them; handing a job to one would wait forever.
+    _idle.clear()
+    with _abandoned_lock:
+        _abandoned.clear()
+
+
+os.register_at_fork(after_in_child=_forget_workers_after_fork)
 
 
 def run_tool(tools: Mapping[str, Tool], call: ToolCall) -> ToolResult:
@@ -127,11 +193,12 @@ def run_tool(tools: Mapping[str, Tool], call: ToolCall) -> ToolResult:
     problem = spec.validate(call.arguments)
     if problem:
         return ToolResult(f"Error: bad arguments for {spec.name}: {problem}.", ok=False, status=BAD_ARGUMENTS)
-    future = _executor().submit(spec.fn, **call.arguments)
+    if _too_many_abandoned():
+        return ToolResult(f"Error: {spec.name} is unavailable: earlier calls are still running past their timeout.",
+                          ok=False, status=TIMEOUT)
     try:
-        output = future.result(timeout=spec.timeout)
-    except cf.TimeoutError:
-        future.cancel()
+        output = _call_with_timeout(spec.fn, call.arguments, spec.timeout)
+    except _CallTimedOut:
         return ToolResult(f"Error: {spec.name} timed out after {spec.timeout:g}s.", ok=False, status=TIMEOUT)
     except ToolError as exc:
         return ToolResult(f"Error: {exc}", ok=False, status=ERROR)

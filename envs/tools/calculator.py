@@ -69,14 +69,22 @@ def _power(base: Fraction, exponent: Fraction) -> Fraction:
         raise ToolError(f"exponent larger than {MAX_EXPONENT}")
     if base == 0 and exponent < 0:
         raise ToolError("division by zero")
-    if abs(base.numerator).bit_length() * abs(int(exponent)) > MAX_DIGITS * 4:
+    # Both parts are raised to the power (a negative exponent swaps them), so bound both before computing.
+    bits = max(abs(base.numerator).bit_length(), base.denominator.bit_length())
+    if bits * abs(int(exponent)) > _MAX_BITS:
         raise ToolError("result too large")
     return _check_size(base ** int(exponent))
 
 
+# A number with more than this many bits has more than MAX_DIGITS digits (log2(10) < 3.33 < 4).
+_MAX_BITS = MAX_DIGITS * 4
+
+
 def _check_size(value: Fraction) -> Fraction:
-    if len(str(abs(value.numerator))) > MAX_DIGITS or len(str(value.denominator)) > MAX_DIGITS:
-        raise ToolError("number too large")
+    # Bit lengths first: str() of a huge int is slow and, past 4300 digits, raises ValueError.
+    for part in (abs(value.numerator), value.denominator):
+        if part.bit_length() > _MAX_BITS or len(str(part)) > MAX_DIGITS:
+            raise ToolError("number too large")
     return value
 
 

@@ -68,3 +68,68 @@ def test_calculator_off_means_single_turn():
     assert "calculator" not in obs and info["tools"] == []
     _, _, terminated, _, _ = env.step("<calculator>1+1</calculator>")
     assert terminated
+
+
+@pytest.mark.parametrize("text", ["1e99999999", "1e5", "2E3", "1" * 101, "1_000", "0x10"])
+def test_answer_parsing_refuses_exponents_and_long_numbers(text):
+    # Fraction("1e99999999") builds a 100-million-digit integer: a model could hang the env.
+    assert _as_number(text) is None
+
+
+def test_boxed_huge_exponent_is_scored_quickly():
+    import time
+
+    env = gym.make("AgentR1/Arithmetic-v0", calculator=False)
+    env.reset(seed=0)
+    start = time.perf_counter()
+    _, reward, terminated, _, info = env.step("\\boxed{1e999999999}")
+    assert terminated and info["metrics"]["acc"] == 0.0 and time.perf_counter() - start < 1
+
+
+def _kit_failures(env_class, **kwargs) -> str:
+    with pytest.raises(ConformanceError) as raised:
+        check_env_conformance(lambda: env_class(calculator=False), **kwargs)
+    return str(raised.value)
+
+
+def test_conformance_kit_catches_an_env_that_ignores_the_seed():
+    import numpy as np
+
+    from envs.arithmetic.env import ArithmeticEnv
+
+    class SeedlessEnv(ArithmeticEnv):
+        def _draw_item(self, options):
+            return self.generate(np.random.default_rng(0))
+
+    message = _kit_failures(SeedlessEnv, run_gymnasium_checker=False)
+    assert "determinism" in message and "does not seed item selection" in message
+
+
+def test_conformance_kit_checks_rewards_on_the_golden_path():
+    from envs.arithmetic.env import ArithmeticEnv
+
+    class BonusEnv(ArithmeticEnv):
+        """Adds an unreported bonus to correct answers: reward != sum of components."""
+
+        def step(self, action):
+            obs, reward, terminated, truncated, info = super().step(action)
+            if terminated and info["metrics"]["acc"] == 1.0:
+                reward += 1.0
+            return obs, reward, terminated, truncated, info
+
+    message = _kit_failures(BonusEnv, run_gymnasium_checker=False)
+    assert "golden answer" in message and "sum of components" in message
+    assert "adversarial" not in message
+
+
+def test_conformance_kit_counts_gymnasium_warnings_as_failures():
+    from envs.arithmetic.env import ArithmeticEnv
+
+    class AlwaysSeededEnv(ArithmeticEnv):
+        """``reset()`` with no seed always gives the same episode (gymnasium's checker only warns)."""
+
+        def reset(self, *, seed=0, options=None):
+            return super().reset(seed=seed, options=options)
+
+    message = _kit_failures(AlwaysSeededEnv)
+    assert "gymnasium.check_env" in message and "default seed argument in reset should be `None`" in message

@@ -179,3 +179,53 @@ def test_reset_same_seed_same_obs_across_processes_and_vector_modes():
     finally:
         sync.close()
         asyn.close()
+
+
+def test_one_turn_of_many_broken_calls_has_a_bounded_penalty():
+    env = _arith(max_turns=4)
+    env.reset(seed=0)
+    _, reward, terminated, truncated, info = env.step("<tool_call></tool_call>" * 2000)
+    assert not (terminated or truncated)
+    assert info["reward_components"] == {"invalid_action": pytest.approx(-0.8)} and len(info["tool_calls"]) == 8
+
+
+def test_step_info_survives_pickling_for_async_workers():
+    import pickle
+
+    env = _arith()
+    env.reset(seed=0)
+    deep = "[" * 900 + "]" * 900
+    *_, info = env.step('<tool_call>{"name": "calculator", "arguments": {"expression": "1", "x": %s}}</tool_call>' % deep)
+    assert info["tool_calls"] == [{"name": None, "arguments": None, "status": "bad_arguments"}]
+    pickle.dumps(info)
+
+
+def test_editing_reset_info_does_not_change_the_transcript():
+    env = _arith(render_mode="ansi")
+    _, info = env.reset(seed=0)
+    info["messages"][-1]["content"] = "tampered"
+    assert "tampered" not in env.render()
+
+
+def test_observation_space_fits_every_observation_and_long_prompts_are_refused():
+    env = EchoEnv(items=[{"word": "w" * 300_000}], max_observation_chars=400_000)
+    assert env.observation_space.max_length >= 400_000 + len("\n[observation truncated]")
+    small = EchoEnv(items=[{"word": "w" * 300_000}])
+    with pytest.raises(DataError, match="prompt has 300004 characters"):
+        small.reset(seed=0)
+
+
+def test_same_step_autoreset_reports_the_final_observation_and_info():
+    from gymnasium.vector import AutoresetMode
+
+    vec = gym.make_vec("AgentR1/Arithmetic-v0", num_envs=2, vectorization_mode="sync",
+                       vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP})
+    try:
+        vec.reset(seed=0)
+        obs, reward, terminated, truncated, info = vec.step(("\\boxed{1}", "<calculator>1+2</calculator>"))
+        assert list(terminated) == [True, False]
+        assert "\\boxed" in obs[0] and obs[1] == "<tool_response>\n3\n</tool_response>"
+        assert info["_final_obs"].tolist() == [True, False] and info["final_obs"][0] == ""
+        assert info["final_info"]["metrics"]["acc"][0] == 0.0 and info["final_info"]["_metrics"].tolist() == [True, False]
+    finally:
+        vec.close()

@@ -27,3 +27,23 @@ def test_atomic_directory_keeps_the_old_version_on_failure(tmp_path):
     with pytest.raises(FileExistsError):
         with atomic_directory(target, overwrite=False) as tmp:
             pass
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        new_file = atomic_write_text(tmp_path / "new.txt", "x")
+        assert stat.S_IMODE(new_file.stat().st_mode) == 0o644  # not mkstemp's 0600
+        kept = tmp_path / "script.sh"
+        kept.write_text("old")
+        kept.chmod(0o755)
+        atomic_write_text(kept, "new")
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o755
+        with atomic_directory(tmp_path / "index") as tmp:
+            (tmp / "a").write_text("1")
+        assert stat.S_IMODE((tmp_path / "index").stat().st_mode) == 0o755  # not mkdtemp's 0700
+    finally:
+        os.umask(old)

@@ -97,3 +97,43 @@ def test_boxed_content_is_brace_balanced(text):
             if ch in "{}" and (i == 0 or content[i - 1] != "\\"):
                 depth += 1 if ch == "{" else -1
                 assert depth >= 0
+
+
+def test_malformed_attempts_are_capped_like_calls():
+    # 2,000 broken calls in one turn used to give 2,000 errors (and 2,000 penalties).
+    turn = parse_turn("<tool_call></tool_call>" * 2000 + "<search>q</search>", tag_tools=TAGS, max_calls=8)
+    assert len(turn.errors) + len(turn.tool_calls) == 8
+    assert turn.tool_calls == [] and all(e.kind == "malformed_json" for e in turn.errors)
+
+
+def test_calls_and_errors_keep_text_order():
+    text = ('<search>first</search><tool_call>{"name": "search", "arguments": {"query": "second"}}</tool_call>'
+            "<calculator>third</calculator><tool_call>{oops}</tool_call><search>fourth</search>")
+    turn = parse_turn(text, tag_tools=TAGS, max_calls=3)
+    assert [list(c.arguments.values())[0] for c in turn.tool_calls] == ["first", "second", "third"]
+    assert turn.errors == []
+
+
+def test_tag_inside_a_json_call_is_not_a_second_call():
+    text = '<tool_call>{"name": "search", "arguments": {"query": "<search>x</search>"}}</tool_call>'
+    turn = parse_turn(text, tag_tools=TAGS)
+    assert [(c.form, c.arguments) for c in turn.tool_calls] == [("json", {"query": "<search>x</search>"})]
+    unclosed = parse_turn('<tool_call>{"name": "search", "arguments": {"query": "<search>"}}</tool_call>', tag_tools=TAGS)
+    assert unclosed.errors == [] and len(unclosed.tool_calls) == 1
+
+
+def test_deeply_nested_arguments_are_rejected():
+    import pickle
+
+    deep = "[" * 900 + "]" * 900
+    turn = parse_turn('<tool_call>{"name": "search", "arguments": {"query": "a", "x": %s}}</tool_call>' % deep)
+    assert [e.kind for e in turn.errors] == ["bad_arguments"] and turn.tool_calls == []
+    ok = parse_turn('<tool_call>{"name": "search", "arguments": {"x": %s}}</tool_call>' % ("[" * 30 + "]" * 30))
+    assert len(ok.tool_calls) == 1
+    pickle.dumps(turn)
+
+
+def test_nested_boxes_give_the_innermost_last_one():
+    assert extract_last_boxed("\\boxed{" * 3 + "7" + "}" * 3) == "7"
+    assert extract_last_boxed("\\boxed{" * 9000 + "}" * 9000) == ""
+    assert extract_last_boxed("\\boxed{1} \\boxed{2") == "1"

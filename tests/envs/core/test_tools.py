@@ -79,3 +79,61 @@ def test_calculator_rejects_unsafe_or_huge_input_quickly(expression):
     result = run_tool({"calculator": calculator_tool()}, ToolCall("calculator", {"expression": expression}))
     assert not result.ok and result.status in ("error", "bad_arguments")
     assert time.perf_counter() - start < 1
+
+
+def test_stuck_calls_do_not_starve_later_calls():
+    import threading
+
+    release = threading.Event()
+    stuck = Tool("stuck", "never returns in time", SCHEMA, lambda text: release.wait(30) and text, timeout=0.02)
+    tools = {"stuck": stuck, "echo": TOOLS["echo"]}
+    try:
+        for i in range(20):  # more than a 16-thread pool holds
+            assert run_tool(tools, ToolCall("stuck", {"text": str(i)})).status == "timeout"
+        result = run_tool(tools, ToolCall("echo", {"text": "a"}))
+        assert result.ok and result.content == "aaa"
+    finally:
+        release.set()
+
+
+def test_a_stuck_tool_does_not_block_interpreter_exit():
+    import subprocess
+    import sys
+
+    code = (
+        "import time\n"
+        "from envs.core.parsing import ToolCall\n"
+        "from envs.core.tools import Tool, run_tool\n"
+        "t = Tool('hang', 'sleeps', {'type': 'object'}, lambda: time.sleep(120), timeout=0.1)\n"
+        "print(run_tool({'hang': t}, ToolCall('hang', {})).status)\n"
+    )
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    assert out.strip() == "timeout" and time.perf_counter() - start < 30
+
+
+def test_abandoned_calls_are_bounded(monkeypatch):
+    import threading
+
+    from envs.core import tools as tools_module
+
+    release = threading.Event()
+    monkeypatch.setattr(tools_module, "MAX_ABANDONED_CALLS", 3)
+    stuck = {"stuck": Tool("stuck", "hangs", SCHEMA, lambda text: release.wait(30) and text, timeout=0.02)}
+    try:
+        assert [run_tool(stuck, ToolCall("stuck", {"text": str(i)})).status for i in range(4)] == ["timeout"] * 4
+        assert "unavailable" in run_tool(stuck, ToolCall("stuck", {"text": "x"})).content
+    finally:
+        release.set()
+    deadline = time.perf_counter() + 5
+    while tools_module._too_many_abandoned() and time.perf_counter() < deadline:
+        time.sleep(0.01)
+    assert run_tool(TOOLS, ToolCall("echo", {"text": "b"})).ok
+
+
+@pytest.mark.parametrize("expression", [
+    "(1/1" + "0" * 199 + ")**64", "(1/1" + "0" * 199 + ")**-64", "(1" + "0" * 199 + ")**64",
+])
+def test_calculator_bounds_both_parts_of_a_power(expression):
+    result = run_tool({"calculator": calculator_tool()}, ToolCall("calculator", {"expression": expression}))
+    assert result.status == "error" and result.content in ("Error: result too large", "Error: number too large")
