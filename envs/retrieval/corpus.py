@@ -11,16 +11,15 @@ Index caches are keyed by ``corpus_fingerprint`` so a changed corpus never reuse
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from envs.core.data import DataError
+from envs.core.io import atomic_open
 from envs.retrieval.base import Passage, split_contents
 
 CACHE_ENV_VAR = "AGENTR1_GYM_CACHE"
@@ -100,20 +99,11 @@ def corpus_fingerprint(passages: Sequence[Passage]) -> str:
 
 def write_corpus_jsonl(passages: Iterable[Passage], path: str | Path, *, contents: bool = False) -> Path:
     """Write passages as JSONL atomically; ``contents=True`` adds Search-R1's ``contents`` field."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for p in passages:
-                row: dict[str, Any] = {"id": p.id, "title": p.title, "text": p.text}
-                if contents:
-                    row["contents"] = p.contents
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
+    with atomic_open(path, "w") as fh:
+        for p in passages:
+            row: dict[str, Any] = {"id": p.id, "title": p.title, "text": p.text}
+            if contents:
+                row["contents"] = p.contents
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return Path(path)
 

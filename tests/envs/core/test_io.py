@@ -47,3 +47,22 @@ def test_atomic_writes_get_ordinary_permissions(tmp_path):
         assert stat.S_IMODE((tmp_path / "index").stat().st_mode) == 0o755  # not mkdtemp's 0700
     finally:
         os.umask(old)
+
+
+def test_atomic_open_streams_and_discards_a_failed_write(tmp_path):
+    from envs.core.io import atomic_open
+
+    target = tmp_path / "rows.jsonl"
+    with atomic_open(target) as fh:
+        for i in range(3):
+            fh.write(f"{i}\n")
+    assert target.read_text() == "0\n1\n2\n"
+    with pytest.raises(KeyError):
+        with atomic_open(target) as fh:
+            fh.write("partial")
+            raise KeyError("crash")
+    assert target.read_text() == "0\n1\n2\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["rows.jsonl"]
+    with pytest.raises(ValueError, match="mode"):
+        with atomic_open(target, "a"):
+            pass

@@ -327,10 +327,27 @@ def _serve_raw(handler_body):
     return f"http://127.0.0.1:{listener.getsockname()[1]}", close
 
 
+def _read_request(conn):
+    """Read one whole HTTP request: closing with unread bytes would reset the connection (RST)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")), 0)
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return
+        body += chunk
+
+
 def test_trickling_server_is_cut_off_in_bounded_time():
     def trickle(conn, stop):  # headers at once, then one body byte every 0.1 s: never a socket timeout
         with conn:
-            conn.recv(65536)
+            _read_request(conn)
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n")
             while not stop.is_set():
                 try:
@@ -353,7 +370,7 @@ def test_trickling_server_is_cut_off_in_bounded_time():
 def test_oversized_answer_is_refused():
     def huge(conn, stop):
         with conn:
-            conn.recv(65536)
+            _read_request(conn)
             body = b'{"result": [[' + b" " * 300_000 + b"]]}"
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
 
