@@ -48,9 +48,13 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | N
 
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike[str], *, overwrite: bool = True) -> Iterator[Path]:
-    """Yield a temporary directory beside ``path``; on success it replaces ``path`` in one rename.
+    """Yield a temporary directory beside ``path``; on success it replaces ``path``.
 
-    An existing ``path`` is moved aside first and removed only after the new one is in place.
+    A directory cannot be swapped in one rename, so an existing ``path`` is moved aside first and
+    removed only after the new one is in place; if the second rename fails, the old one is put
+    back. Readers never see a half-written directory; only a crash between the two renames leaves
+    ``path`` missing (the old copy then sits in ``.<name>.*.old/``), which callers that build on
+    first use (indexes, caches) treat as absent and rebuild.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,7 +68,13 @@ def atomic_directory(path: str | os.PathLike[str], *, overwrite: bool = True) ->
                 raise FileExistsError(path)
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
             os.replace(path, old / path.name)
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            if old is not None and not path.exists():
+                os.replace(old / path.name, path)
+                shutil.rmtree(old, ignore_errors=True)
+            raise
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:

@@ -66,3 +66,25 @@ def test_atomic_open_streams_and_discards_a_failed_write(tmp_path):
     with pytest.raises(ValueError, match="mode"):
         with atomic_open(target, "a"):
             pass
+
+
+def test_atomic_directory_puts_the_old_version_back_when_the_swap_fails(tmp_path, monkeypatch):
+    import os
+
+    target = tmp_path / "index"
+    with atomic_directory(target) as tmp:
+        (tmp / "a").write_text("v1")
+    real_replace = os.replace
+
+    def failing_replace(src, dst):
+        if str(src).endswith(".tmp"):
+            raise OSError("disk full")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        with atomic_directory(target) as tmp:
+            (tmp / "a").write_text("v2")
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert (target / "a").read_text() == "v1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index"]
