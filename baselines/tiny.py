@@ -3,12 +3,16 @@
 The suite cannot download models in CI, yet the trainer and the evaluation CLI must run end to end
 on real ``transformers`` objects. ``build_tiny_model`` writes a Hugging Face directory (config,
 safetensors weights, tokenizer, ChatML-like chat template) that ``AutoTokenizer`` and
-``AutoModelForCausalLM`` load like any hub checkpoint. The tokenizer is a character-level BPE trained
-on text the project generates itself (arithmetic problems and their worked answers, tool calls and
-chat markup), so its vocabulary is small and answers such as ``\\boxed{7}.`` are single tokens: a
-randomly initialised policy then emits a well-formed answer often enough for RL to learn from.
+``AutoModelForCausalLM`` load like any hub checkpoint. The tokenizer is a small byte-level BPE
+trained on text the project generates itself (arithmetic problems, tool calls, chat markup) with
+Qwen2's own pre-tokenizer, so it reloads identically as ``Qwen2Tokenizer``.
 
-Builds are cached by their settings under ``cache_dir`` (default ``$AGENTR1_CACHE`` or
+Even so ``\\boxed{7}`` takes several specific tokens, which random weights never emit, so GRPO would
+see no reward at all. The randomly initialised model therefore gets a short language-model warm-up
+(``pretrain_steps``) on generated chats in which some replies box a *random* number: it learns the
+shape of an answer, not arithmetic. ``pretrain_steps=0`` keeps pure random weights.
+
+Builds are cached by their settings under ``cache_dir`` (default ``$AGENTR1_GYM_CACHE`` or
 ``~/.cache/agentr1-gym``) and written atomically, so concurrent test processes can share them.
 """
 
@@ -22,6 +26,8 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from envs.core.io import default_cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +69,6 @@ class TinySpec:
     pretrain_lr: float = 4e-3
     boxed_fraction: float = 0.4  # share of warm-up answers written as ``\\boxed{}``
     seed: int = 0
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("AGENTR1_CACHE", Path.home() / ".cache" / "agentr1-gym"))
 
 
 def build_tiny_model(cache_dir: str | os.PathLike[str] | None = None, spec: TinySpec | None = None) -> Path:

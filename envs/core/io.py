@@ -12,6 +12,19 @@ from typing import IO, Any
 from pathlib import Path
 
 
+CACHE_ENV_VAR = "AGENTR1_GYM_CACHE"
+
+
+def default_cache_dir() -> Path:
+    """Where the suite caches what it builds (indexes, tiny test models): ``$AGENTR1_GYM_CACHE``, else
+    ``$XDG_CACHE_HOME/agentr1-gym``, else ``~/.cache/agentr1-gym``."""
+    root = os.environ.get(CACHE_ENV_VAR)
+    if root:
+        return Path(root).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "agentr1-gym"
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:
     """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
     return atomic_write_bytes(path, text.encode(encoding))

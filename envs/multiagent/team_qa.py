@@ -368,6 +368,15 @@ class _TeamQABase:
     def item(self) -> dict[str, Any]:
         return self.game.item
 
+    def _settle(self, ledgers: Mapping[str, RewardLedger], ended: bool, truncated: bool) -> dict[str, float] | None:
+        """At the episode's end, credit both agents with the shared outcome; return the episode metrics."""
+        if not (ended or truncated):
+            return None
+        metrics = {**self.game.outcome(), "truncated": float(truncated)}
+        for agent in self.agents:
+            ledgers[agent].add("outcome", metrics["em"])
+        return metrics
+
     def render(self) -> str | None:
         lines = []
         for agent in AGENTS:
@@ -419,11 +428,7 @@ class TeamQAEnv(_TeamQABase, AECEnv):
             ended = verdict == "answer"
             next_agent = RESEARCHER if not ended else ANSWERER
         truncated = not ended and game.steps >= game.max_steps
-        metrics = None
-        if ended or truncated:
-            metrics = {**game.outcome(), "truncated": float(truncated)}
-            for a in self.agents:
-                ledgers[a].add("outcome", metrics["em"])
+        metrics = self._settle(ledgers, ended, truncated)
         for a in self.agents:
             components = game.record(a, ledgers[a])
             self.rewards[a] = ledgers[a].total
@@ -467,11 +472,7 @@ class TeamQAParallelEnv(_TeamQABase, ParallelEnv):
             game.steps += 1
             ended = game.answerer_turn(actions.get(ANSWERER, ""), ledgers[ANSWERER], waiting_is_valid=True) == "answer"
         truncated = not ended and self.round >= self.max_rounds
-        metrics = None
-        if ended or truncated:
-            metrics = {**game.outcome(), "truncated": float(truncated)}
-            for a in self.agents:
-                ledgers[a].add("outcome", metrics["em"])
+        metrics = self._settle(ledgers, ended, truncated)
         observations, rewards, terminations, truncations, infos = {}, {}, {}, {}, {}
         for a in self.agents:
             components = game.record(a, ledgers[a])

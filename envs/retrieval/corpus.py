@@ -13,26 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from envs.core.data import DataError
-from envs.core.io import atomic_open
+from envs.core.io import atomic_open, default_cache_dir  # noqa: F401  (re-exported: indexes go under indexes/)
 from envs.retrieval.base import Passage, split_contents
-
-CACHE_ENV_VAR = "AGENTR1_GYM_CACHE"
-
-
-def default_cache_dir() -> Path:
-    """``$AGENTR1_GYM_CACHE`` or ``~/.cache/agentr1-gym`` (indexes go under ``indexes/``)."""
-    root = os.environ.get(CACHE_ENV_VAR)
-    if root:
-        return Path(root).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "agentr1-gym"
-
 
 def passage_from_record(record: Mapping[str, Any], *, source: str, row: int) -> Passage:
     """One corpus row as a ``Passage``: ``id``/``title``/``text``, or Search-R1's ``id``/``contents``."""

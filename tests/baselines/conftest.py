@@ -1,4 +1,4 @@
-"""Shared fixtures: the tiny Qwen2 model (built once, cached under $AGENTR1_CACHE or ~/.cache)."""
+"""Shared fixtures: the tiny Qwen2 model (built once, cached under $AGENTR1_GYM_CACHE or ~/.cache)."""
 
 from __future__ import annotations
 

@@ -47,7 +47,7 @@ def test_chat_template_is_chatml_like(tiny_tokenizer):
 
 
 def test_build_is_cached_and_keyed_by_spec(tiny_model_dir, tmp_path):
-    from baselines.tiny import default_cache_dir
+    from envs.core.io import default_cache_dir
 
     assert build_tiny_model() == tiny_model_dir
     assert tiny_model_dir.parent == default_cache_dir()

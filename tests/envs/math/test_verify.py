@@ -3,6 +3,7 @@
 import asyncio
 import threading
 import time
+from fractions import Fraction
 
 import pytest
 from hypothesis import given
@@ -204,10 +205,14 @@ _latexish = st.lists(st.sampled_from(_TOKENS), max_size=30).map("".join)
 
 @given(gold=_latexish, answer=_latexish)
 def test_fast_path_and_parsers_never_raise(gold, answer):
-    fast_compare(gold, answer)
-    normalize_answer(answer)
-    exact_number(answer)
-    MathVerifier().extract_answer(answer)
+    verdict = fast_compare(gold, answer)
+    assert verdict is None or (isinstance(verdict[0], bool) and verdict[1] in ("exact", "numeric"))
+    assert isinstance(normalize_answer(answer), str)
+    number = exact_number(answer)
+    assert number is None or isinstance(number[0], Fraction)
+    extracted, source = MathVerifier().extract_answer(answer)
+    assert source in ("boxed", "text", "none") and (extracted is None) == (source == "none")
+    assert fast_compare(answer, answer) in (None, (True, "exact"), (True, "numeric"))
 
 
 @given(response=st.one_of(_latexish, st.text(max_size=60)))
