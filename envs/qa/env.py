@@ -33,7 +33,7 @@ from envs.core.data import DataError
 from envs.core.env import Item, ItemListEnv
 from envs.core.parsing import ToolCall
 from envs.core.rewards import ProcessRule, RewardLedger
-from envs.core.tools import BAD_ARGUMENTS, UNKNOWN_TOOL, Tool, ToolError, ToolResult
+from envs.core.tools import BAD_ARGUMENTS, UNAVAILABLE, UNKNOWN_TOOL, Tool, ToolError, ToolResult
 from envs.qa.datasets import SAMPLE_CORPUS_PATH, SAMPLE_PATH, load_items, normalize_item
 from envs.qa.rewards import (
     OUTCOME_METRICS,
@@ -50,7 +50,6 @@ from envs.retrieval.corpus import passages_from_context, passages_from_items
 
 logger = logging.getLogger(__name__)
 
-UNAVAILABLE = "unavailable"  # ToolResult status: the backend could not answer (not the model's fault)
 MAX_QUERY_CHARS = 1000
 
 DEFAULT_PROMPT_TEMPLATE = (
