@@ -457,6 +457,28 @@ def reward_audit(env: str | Callable[[], gym.Env], *, make_kwargs: dict[str, Any
     return rows
 
 
+def check_reward_audit(env: str | Callable[[], gym.Env], *, make_kwargs: dict[str, Any] | None = None,
+                       seeds: Sequence[int] = (0,)) -> list[AuditRow]:
+    """Only the reward audit of ``check_env_conformance``; raise ``ConformanceError`` on a failure."""
+    env_id, factory = _factory(env, make_kwargs)
+    report = ConformanceReport(env_id)
+    try:
+        _check_audit(factory, seeds, ADVERSARIAL_ACTIONS[:6], report)
+    except AssertionError as exc:
+        raise ConformanceError(f"{env_id} failed the reward audit: {exc}") from None
+    return report.audit
+
+
+def check_item_replay(env: str | Callable[[], gym.Env], *, make_kwargs: dict[str, Any] | None = None,
+                      seeds: Sequence[int] = (0,)) -> None:
+    """Only the item-replay check of ``check_env_conformance``; raise ``ConformanceError`` on a failure."""
+    env_id, factory = _factory(env, make_kwargs)
+    try:
+        _check_item_replay(factory, seeds)
+    except AssertionError as exc:
+        raise ConformanceError(f"{env_id} failed item replay: {exc}") from None
+
+
 def _check_audit(factory: Callable[[], gym.Env], seeds: Sequence[int], adversarial: Sequence[str],
                  report: ConformanceReport) -> None:
     report.audit = reward_audit(factory, seeds=seeds, adversarial=adversarial)
