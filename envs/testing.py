@@ -405,7 +405,7 @@ def degenerate_policies(base: Any, adversarial: Sequence[str] = ADVERSARIAL_ACTI
         plans["wrong answer"] = Plan([*demo[:-1], wrong])
         plans["tool spam, then wrong answer"] = Plan([*(spam_turn() for _ in range(turns - 1)), wrong])
     for i, action in enumerate(adversarial):
-        plans[f"junk {action[:24]!r}"] = Plan([action] * (turns + 1))
+        plans[f"junk #{i} {action[:12]!r}"] = Plan([action] * (turns + 1))
     if tools:
         useless = [single_call() for _ in range(PADDING_CALLS)]
         if len(demo) > 1:  # the demonstration's first tool turn makes three more calls
