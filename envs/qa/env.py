@@ -133,7 +133,8 @@ def qa_data_source(dataset: str, *, data_path: str | Path | None = None, split: 
         raise ValueError(f"max_items must be >= 1, got {max_items}")
     if data_path is None:
         check_hub_source(dataset, hf_name)
-        name = f"{hf_name or HF_SOURCES[dataset][0]} ({hf_config or (HF_SOURCES.get(dataset) or ('', ''))[1]})"
+        default_name, default_config, _ = HF_SOURCES.get(dataset, (None, None, None))
+        name = f"{hf_name or default_name} ({hf_config or default_config})"
         files: tuple[str, ...] = ()
     else:
         name, files = str(data_path), (str(local_path(data_path)),)
@@ -218,9 +219,15 @@ class QAEnv(ItemListEnv):
             self._retriever = shared_retriever("http", url=retriever_url,
                                                **{"timeout": http_timeout, "retries": http_retries, **options})
         else:
+            from envs.retrieval.factory import BACKENDS
+
+            if retriever not in BACKENDS:
+                raise ValueError(f"unknown retriever backend {retriever!r}; choose one of {', '.join(BACKENDS)}")
+            # Every search needs the corpus or index, whatever the items: a wrong path (or a misspelt
+            # sentinel) fails here, with a stat; reading it waits for the first reset.
+            if index is not None and not Path(index).expanduser().exists():
+                raise DataError(f"index {str(index)!r} does not exist")
             if index is None and str(corpus) not in _CORPUS_SENTINELS and not Path(corpus).expanduser().exists():
-                # Every search needs the corpus, whatever the items: a wrong path (or a misspelt
-                # sentinel) fails here, with a stat, not on the first reset.
                 raise DataError(f"corpus must be one of {_CORPUS_SENTINELS} or a JSONL file; {str(corpus)!r} does not exist")
             self._retriever_setup = functools.partial(self._shared, retriever, corpus, index, cache_dir, options)
         self._active = self._retriever
