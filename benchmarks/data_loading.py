@@ -2,8 +2,9 @@
 
 Trainer adapters build one env per concurrent sample (OpenRLHF) or per worker, and pose every item
 through ``reset(options={"item": ...})``. This script builds ``--instances`` envs with ``gym.make``
-and then resets each once with an injected item, and prints, per configuration: seconds and RSS
-growth for the construction of all instances, then for their first resets.
+and then resets each once (with an injected item, or drawing item ``i``: "drawn items"), and
+prints, per configuration: seconds and RSS growth for the construction of all instances, then for
+their first resets. Module imports happen before any timing.
 
 Configurations: QA on the shipped sample (its offline kwargs) and math on the shipped sample; with
 ``--synthetic-questions N`` also QA over a generated HotpotQA-shaped file of N questions (10
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import json
 import tempfile
 import time
@@ -59,13 +61,14 @@ def write_synthetic_hotpotqa(path: Path, questions: int, seed: int = 0) -> None:
             fh.write(json.dumps(record) + "\n")
 
 
-def measure(env_id: str, kwargs: dict[str, Any], item: dict[str, Any], instances: int) -> dict[str, float]:
+def measure(env_id: str, kwargs: dict[str, Any], item: dict[str, Any] | None, instances: int) -> dict[str, float]:
+    """Build ``instances`` envs, then reset each: with ``item`` injected, or (None) drawing item ``i``."""
     gc.collect()
     rss0, t0 = rss_mb(), time.perf_counter()
     made = [gym.make(env_id, **kwargs) for _ in range(instances)]
     t1, rss1 = time.perf_counter(), rss_mb()
-    for env in made:
-        env.reset(seed=0, options={"item": dict(item)})
+    for i, env in enumerate(made):
+        env.reset(seed=i, options={"item": dict(item)} if item is not None else {"index": i % 16})
     t2, rss2 = time.perf_counter(), rss_mb()
     for env in made:
         env.close()
@@ -78,6 +81,8 @@ def main() -> None:
     parser.add_argument("--synthetic-questions", type=int, default=0)
     parser.add_argument("--synthetic-instances", type=int, default=8)
     args = parser.parse_args()
+    for module in ("envs.qa.env", "envs.math.env", "envs.retrieval.bm25", "bm25s", "Stemmer"):
+        importlib.import_module(module)  # import costs are paid once, before any timing
     with tempfile.TemporaryDirectory() as tmp:
         configs: list[tuple[str, str, dict[str, Any], dict[str, Any], int]] = [
             ("qa sample, corpus=sample", "AgentR1/HotpotQA-v0",
@@ -85,15 +90,19 @@ def main() -> None:
             ("qa sample, corpus=distractor", "AgentR1/HotpotQA-v0",
              {"data_path": "sample", "corpus": "distractor"}, QA_ITEM, args.instances),
             ("math sample", "AgentR1/Math-v0", {"dataset": "sample"}, MATH_ITEM, args.instances),
+            ("qa sample, corpus=sample, drawn items", "AgentR1/HotpotQA-v0",
+             {"data_path": "sample", "corpus": "sample", "cache_dir": tmp}, None, args.instances),
         ]
         if args.synthetic_questions:
             path = Path(tmp) / "synthetic_hotpotqa.jsonl"
             write_synthetic_hotpotqa(path, args.synthetic_questions)
             size = path.stat().st_size / 2**20
-            configs.append((f"qa synthetic {args.synthetic_questions} q ({size:.0f} MB), distractor",
-                            "AgentR1/HotpotQA-v0", {"data_path": str(path), "corpus": "distractor"}, QA_ITEM,
+            synthetic = {"data_path": str(path), "corpus": "distractor"}
+            label = f"qa synthetic {args.synthetic_questions} q ({size:.0f} MB), distractor"
+            configs.append((f"{label}, injected items", "AgentR1/HotpotQA-v0", synthetic, QA_ITEM,
                             args.synthetic_instances))
-        print(f"| configuration | instances | make all (s) | make RSS (MB) | first resets (s) | reset RSS (MB) |")
+            configs.append((f"{label}, drawn items", "AgentR1/HotpotQA-v0", synthetic, None, args.synthetic_instances))
+        print("| configuration | instances | make all (s) | make RSS (MB) | first resets (s) | reset RSS (MB) |")
         print("|---|---|---|---|---|---|")
         for name, env_id, kwargs, item, n in configs:
             r = measure(env_id, kwargs, item, n)

@@ -27,6 +27,7 @@ from envs.core.data import DataError, DataSource
 from envs.core.env import Item, ItemListEnv
 from envs.core.registry import reject_unknown_kwargs
 from envs.core.rewards import RewardLedger
+from envs.core.shared import SharedValues
 from envs.core.tools import Tool
 from envs.math.datasets import load_math_items, normalize_record, registered_name
 from envs.math.rewards import (
@@ -133,7 +134,7 @@ class MathEnv(ItemListEnv):
             self.cosine = cosine
         else:
             self.cosine = CosineConfig(**dict(cosine))
-        self.tokenizer = _load_tokenizer(tokenizer)
+        self._tokenizer = tokenizer  # a name is loaded on first use, once per process
         self.max_response_length = max_response_length
         # Per-instance weights: every component is declared so any can be turned on by reward_weights.
         self.default_reward_weights = preset_weights(preset)  # type: ignore[misc]
@@ -155,6 +156,13 @@ class MathEnv(ItemListEnv):
             report = self.verifier.validate(self.items)
             if not report.ok:
                 raise DataError(f"{self.dataset_name}: some gold answers do not verify against themselves:\n{report.summary()}")
+
+    @property
+    def tokenizer(self) -> Any | None:
+        """The tokenizer lengths are counted with (``None``: characters); a name loads on first use."""
+        if isinstance(self._tokenizer, str):
+            self._tokenizer = _load_tokenizer(self._tokenizer)
+        return self._tokenizer
 
     # ------------------------------------------------------------------ data
     def prepare_item(self, item: Item, *, source: str, row: int | str | None) -> Item:
@@ -258,9 +266,16 @@ def language_instruction(language: str) -> str:
 
 
 def _load_tokenizer(tokenizer: Any | None) -> Any | None:
-    """A tokenizer object, or one loaded by name through ``transformers`` (imported only then)."""
+    """A tokenizer object, or one loaded by name through ``transformers`` (imported only then), shared."""
     if tokenizer is None or not isinstance(tokenizer, str):
         return tokenizer
-    from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(tokenizer)
+    def load() -> Any:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(tokenizer)
+
+    return _TOKENIZERS.get(tokenizer, load)
+
+
+_TOKENIZERS: SharedValues[Any] = SharedValues()

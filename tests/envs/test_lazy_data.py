@@ -269,3 +269,17 @@ def test_validate_loads_at_construction_by_request(loads):
     verifier = _AcceptingVerifier()
     gym.make("AgentR1/Math-v0", data_path="sample", validate=True, limit=2, verifier=verifier)
     assert loads["load_math_items"] == 1 and len(verifier.validated) == 2
+
+
+def test_a_tokenizer_named_by_string_loads_on_first_use_once(monkeypatch):
+    import sys
+    import types
+
+    calls = []
+    fake = types.ModuleType("transformers")
+    fake.AutoTokenizer = types.SimpleNamespace(from_pretrained=lambda name: calls.append(name) or object())
+    monkeypatch.setitem(sys.modules, "transformers", fake)
+    monkeypatch.setattr(math_env, "_TOKENIZERS", math_env.SharedValues())
+    made = [gym.make("AgentR1/Math-v0", tokenizer="org/some-tokenizer") for _ in range(N)]
+    assert calls == []
+    assert made[0].unwrapped.tokenizer is made[-1].unwrapped.tokenizer and calls == ["org/some-tokenizer"]
