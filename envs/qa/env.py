@@ -146,7 +146,18 @@ def qa_data_source(dataset: str, *, data_path: str | Path | None = None, split: 
 
 
 class QAEnv(ItemListEnv):
-    """Multi-hop QA with a search tool (see the module docstring)."""
+    """Multi-hop QA with a search tool (see the module docstring).
+
+    Data: ``data_path`` (a local file or directory in any supported format, or ``"sample"``), else
+    the Hub split of the id's dataset (``split``, ``hf_name``, ``hf_config``), or ``items``. Nothing
+    is read at construction; the questions load on the first reset that draws one (an index or a
+    random draw), once per process for every instance with the same data arguments.
+    Retrieval: ``corpus="distractor"`` (each question's own paragraphs), ``retriever="http"``, an
+    ``index=`` or a ``corpus=`` file need no dataset, so they serve ``options={"item": ...}`` with
+    none loaded; ``corpus="dataset"`` (the default) indexes the dataset's paragraphs and so loads it
+    on the first reset. Shared backends are set up on the first reset, before the episode starts,
+    once per process per configuration.
+    """
 
     dataset: ClassVar[str] = "hotpotqa"
     default_reward_weights: ClassVar[dict[str, float]] = {
