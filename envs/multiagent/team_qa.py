@@ -47,6 +47,7 @@ from pettingzoo import AECEnv, ParallelEnv
 from envs.core.data import DataError, file_version, locate, read_records, require_fields
 from envs.core.env import coerce_action
 from envs.core.parsing import extract_tag, parse_turn, strip_reasoning
+from envs.core.registry import accepted_kwargs
 from envs.core.rewards import RewardLedger, resolve_weights
 from envs.core.shared import SharedValues
 from envs.core.spaces import UnicodeText
@@ -359,6 +360,11 @@ class _TeamQABase:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}")
         self.render_mode = render_mode
+        unknown = sorted(set(game_kwargs) - set(accepted_kwargs(TeamQAGame)))
+        if unknown:
+            accepted = ", ".join(sorted({*accepted_kwargs(TeamQAGame), *accepted_kwargs(type(self)), "render_mode"}))
+            raise TypeError(f"{type(self).__name__} got unknown keyword argument(s) {', '.join(map(repr, unknown))}; "
+                            f"it accepts: {accepted}")
         self.game = TeamQAGame(**game_kwargs)
         self.possible_agents = list(AGENTS)
         self._obs_spaces = {a: spaces.Dict({"text": UnicodeText()}) for a in AGENTS}

@@ -283,3 +283,12 @@ def test_a_tokenizer_named_by_string_loads_on_first_use_once(monkeypatch):
     made = [gym.make("AgentR1/Math-v0", tokenizer="org/some-tokenizer") for _ in range(N)]
     assert calls == []
     assert made[0].unwrapped.tokenizer is made[-1].unwrapped.tokenizer and calls == ["org/some-tokenizer"]
+
+
+def test_team_qa_names_its_accepted_kwargs(loads):
+    from envs.multiagent import team_qa_env, team_qa_parallel_env
+
+    for make in (team_qa_env, team_qa_parallel_env):
+        with pytest.raises(TypeError, match=r"'no_such_kwarg'; it accepts: .*data_path"):
+            make(no_such_kwarg=1)
+    assert sum(loads.values()) == 0
