@@ -18,6 +18,7 @@ import numpy as np
 from envs.core.data import DataError, require_fields
 from envs.core.env import Item, TextEnv
 from envs.core.parsing import extract_last_boxed, strip_reasoning
+from envs.core.registry import reject_unknown_kwargs
 from envs.core.rewards import RewardLedger
 from envs.tools.calculator import calculator_tool
 
@@ -48,6 +49,7 @@ class ArithmeticEnv(TextEnv):
     def __init__(self, *, digits: int = 2, num_operations: int = 2, operations: str = "+-*",
                  calculator: bool = True, max_turns: int | None = None, style: str = "word",
                  dataset_seed: int = 0, **kwargs: Any):
+        reject_unknown_kwargs(self, ArithmeticEnv, kwargs)
         if not 1 <= digits <= 12:
             raise ValueError(f"digits must be in 1..12, got {digits}")
         if not 1 <= num_operations <= 10:
@@ -65,7 +67,7 @@ class ArithmeticEnv(TextEnv):
     def _draw_item(self, options: Mapping[str, Any]) -> Item:
         if options.get("item") is not None:
             item = dict(options["item"])
-            require_fields(item, ("question", "answer"), source="options['item']", row=0)
+            require_fields(item, ("question", "answer"), source="options['item']")
             if _as_number(str(item["answer"])) is None:
                 raise DataError(f"options['item']: field 'answer' is not a number: {item['answer']!r}")
             return item

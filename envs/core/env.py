@@ -28,6 +28,7 @@ The reward design every env inherits (``envs.core.rewards`` has the mechanics):
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +36,7 @@ from typing import Any, ClassVar
 
 import gymnasium as gym
 
-from envs.core.data import DataError
+from envs.core.data import DataError, DataSource
 from envs.core.parsing import ParsedTurn, ToolCall, parse_turn
 from envs.core.rewards import (
     PROCESS_FORFEIT,
@@ -46,6 +47,7 @@ from envs.core.rewards import (
     resolve_weights,
     reward_bounds,
 )
+from envs.core.shared import SharedValues
 from envs.core.spaces import UnicodeText
 from envs.core.tools import Tool, ToolResult, run_tool
 
@@ -379,33 +381,74 @@ class TextEnv(gym.Env[str, str]):
 
 
 class ItemListEnv(TextEnv):
-    """A ``TextEnv`` over a fixed list of items (a dataset split).
+    """A ``TextEnv`` over a list of items (a dataset split), loaded lazily and shared.
 
     ``reset(options={"index": i})`` picks item ``i``; ``reset(options={"item": {...}})`` poses an
     explicit item (validated by ``prepare_item``); otherwise ``self.np_random`` draws one.
+
+    The items come from ``items`` (checked at once) or from ``data``, a ``DataSource`` that is read
+    only when a reset needs the list (an index or a random draw), never for an explicit item, and
+    never at construction: adapters that pose every item build envs that do no I/O. The loaded
+    list is shared by every instance in the process whose source has the same key and whose
+    ``prepare_item`` is the same (``SHARED_ITEMS``), so building many envs costs one load.
     """
 
-    def __init__(self, items: Sequence[Mapping[str, Any]], **kwargs: Any):
+    def __init__(self, items: Sequence[Mapping[str, Any]] | None = None, *, data: DataSource | None = None,
+                 **kwargs: Any):
         super().__init__(**kwargs)
-        if not items:
-            raise DataError(f"{type(self).__name__}: the dataset is empty")
-        self.items: list[Item] = [self.prepare_item(dict(it), source="dataset", row=i) for i, it in enumerate(items)]
+        if items is None and data is None:
+            raise ValueError(f"{type(self).__name__} needs items or a data source")
+        self._data_source = data
+        self._items: tuple[Item, ...] | None = None
+        if items is not None:
+            prepared = tuple(self.prepare_item(dict(it), source="items", row=i) for i, it in enumerate(items))
+            if not prepared:
+                raise DataError(f"{type(self).__name__}: items is empty")
+            self._items = prepared
 
-    def prepare_item(self, item: Item, *, source: str, row: int | str) -> Item:
-        """Check and normalise one item; raise ``DataError`` naming ``source``/``row``/field."""
+    @property
+    def items(self) -> Sequence[Item]:
+        """Every item of the dataset (loaded on first use; shared between instances: do not mutate)."""
+        if self._items is None:
+            source = self._data_source
+            assert source is not None
+            key = (type(self).prepare_item, *source.cache_key())
+            self._items = SHARED_ITEMS.get(key, lambda: self._load_items(source))
+        return self._items
+
+    @property
+    def items_loaded(self) -> bool:
+        """Whether this instance holds its item list (it was given, or a reset needed it)."""
+        return self._items is not None
+
+    def _load_items(self, source: DataSource) -> tuple[Item, ...]:
+        records = source.load()
+        prepared = tuple(self.prepare_item(dict(r), source=source.name, row=i) for i, r in enumerate(records))
+        if not prepared:
+            raise DataError(f"{source.name}: the dataset is empty")
+        logger.info("loaded %d items from %s", len(prepared), source.name)
+        return prepared
+
+    def prepare_item(self, item: Item, *, source: str, row: int | str | None) -> Item:
+        """Check and normalise one item; raise ``DataError`` at ``locate(source, row)`` naming the field."""
         return item
 
     def _draw_item(self, options: Mapping[str, Any]) -> Item:
         if options.get("item") is not None:
             if not isinstance(options["item"], Mapping):
                 raise DataError("reset(options={'item': ...}) needs a mapping")
-            return self.prepare_item(dict(options["item"]), source="options['item']", row=0)
+            return self.prepare_item(dict(options["item"]), source="options['item']", row=None)
+        items = self.items
         if options.get("index") is not None:
             index = int(options["index"])
-            if not -len(self.items) <= index < len(self.items):
-                raise IndexError(f"index {index} is out of range for {len(self.items)} items")
-            return dict(self.items[index])
-        return dict(self.items[int(self.np_random.integers(len(self.items)))])
+            if not -len(items) <= index < len(items):
+                raise IndexError(f"index {index} is out of range for {len(items)} items")
+            return copy.deepcopy(items[index])  # the list is shared: the episode gets its own copy
+        return copy.deepcopy(items[int(self.np_random.integers(len(items)))])
+
+
+# The loaded item lists, one per (prepare_item, data source key, file versions) in this process.
+SHARED_ITEMS: SharedValues[tuple[Item, ...]] = SharedValues()
 
 
 def end_unfinished(env: gym.Env, reason: str = "budget") -> tuple[float, dict[str, Any]]:

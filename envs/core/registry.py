@@ -8,8 +8,9 @@ plugins on ``import envs`` means Ray and torchrun workers see them with no extra
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
@@ -73,6 +74,44 @@ def resolve_env_id(name: str) -> str:
 def make(name: str, **kwargs: Any) -> gym.Env:
     """``gym.make`` that also accepts aliases."""
     return gym.make(resolve_env_id(name), **kwargs)
+
+
+def accepted_kwargs(cls: type, *, after: type | None = None) -> list[str]:
+    """The keyword arguments ``cls(...)`` accepts, following ``**kwargs`` up the ``__init__`` chain.
+
+    With ``after``, only those of the classes after ``after`` in the MRO (what ``after.__init__``
+    forwards to ``super().__init__``). Names starting with ``_`` are private and left out.
+    """
+    mro = cls.__mro__
+    names: list[str] = []
+    for klass in mro[mro.index(after) + 1:] if after is not None else mro:
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is object:
+            continue
+        params = inspect.signature(init).parameters.values()
+        names += [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                  and p.name != "self" and not p.name.startswith("_") and p.name not in names]
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return names
+
+
+def reject_unknown_kwargs(env: object, owner: type, kwargs: Mapping[str, object], *,
+                          internal: Iterable[str] = ()) -> None:
+    """Raise ``TypeError`` naming every accepted argument if ``owner.__init__``'s ``**kwargs`` has unknown ones.
+
+    Call it first in ``__init__`` (before any I/O): ``gym.make(id, typo=1)`` then fails at once with
+    a message that lists the right names, instead of after loading a dataset. ``internal``: the
+    base-class arguments ``owner`` always passes itself (a caller cannot give them).
+    """
+    if not kwargs:
+        return
+    internal = set(internal)
+    unknown = sorted(set(kwargs) - (set(accepted_kwargs(type(env), after=owner)) - internal))
+    if unknown:
+        accepted = ", ".join(sorted(set(accepted_kwargs(type(env))) - internal))
+        raise TypeError(f"{type(env).__name__} got unknown keyword argument(s) {', '.join(map(repr, unknown))}; "
+                        f"it accepts: {accepted}")
 
 
 def suite_envs() -> list[SuiteEntry]:

@@ -6,11 +6,14 @@ r"""Math datasets: the Open-RS training sets, the standard evaluation sets, loca
   ``minerva``, ``olympiadbench``, ``gsm8k``; see ``DATASETS``), loaded through Hugging Face
   ``datasets`` (imported only here, only when needed);
 * ``"sample"`` / ``"gsm8k-sample"``: small sets the project wrote itself, shipped in ``envs/data``;
-* a path to a local ``.jsonl`` / ``.json`` / ``.csv`` / ``.parquet`` file.
+* a path to a local ``.jsonl`` / ``.json`` / ``.csv`` / ``.parquet`` file, or a directory of them
+  (``split=`` picks the files named after a split; see ``envs.core.data``). A path that does not
+  exist fails at once, without trying the Hub.
 
 Field names are mapped to ``problem`` / ``answer`` (``question``, ``final_answer``, a ``\boxed{}`` in
-``solution``, GSM8K's ``#### answer`` ...). A row that cannot be used raises ``DataError`` naming the
-file (or dataset), the row and the field.
+``solution``, GSM8K's ``#### answer`` ...). A record that cannot be used raises ``DataError`` naming
+the file and line (``path:LINE``, 1-based) or the dataset and row (``name[split]: row N``, 0-based),
+and the field.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from envs.core.data import DataError, load_records, require_fields
+from envs.core.data import DataError, file_version, locate, read_records, require_fields
 from envs.core.parsing import extract_last_boxed
 
 logger = logging.getLogger(__name__)
@@ -89,38 +92,52 @@ def load_math_items(dataset: str | Path, *, split: str | None = None, limit: int
         raise ValueError(f"limit must be >= 1, got {limit}")
     if answer_format not in (None, "gsm8k"):
         raise ValueError(f"unknown answer_format {answer_format!r} (use 'gsm8k' or leave it unset)")
-    key = str(dataset).lower()
-    key = _ALIASES.get(key, key)
+    key = registered_name(dataset)
     if key in SAMPLES:
         filename, sample_format = SAMPLES[key]
-        return _cut(_load_local(DATA_DIR / filename, answer_format or sample_format), limit)
+        return _cut(_load_local(DATA_DIR / filename, answer_format or sample_format, None), limit)
     if key in DATASETS:
         spec = DATASETS[key]
         return _cut(_load_hub(spec.name, split or spec.split), limit)
     path = Path(dataset).expanduser()
-    if path.exists() or path.suffix in (".jsonl", ".json", ".csv", ".parquet", ".gz"):
-        return _cut(_load_local(path, answer_format), limit)
+    if path.exists() or path.suffix in (".jsonl", ".json", ".csv", ".parquet", ".gz") or _looks_like_path(str(dataset)):
+        return _cut(_load_local(path, answer_format, split), limit)
     known = ", ".join([*DATASETS, *SAMPLES])
-    raise DataError(f"unknown math dataset {str(dataset)!r}: not a registered name ({known}) and no such file")
+    raise DataError(f"unknown math dataset {str(dataset)!r}: not a registered name ({known}) and no such file "
+                    "or directory")
+
+
+def registered_name(dataset: str | Path) -> str | None:
+    """The registered or sample name ``dataset`` stands for (aliases resolved), or None for a path."""
+    key = str(dataset).lower()
+    key = _ALIASES.get(key, key)
+    return key if key in DATASETS or key in SAMPLES else None
+
+
+def _looks_like_path(text: str) -> bool:
+    return text.startswith((".", "~", "/")) or "\\" in text or text.endswith("/")
 
 
 def _cut(items: Any, limit: int | None) -> list[dict[str, Any]]:
     return [dict(item) for item in (items if limit is None else items[:limit])]
 
 
-def _load_local(path: Path, answer_format: str | None) -> tuple[dict[str, Any], ...]:
-    """Read and normalise a local file, once per (file version, format): trainers build many envs."""
+def _load_local(path: Path, answer_format: str | None, split: str | None) -> tuple[dict[str, Any], ...]:
+    """Read and normalise a local file or directory, once per (version, format, split)."""
     if not path.exists():
-        raise DataError(f"{path}: no such file")
-    stat = path.stat()
-    return _load_local_cached(str(path.resolve()), stat.st_mtime_ns, stat.st_size, answer_format, str(path))
+        raise DataError(f"{path}: no such file or directory")
+    return _load_local_cached(file_version(path), answer_format, split, str(path))
 
 
 @functools.lru_cache(maxsize=32)
-def _load_local_cached(resolved: str, mtime_ns: int, size: int, answer_format: str | None,
+def _load_local_cached(version: tuple[Any, ...], answer_format: str | None, split: str | None,
                        shown: str) -> tuple[dict[str, Any], ...]:
     transform = gsm8k_answer if answer_format == "gsm8k" else None
-    return tuple(normalize_records(load_records(shown), source=shown, answer_transform=transform))
+    items = tuple(normalize_record(record.data, source=record.where, answer_transform=transform)
+                  for record in read_records(shown, split=split))
+    if not items:
+        raise DataError(f"{shown}: no problems in it (the file is empty)")
+    return items
 
 
 @functools.lru_cache(maxsize=16)
@@ -146,6 +163,8 @@ def _load_hub(name: str, split: str) -> tuple[dict[str, Any], ...]:
     else:
         raise DataError(f"{spec.hf_path}: no split {split!r}; available: {', '.join(loaded)}")
     items = normalize_records(rows, source=source, answer_transform=spec.answer_transform)
+    if not items:
+        raise DataError(f"{source}: the split has no rows")
     for item in items:
         item.setdefault("source", spec.name)
     return tuple(items)
@@ -156,11 +175,12 @@ def normalize_records(rows: Any, *, source: str, answer_transform: Callable[[str
     return [normalize_record(row, source=source, row=i, answer_transform=answer_transform) for i, row in enumerate(rows)]
 
 
-def normalize_record(record: Mapping[str, Any], *, source: str, row: int | str,
+def normalize_record(record: Mapping[str, Any], *, source: str, row: int | str | None = None,
                      answer_transform: Callable[[str], str] | None = None) -> dict[str, Any]:
-    """One row as an item (see ``normalize_records``)."""
+    """One record as an item (see ``normalize_records``); errors start with ``locate(source, row)``."""
+    where = locate(source, row)
     if not isinstance(record, Mapping):
-        raise DataError(f"{source}: row {row}: expected an object with 'problem' and 'answer', got {type(record).__name__}")
+        raise DataError(f"{where}: expected an object with 'problem' and 'answer', got {type(record).__name__}")
     item = dict(record)
     if _empty(item.get("problem")):
         item["problem"] = next((record[f] for f in PROBLEM_FIELDS if not _empty(record.get(f))), None)
@@ -172,24 +192,24 @@ def normalize_record(record: Mapping[str, Any], *, source: str, row: int | str,
             item["answer"] = extract_last_boxed(solution)
     require_fields(item, ("problem", "answer"), source=source, row=row)
     if not isinstance(item["problem"], str):
-        raise DataError(f"{source}: row {row}: field 'problem' must be text, got {type(item['problem']).__name__}")
+        raise DataError(f"{where}: field 'problem' must be text, got {type(item['problem']).__name__}")
     answer = item["answer"]
     if isinstance(answer, (list, tuple)):
         if len(answer) != 1 or _empty(answer[0]):
-            raise DataError(f"{source}: row {row}: field 'answer' is a list of {len(answer)} values; expected one")
+            raise DataError(f"{where}: field 'answer' is a list of {len(answer)} values; expected one")
         answer = answer[0]
     if isinstance(answer, bool) or not isinstance(answer, (str, int, float)):
-        raise DataError(f"{source}: row {row}: field 'answer' must be text or a number, got {type(answer).__name__}")
+        raise DataError(f"{where}: field 'answer' must be text or a number, got {type(answer).__name__}")
     answer = str(answer).strip()
     if answer_transform is not None:
         try:
             answer = answer_transform(answer)
         except ValueError as exc:
-            raise DataError(f"{source}: row {row}: field 'answer': {exc}") from None
+            raise DataError(f"{where}: field 'answer': {exc}") from None
     elif "\\boxed" in answer:
         answer = extract_last_boxed(answer) or answer
     if not answer:
-        raise DataError(f"{source}: row {row}: field 'answer' is empty")
+        raise DataError(f"{where}: field 'answer' is empty")
     item["answer"] = answer
     return item
 

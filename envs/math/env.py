@@ -18,15 +18,19 @@ Gymnasium's meaning, as in every env: the episode was ended by a limit, not by a
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from envs.core.data import DataError
+from envs.core.data import DataError, DataSource
 from envs.core.env import Item, ItemListEnv
+from envs.core.registry import reject_unknown_kwargs
 from envs.core.rewards import RewardLedger
+from envs.core.shared import SharedValues
 from envs.core.tools import Tool
-from envs.math.datasets import load_math_items, normalize_record
+from envs.math.datasets import load_math_items, normalize_record, registered_name
 from envs.math.rewards import (
     CosineConfig,
     DEFAULT_PRESET,
@@ -72,9 +76,13 @@ def _resolve_tool(spec: str | Tool, timeout: float) -> Tool:
 class MathEnv(ItemListEnv):
     """Math problems with boxed answers, verified by ``MathVerifier``; Open-RS reward presets.
 
-    Data: ``dataset`` (a name from ``envs.math.datasets``, ``"sample"``, or a file path), ``split``,
-    ``limit``, ``answer_format="gsm8k"`` for local GSM8K-style files, or ``items`` directly;
-    ``validate=True`` checks that every gold verifies against itself (``DataError`` otherwise).
+    Data: ``data_path`` (a name from ``envs.math.datasets``, ``"sample"``, a local file or a directory
+    of files; ``dataset`` is its older name, which the registered ids use for their default, so
+    ``data_path`` wins when both are given), ``split``, ``limit``, ``answer_format="gsm8k"`` for local
+    GSM8K-style files, or ``items`` directly. Nothing is read at construction: the data loads on the
+    first reset that needs it (an index or a random draw; never ``options={"item": ...}``), once per
+    process for all instances with the same data arguments. ``validate=True`` loads it at once and
+    checks that every gold verifies against itself (``DataError`` otherwise).
     Rewards: ``reward_preset`` (``envs.math.rewards.PRESETS``), ``reward_weights`` overrides per
     component, ``format_mode``, ``language`` (adds an instruction to the system prompt, after any
     ``system_prompt`` given, as Open-RS experiment 3 did; it is also the language the ``language``
@@ -90,7 +98,8 @@ class MathEnv(ItemListEnv):
     def __init__(
         self,
         *,
-        dataset: str = "open-rs",
+        data_path: str | os.PathLike[str] | None = None,
+        dataset: str | os.PathLike[str] = "open-rs",
         split: str | None = None,
         limit: int | None = None,
         answer_format: str | None = None,
@@ -111,6 +120,7 @@ class MathEnv(ItemListEnv):
         system_prompt: str | None = None,
         **kwargs: Any,
     ):
+        reject_unknown_kwargs(self, MathEnv, kwargs, internal=("data",))
         preset = get_preset(reward_preset)
         self.preset = preset
         self.format_mode = format_mode or preset.format_mode
@@ -125,7 +135,7 @@ class MathEnv(ItemListEnv):
             self.cosine = cosine
         else:
             self.cosine = CosineConfig(**dict(cosine))
-        self.tokenizer = _load_tokenizer(tokenizer)
+        self._tokenizer = tokenizer  # a name is loaded on first use, once per process
         self.max_response_length = max_response_length
         # Per-instance weights: every component is declared so any can be turned on by reward_weights.
         self.default_reward_weights = preset_weights(preset)  # type: ignore[misc]
@@ -135,23 +145,32 @@ class MathEnv(ItemListEnv):
             # reward_weights={"tool_call_valid": ...}); malformed and failed calls still cost.
             self.default_reward_weights["tool_call_valid"] = 0.0
         self.verifier = verifier or MathVerifier(timeout=verify_timeout, require_boxed=require_boxed)
-        self.dataset_name = str(dataset)
+        source = data_path if data_path is not None else dataset
+        self.dataset_name = str(source)
+        data = None
         if items is None:
-            items = load_math_items(dataset, split=split, limit=limit, answer_format=answer_format)
+            data = math_data_source(source, split=split, limit=limit, answer_format=answer_format)
         elif limit is not None:
             items = list(items)[:limit]
         if self.language:  # Open-RS experiment 3 put its English-only instruction in the system prompt
             instruction = language_instruction(self.language)
             system_prompt = f"{system_prompt.rstrip()}\n{instruction}" if system_prompt else instruction
-        super().__init__(items, tools=resolved_tools, max_turns=max_turns or (4 if resolved_tools else 1),
+        super().__init__(items, data=data, tools=resolved_tools, max_turns=max_turns or (4 if resolved_tools else 1),
                          reward_weights=reward_weights, system_prompt=system_prompt, **kwargs)
         if validate:
             report = self.verifier.validate(self.items)
             if not report.ok:
                 raise DataError(f"{self.dataset_name}: some gold answers do not verify against themselves:\n{report.summary()}")
 
+    @property
+    def tokenizer(self) -> Any | None:
+        """The tokenizer lengths are counted with (``None``: characters); a name loads on first use."""
+        if isinstance(self._tokenizer, str):
+            self._tokenizer = _load_tokenizer(self._tokenizer)
+        return self._tokenizer
+
     # ------------------------------------------------------------------ data
-    def prepare_item(self, item: Item, *, source: str, row: int | str) -> Item:
+    def prepare_item(self, item: Item, *, source: str, row: int | str | None) -> Item:
         return normalize_record(item, source=source, row=row)
 
     # ------------------------------------------------------------------ prompt
@@ -249,6 +268,20 @@ class MathEnv(ItemListEnv):
         return [f"<think>\n{reasoning}\n</think>\n\n{final}"]
 
 
+def math_data_source(source: str | os.PathLike[str], *, split: str | None = None, limit: int | None = None,
+                     answer_format: str | None = None) -> DataSource:
+    """The ``DataSource`` of a math env: ``load_math_items`` with these arguments, read on first need."""
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit}")
+    if answer_format not in (None, "gsm8k"):
+        raise ValueError(f"unknown answer_format {answer_format!r} (use 'gsm8k' or leave it unset)")
+    name = registered_name(source)
+    files = () if name is not None else (os.fspath(source),)
+    load = functools.partial(load_math_items, source, split=split, limit=limit, answer_format=answer_format)
+    return DataSource(name=str(source), key=("math", name or os.fspath(source), split, limit, answer_format),
+                      load=load, files=files)
+
+
 def language_instruction(language: str) -> str:
     """The system-prompt sentence that asks for ``language`` (Open-RS experiment 3 asked for English)."""
     name = LANGUAGE_NAMES.get(language.lower(), language)
@@ -256,9 +289,16 @@ def language_instruction(language: str) -> str:
 
 
 def _load_tokenizer(tokenizer: Any | None) -> Any | None:
-    """A tokenizer object, or one loaded by name through ``transformers`` (imported only then)."""
+    """A tokenizer object, or one loaded by name through ``transformers`` (imported only then), shared."""
     if tokenizer is None or not isinstance(tokenizer, str):
         return tokenizer
-    from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(tokenizer)
+    def load() -> Any:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(tokenizer)
+
+    return _TOKENIZERS.get(tokenizer, load)
+
+
+_TOKENIZERS: SharedValues[Any] = SharedValues()

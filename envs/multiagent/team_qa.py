@@ -41,6 +41,9 @@ retriever (full-corpus setting) passed as ``retriever``.
 
 from __future__ import annotations
 
+import copy
+import functools
+import os
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -51,9 +54,10 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import AECEnv, ParallelEnv
 
-from envs.core.data import DataError, load_records, require_fields
+from envs.core.data import DataError, file_version, locate, read_records, require_fields
 from envs.core.env import TOOL_PROCESS_RULES, TOOL_REWARD_WEIGHTS, coerce_action
 from envs.core.parsing import extract_tag, parse_turn, strip_reasoning
+from envs.core.registry import accepted_kwargs
 from envs.core.rewards import (
     PROCESS_FORFEIT,
     UNFINISHED,
@@ -63,6 +67,7 @@ from envs.core.rewards import (
     resolve_weights,
     reward_bounds,
 )
+from envs.core.shared import SharedValues
 from envs.core.spaces import UnicodeText
 from envs.core.tools import UNAVAILABLE, ToolResult, run_tool, tool
 from envs.qa.rewards import (
@@ -158,7 +163,7 @@ def generate_item(rng: np.random.Generator, *, num_distractors: int = 6) -> dict
             "context": [{"title": t, "text": docs[t]} for t in titles]}
 
 
-def prepare_item(item: Mapping[str, Any], *, source: str, row: int | str) -> dict[str, Any]:
+def prepare_item(item: Mapping[str, Any], *, source: str, row: int | str | None = None) -> dict[str, Any]:
     """Check an item and accept HotpotQA's raw shape (``context`` as ``{title, sentences}`` columns or pairs)."""
     item = dict(item)
     require_fields(item, ("question", "answer"), source=source, row=row)
@@ -167,11 +172,24 @@ def prepare_item(item: Mapping[str, Any], *, source: str, row: int | str) -> dic
         context = [{"title": t, "text": " ".join(s)} for t, s in zip(context["title"], context["sentences"], strict=False)]
     elif context and isinstance(context[0], list | tuple):  # original JSON: [[title, [sentences]], ...]
         context = [{"title": t, "text": " ".join(s) if isinstance(s, list) else str(s)} for t, s in context]
+    if not isinstance(context, list | tuple) or not all(isinstance(c, Mapping) for c in context):
+        raise DataError(f"{locate(source, row)}: field 'context' must be a list of {{'title', 'text'}} paragraphs "
+                        "(or HotpotQA's own form)")
     item["context"] = [{"title": str(c.get("title", "")), "text": str(c.get("text", ""))} for c in context]
     if "supporting_titles" not in item and isinstance(item.get("supporting_facts"), Mapping):
         item["supporting_titles"] = sorted(set(item["supporting_facts"].get("title", [])))
     item["answer"] = str(item["answer"])
     return item
+
+
+def _load_team_items(path: str | os.PathLike[str]) -> tuple[dict[str, Any], ...]:
+    items = tuple(prepare_item(r.data, source=r.where) for r in read_records(path))
+    if not items:
+        raise DataError(f"{path}: the dataset is empty")
+    return items
+
+
+_SHARED_ITEMS: SharedValues[tuple[dict[str, Any], ...]] = SharedValues()
 
 
 # --------------------------------------------------------------------------- the game
@@ -192,12 +210,12 @@ class TeamQAGame:
                  max_action_chars: int = 16_384, search_timeout: float = 10.0, outcome_metric: str = "em"):
         if items is not None and data_path is not None:
             raise ValueError("pass items or data_path, not both")
-        if data_path is not None:
-            items = load_records(data_path)
-        self.items = None if items is None else [prepare_item(it, source=str(data_path or "items"), row=i)
-                                                 for i, it in enumerate(items)]
-        if self.items is not None and not self.items:
-            raise DataError("team QA: the dataset is empty")
+        # A data file is read on the first reset that draws from it (never for options={"item": ...}),
+        # once per process for every game over the same file.
+        self._data_path = data_path
+        self._items = None if items is None else [prepare_item(it, source="items", row=i) for i, it in enumerate(items)]
+        if self._items is not None and not self._items:
+            raise DataError("team QA: items is empty")
         if max_steps < 2:
             raise ValueError("max_steps must be >= 2 (a note and an answer)")
         self.shared_retriever = retriever
@@ -226,13 +244,22 @@ class TeamQAGame:
         self.item: dict[str, Any] = {}
         self.retriever: Retriever | None = None
 
+    @property
+    def items(self) -> Sequence[dict[str, Any]] | None:
+        """The dataset (None: items are generated); a ``data_path`` file is read on first use, shared."""
+        if self._items is None and self._data_path is not None:
+            version = file_version(self._data_path)
+            self._items = _SHARED_ITEMS.get(version, functools.partial(_load_team_items, self._data_path))
+        return self._items
+
     # -- episode set-up
     def draw_item(self, rng: np.random.Generator, options: Mapping[str, Any]) -> dict[str, Any]:
         if options.get("item") is not None:
-            return prepare_item(options["item"], source="options['item']", row=0)
-        if self.items is not None:
-            index = int(options["index"]) if options.get("index") is not None else int(rng.integers(len(self.items)))
-            return dict(self.items[index % len(self.items)])
+            return prepare_item(options["item"], source="options['item']")
+        items = self.items
+        if items is not None:
+            index = int(options["index"]) if options.get("index") is not None else int(rng.integers(len(items)))
+            return copy.deepcopy(items[index % len(items)])
         if options.get("index") is not None:
             return generate_item(np.random.default_rng([7, int(options["index"])]))
         return generate_item(rng)
@@ -401,6 +428,11 @@ class _TeamQABase:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}")
         self.render_mode = render_mode
+        unknown = sorted(set(game_kwargs) - set(accepted_kwargs(TeamQAGame)))
+        if unknown:
+            accepted = ", ".join(sorted({*accepted_kwargs(TeamQAGame), *accepted_kwargs(type(self)), "render_mode"}))
+            raise TypeError(f"{type(self).__name__} got unknown keyword argument(s) {', '.join(map(repr, unknown))}; "
+                            f"it accepts: {accepted}")
         self.game = TeamQAGame(**game_kwargs)
         self.possible_agents = list(AGENTS)
         self._obs_spaces = {a: spaces.Dict({"text": UnicodeText()}) for a in AGENTS}

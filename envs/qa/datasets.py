@@ -10,7 +10,9 @@ Every source is normalised to one item form::
 Formats read: HotpotQA on the Hub (``context{title,sentences}``), the original HotpotQA / 2Wiki
 JSON (``context`` as ``[title, [sentences]]`` pairs, ``_id``), MuSiQue JSONL (``paragraphs`` with
 ``is_supporting``, ``answer_aliases``), ``corag/multihopqa`` (``query``, ``answers``: no context),
-and anything already in the item form.
+and anything already in the item form. Local data is a file or a directory of files
+(``envs.core.data``); a path that does not exist fails at once, without trying the Hub. Errors name
+the file and 1-based line (``path:LINE``) or the Hub split and 0-based row (``name: row N``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from envs.core.data import DataError, load_records
+from envs.core.data import DataError, locate, present_fields, read_records
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +44,7 @@ def _join_sentences(sentences: Any) -> str:
     return " ".join(str(s).strip() for s in sentences or () if str(s).strip())
 
 
-def _context(record: Mapping[str, Any], *, source: str, row: int | str) -> list[dict[str, str]]:
+def _context(record: Mapping[str, Any], *, where: str) -> list[dict[str, str]]:
     ctx = record.get("context")
     if ctx is None and isinstance(record.get("paragraphs"), list):  # MuSiQue
         return [{"title": str(p.get("title", "")), "text": str(p.get("paragraph_text", p.get("text", "")))}
@@ -52,7 +54,7 @@ def _context(record: Mapping[str, Any], *, source: str, row: int | str) -> list[
     if isinstance(ctx, Mapping) and "title" in ctx:  # HF: {"title": [...], "sentences": [[...]]}
         titles, sentences = list(ctx.get("title") or []), list(ctx.get("sentences") or [])
         if len(titles) != len(sentences):
-            raise DataError(f"{source}: row {row}: context has {len(titles)} titles but {len(sentences)} paragraphs")
+            raise DataError(f"{where}: context has {len(titles)} titles but {len(sentences)} paragraphs")
         return [{"title": str(t), "text": _join_sentences(s)} for t, s in zip(titles, sentences, strict=True)]
     if isinstance(ctx, list):
         out = []
@@ -63,9 +65,9 @@ def _context(record: Mapping[str, Any], *, source: str, row: int | str) -> list[
             elif isinstance(para, list | tuple) and len(para) == 2:  # original JSON: [title, [sentences]]
                 out.append({"title": str(para[0]), "text": _join_sentences(para[1])})
             else:
-                raise DataError(f"{source}: row {row}: cannot read a context paragraph: {para!r:.120}")
+                raise DataError(f"{where}: cannot read a context paragraph: {para!r:.120}")
         return out
-    raise DataError(f"{source}: row {row}: field 'context' has an unknown form ({type(ctx).__name__})")
+    raise DataError(f"{where}: field 'context' has an unknown form ({type(ctx).__name__})")
 
 
 def _supporting_titles(record: Mapping[str, Any]) -> list[str]:
@@ -99,42 +101,60 @@ def _answers(record: Mapping[str, Any]) -> list[str]:
     return list(dict.fromkeys(a.strip() for a in found if a and a.strip()))
 
 
-def normalize_item(record: Mapping[str, Any], *, source: str, row: int | str) -> dict[str, Any]:
-    """One record of any supported format in the item form (see the module docstring)."""
+def normalize_item(record: Mapping[str, Any], *, source: str, row: int | str | None = None,
+                   default_id: str | None = None) -> dict[str, Any]:
+    """One record of any supported format in the item form (see the module docstring).
+
+    Errors start with ``locate(source, row)``; a record without an id gets ``default_id`` (else ``row``).
+    """
+    where = locate(source, row)
     question = record.get("question", record.get("query"))
+    if question is None:
+        raise DataError(f"{where}: missing field 'question' (fields present: {present_fields(record)})")
     if not isinstance(question, str) or not question.strip():
-        present = ", ".join(sorted(map(str, record))) or "none"
-        raise DataError(f"{source}: row {row}: missing or empty field 'question' (fields present: {present})")
+        raise DataError(f"{where}: field 'question' is empty or not text")
     answers = _answers(record)
     if not answers:
-        raise DataError(f"{source}: row {row}: no gold answer (looked for answer, answers, answer_aliases)")
-    item_id = record.get("id", record.get("_id", record.get("query_id", row)))
+        raise DataError(f"{where}: no gold answer (looked for answer, answers, answer_aliases; "
+                        f"fields present: {present_fields(record)})")
+    fallback = default_id if default_id is not None else row
+    item_id = record.get("id", record.get("_id", record.get("query_id", fallback)))
     return {
         "id": str(item_id),
         "question": question.strip(),
         "answers": answers,
         "supporting_titles": _supporting_titles(record),
-        "context": _context(record, source=source, row=row),
+        "context": _context(record, where=where),
         "type": str(record.get("type") or ""),
     }
 
 
 def normalize_items(records: Iterable[Mapping[str, Any]], *, source: str, max_items: int | None = None) -> list[dict[str, Any]]:
+    """Rows of a Hub split (or any sequence) as items; errors say ``source: row N`` (0-based)."""
     out = []
     for i, record in enumerate(records):
         if max_items is not None and len(out) >= max_items:
             break
         if not isinstance(record, Mapping):
-            raise DataError(f"{source}: row {i}: expected an object, got {type(record).__name__}")
+            raise DataError(f"{locate(source, i)}: expected an object, got {type(record).__name__}")
         out.append(normalize_item(record, source=source, row=i))
     if not out:
         raise DataError(f"{source}: no questions")
     return out
 
 
-def load_local(path: str | Path, *, max_items: int | None = None) -> list[dict[str, Any]]:
-    """A local ``.json`` / ``.jsonl`` (/ ``.csv`` / ``.parquet``) file in any supported format."""
-    return normalize_items(load_records(path), source=str(path), max_items=max_items)
+def load_local(path: str | Path, *, max_items: int | None = None, split: str | None = None) -> list[dict[str, Any]]:
+    """A local ``.json`` / ``.jsonl`` / ``.csv`` / ``.parquet`` file (or a directory of them), any supported format.
+
+    Errors name the file and line; items without an id get their 0-based position in the file.
+    """
+    records = read_records(path, split=split)
+    if max_items is not None:
+        records = records[:max_items]
+    out = [normalize_item(r.data, source=r.where, default_id=str(i)) for i, r in enumerate(records)]
+    if not out:
+        raise DataError(f"{path}: no questions (the file is empty)")
+    return out
 
 
 def load_hf(name: str, config: str | None, split: str, *, max_items: int | None = None) -> list[dict[str, Any]]:
@@ -152,15 +172,24 @@ def load_hf(name: str, config: str | None, split: str, *, max_items: int | None 
     return normalize_items(ds, source=f"{name}/{config}:{split}", max_items=max_items)
 
 
+def local_path(data_path: str | Path) -> Path:
+    """The file or directory ``data_path`` names (``"sample"``: the shipped sample)."""
+    return SAMPLE_PATH if str(data_path) == "sample" else Path(data_path).expanduser()
+
+
+def check_hub_source(dataset: str, hf_name: str | None) -> None:
+    """Fail (without I/O) unless ``dataset`` is a known Hub dataset or ``hf_name`` names one."""
+    if dataset not in HF_SOURCES and hf_name is None:
+        raise DataError(f"unknown dataset {dataset!r}; pass hf_name=... or data_path=...")
+
+
 def load_items(dataset: str, *, data_path: str | Path | None = None, split: str | None = None,
                hf_name: str | None = None, hf_config: str | None = None,
                max_items: int | None = None) -> list[dict[str, Any]]:
     """Items for ``dataset`` (``hotpotqa``, ``2wikimultihopqa``, ``musique``) from a file, the sample, or the Hub."""
     if data_path is not None:
-        path = SAMPLE_PATH if str(data_path) == "sample" else Path(data_path).expanduser()
-        return load_local(path, max_items=max_items)
-    if dataset not in HF_SOURCES and hf_name is None:
-        raise DataError(f"unknown dataset {dataset!r}; pass hf_name=... or data_path=...")
+        return load_local(local_path(data_path), max_items=max_items, split=split)
+    check_hub_source(dataset, hf_name)
     default_name, default_config, default_split = HF_SOURCES.get(dataset, (hf_name, hf_config, "validation"))
     return load_hf(hf_name or default_name, hf_config if hf_config is not None else default_config,
                    split or default_split, max_items=max_items)

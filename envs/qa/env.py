@@ -23,18 +23,29 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from envs.core.data import DataError
+from envs.core.data import DataError, DataSource
 from envs.core.env import Item, ItemListEnv
 from envs.core.parsing import ToolCall
+from envs.core.registry import reject_unknown_kwargs
 from envs.core.rewards import ProcessRule, RewardLedger
+from envs.core.shared import SharedValues
 from envs.core.tools import BAD_ARGUMENTS, UNAVAILABLE, UNKNOWN_TOOL, Tool, ToolError, ToolResult
-from envs.qa.datasets import SAMPLE_CORPUS_PATH, SAMPLE_PATH, load_items, normalize_item
+from envs.qa.datasets import (
+    HF_SOURCES,
+    SAMPLE_CORPUS_PATH,
+    SAMPLE_PATH,
+    check_hub_source,
+    load_items,
+    local_path,
+    normalize_item,
+)
 from envs.qa.rewards import (
     OUTCOME_METRICS,
     QA_PROCESS_RULES,
@@ -102,10 +113,43 @@ class _DistractorRetrievers:
 
 
 _DISTRACTORS = _DistractorRetrievers()
+# corpus='dataset' backends, keyed by the dataset (so instances after the first neither collect nor hash passages)
+_DATASET_CORPORA: SharedValues[Retriever] = SharedValues()
+
+
+def qa_data_source(dataset: str, *, data_path: str | Path | None = None, split: str | None = None,
+                   hf_name: str | None = None, hf_config: str | None = None,
+                   max_items: int | None = None) -> DataSource:
+    """The ``DataSource`` of a QA env: ``load_items`` with these arguments, read on first need."""
+    if max_items is not None and max_items < 1:
+        raise ValueError(f"max_items must be >= 1, got {max_items}")
+    if data_path is None:
+        check_hub_source(dataset, hf_name)
+        default_name, default_config, _ = HF_SOURCES.get(dataset, (None, None, None))
+        name = f"{hf_name or default_name} ({hf_config or default_config})"
+        files: tuple[str, ...] = ()
+    else:
+        name, files = str(data_path), (str(local_path(data_path)),)
+    load = functools.partial(load_items, dataset, data_path=data_path, split=split, hf_name=hf_name,
+                             hf_config=hf_config, max_items=max_items)
+    key = ("qa", dataset, None if data_path is None else str(local_path(data_path)), split, hf_name, hf_config,
+           max_items)
+    return DataSource(name=name, key=key, load=load, files=files)
 
 
 class QAEnv(ItemListEnv):
-    """Multi-hop QA with a search tool (see the module docstring)."""
+    """Multi-hop QA with a search tool (see the module docstring).
+
+    Data: ``data_path`` (a local file or directory in any supported format, or ``"sample"``), else
+    the Hub split of the id's dataset (``split``, ``hf_name``, ``hf_config``), or ``items``. Nothing
+    is read at construction; the questions load on the first reset that draws one (an index or a
+    random draw), once per process for every instance with the same data arguments.
+    Retrieval: ``corpus="distractor"`` (each question's own paragraphs), ``retriever="http"``, an
+    ``index=`` or a ``corpus=`` file need no dataset, so they serve ``options={"item": ...}`` with
+    none loaded; ``corpus="dataset"`` (the default) indexes the dataset's paragraphs and so loads it
+    on the first reset. Shared backends are set up on the first reset, before the episode starts,
+    once per process per configuration.
+    """
 
     dataset: ClassVar[str] = "hotpotqa"
     default_reward_weights: ClassVar[dict[str, float]] = dict(QA_REWARD_WEIGHTS)
@@ -120,6 +164,7 @@ class QAEnv(ItemListEnv):
                  prompt_template: str | None = None, outcome_metric: str = "em", require_think: bool = False,
                  observation_style: str = "search-r1", search_timeout: float | None = None,
                  http_timeout: float = 10.0, http_retries: int = 2, **kwargs: Any):
+        reject_unknown_kwargs(self, QAEnv, kwargs, internal=("data",))
         if not 1 <= top_k <= 100:
             raise ValueError(f"top_k must be in 1..100, got {top_k}")
         if max_tool_turns < 0:
@@ -134,9 +179,10 @@ class QAEnv(ItemListEnv):
         self.outcome_metric = outcome_metric
         self.require_think = bool(require_think)
         self.observation_style = observation_style
+        data = None
         if items is None:
-            items = load_items(self.dataset, data_path=data_path, split=split, hf_name=hf_name, hf_config=hf_config,
-                               max_items=max_items)
+            data = qa_data_source(self.dataset, data_path=data_path, split=split, hf_name=hf_name,
+                                  hf_config=hf_config, max_items=max_items)
         elif max_items is not None:
             items = list(items)[:max_items]
         if max_turns is None:
@@ -152,10 +198,11 @@ class QAEnv(ItemListEnv):
             fn=self._search, tag_argument="query", timeout=float(search_timeout),
             max_output_chars=max_observation_chars,
         )
-        super().__init__(items, tools=[search], max_turns=max_turns, max_observation_chars=max_observation_chars,
-                         **kwargs)
+        super().__init__(items, data=data, tools=[search], max_turns=max_turns,
+                         max_observation_chars=max_observation_chars, **kwargs)
         self.corpus_mode = "distractor" if str(corpus) == "distractor" else "shared"
-        self._retriever: Retriever | None = None
+        self._retriever: Retriever | None = None  # the shared backend, once set up
+        self._retriever_setup: Callable[[], Retriever] | None = None  # how to set it up on the first reset
         self._active: Retriever | None = None
         options = dict(retriever_options or {})
         if not isinstance(retriever, str):
@@ -165,9 +212,23 @@ class QAEnv(ItemListEnv):
         elif self.corpus_mode == "distractor":
             if retriever != "bm25":
                 raise ValueError("corpus='distractor' (each question's own paragraphs) runs on retriever='bm25'")
+        elif retriever == "http":  # a client object: no I/O until the first search
+            from envs.retrieval.factory import shared_retriever
+
+            self._retriever = shared_retriever("http", url=retriever_url,
+                                               **{"timeout": http_timeout, "retries": http_retries, **options})
         else:
-            self._retriever = self._shared(retriever, retriever_url, corpus, index, cache_dir, options,
-                                           http_timeout, http_retries)
+            from envs.retrieval.factory import BACKENDS
+
+            if retriever not in BACKENDS:
+                raise ValueError(f"unknown retriever backend {retriever!r}; choose one of {', '.join(BACKENDS)}")
+            # Every search needs the corpus or index, whatever the items: a wrong path (or a misspelt
+            # sentinel) fails here, with a stat; reading it waits for the first reset.
+            if index is not None and not Path(index).expanduser().exists():
+                raise DataError(f"index {str(index)!r} does not exist")
+            if index is None and str(corpus) not in _CORPUS_SENTINELS and not Path(corpus).expanduser().exists():
+                raise DataError(f"corpus must be one of {_CORPUS_SENTINELS} or a JSONL file; {str(corpus)!r} does not exist")
+            self._retriever_setup = functools.partial(self._shared, retriever, corpus, index, cache_dir, options)
         self._active = self._retriever
         bound = getattr(self._retriever, "max_call_seconds", None)
         if not timeout_given and isinstance(bound, int | float):
@@ -176,35 +237,51 @@ class QAEnv(ItemListEnv):
             search.timeout = max(search.timeout, float(bound) + 5.0)
 
     # ------------------------------------------------------------------ retrieval setup
-    def _shared(self, backend: str, url: str | None, corpus: str | Path, index: str | Path | None,
-                cache_dir: str | Path | None, options: dict[str, Any], http_timeout: float,
-                http_retries: int) -> Retriever:
+    def _shared(self, backend: str, corpus: str | Path, index: str | Path | None, cache_dir: str | Path | None,
+                options: dict[str, Any]) -> Retriever:
+        """The process-wide backend for this configuration (run on the first reset, not at construction)."""
         from envs.retrieval.factory import shared_retriever
 
-        if backend == "http":
-            return shared_retriever("http", url=url, **{"timeout": http_timeout, "retries": http_retries, **options})
         if index is not None:
             return shared_retriever(backend, index=index, **options)
         if str(corpus) == "dataset":
-            passages: list[Passage] = passages_from_items(self.items)
-            if not passages:
-                raise DataError(f"{self.dataset}: these questions have no context paragraphs, so corpus='dataset' has "
-                                "nothing to index; pass corpus='path/to/corpus.jsonl', index=..., or "
-                                "retriever='http' with retriever_url=...")
-            return shared_retriever(backend, passages=passages, cache_dir=cache_dir, **options)
+            # The dataset's paragraphs: the only setting that needs the dataset itself. Keyed by the
+            # dataset, so later instances skip collecting and hashing the passages again.
+            if self._data_source is None:  # items given: shared_retriever still shares by corpus fingerprint
+                return self._dataset_retriever(backend, cache_dir, options)
+            key = (self._data_source.cache_key(), backend, str(cache_dir), repr(sorted(options.items())))
+            return _DATASET_CORPORA.get(key, lambda: self._dataset_retriever(backend, cache_dir, options))
         path = SAMPLE_CORPUS_PATH if str(corpus) == "sample" else Path(corpus).expanduser()
         if not path.exists():
             raise DataError(f"corpus must be one of {_CORPUS_SENTINELS} or a JSONL file; {str(corpus)!r} does not exist")
         return shared_retriever(backend, corpus_path=path, cache_dir=cache_dir, **options)
 
+    def _dataset_retriever(self, backend: str, cache_dir: str | Path | None, options: dict[str, Any]) -> Retriever:
+        from envs.retrieval.factory import shared_retriever
+
+        passages: list[Passage] = passages_from_items(self.items)
+        if not passages:
+            raise DataError(f"{self.dataset}: these questions have no context paragraphs, so corpus='dataset' has "
+                            "nothing to index; pass corpus='path/to/corpus.jsonl', index=..., or "
+                            "retriever='http' with retriever_url=...")
+        return shared_retriever(backend, passages=passages, cache_dir=cache_dir, **options)
+
+    def _ensure_retriever(self) -> None:
+        if self._retriever is None and self._retriever_setup is not None:
+            self._retriever = self._retriever_setup()
+            self._retriever_setup = None
+
     # ------------------------------------------------------------------ data
-    def prepare_item(self, item: Item, *, source: str, row: int | str) -> Item:
+    def prepare_item(self, item: Item, *, source: str, row: int | str | None) -> Item:
         return normalize_item(item, source=source, row=row)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+        self._ensure_retriever()  # before the episode, so no search's timeout pays for loading an index
         prompt, info = super().reset(seed=seed, options=options)
         if self.corpus_mode == "distractor" and self._retriever is None:
             self._active = _DISTRACTORS.get(self.item)
+        else:
+            self._active = self._retriever
         assert self._state is not None
         self._state.extra.update({"queries": set(), "retrieved": set(), "syntax_errors": 0, "searches": 0,
                                   "unavailable": 0, "last_call_notice": False})

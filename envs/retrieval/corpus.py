@@ -17,12 +17,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from envs.core.data import DataError
+from envs.core.data import DataError, locate, present_fields
 from envs.core.io import atomic_open, default_cache_dir  # noqa: F401  (re-exported: indexes go under indexes/)
 from envs.retrieval.base import Passage, split_contents
 
-def passage_from_record(record: Mapping[str, Any], *, source: str, row: int) -> Passage:
-    """One corpus row as a ``Passage``: ``id``/``title``/``text``, or Search-R1's ``id``/``contents``."""
+def passage_from_record(record: Mapping[str, Any], *, source: str, row: int, where: str | None = None) -> Passage:
+    """One corpus row as a ``Passage``: ``id``/``title``/``text``, or Search-R1's ``id``/``contents``.
+
+    A row without an id gets ``row``; errors start with ``where`` (``path:LINE``), else ``source: row N``.
+    """
     pid = record.get("id", record.get("doc_id", record.get("_id", record.get("docid"))))
     if pid is None or str(pid) == "":
         pid = str(row)
@@ -32,23 +35,24 @@ def passage_from_record(record: Mapping[str, Any], *, source: str, row: int) -> 
         parsed_title, text = split_contents(str(record["contents"]))
         title = title if title is not None else parsed_title
     if text is None or not str(text).strip():
-        present = ", ".join(sorted(map(str, record))) or "none"
-        raise DataError(f"{source}: row {row}: a corpus row needs 'text' (or 'contents'); fields present: {present}")
+        present = present_fields(record, leaving_out="text")
+        raise DataError(f"{where or locate(source, row)}: a corpus row needs 'text' (or 'contents'); "
+                        f"fields present: {present}")
     return Passage(id=str(pid), title="" if title is None else str(title), text=str(text))
 
 
 def load_corpus(path: str | Path) -> list[Passage]:
     """Read a JSONL (or JSON list) corpus; duplicate ids are an error because results are keyed by id."""
-    from envs.core.data import load_records
+    from envs.core.data import read_records
 
     path = Path(path)
-    records = load_records(path)
-    passages = [passage_from_record(r, source=str(path), row=i) for i, r in enumerate(records)]
-    seen: set[str] = set()
-    for i, p in enumerate(passages):
+    records = read_records(path)
+    passages = [passage_from_record(r.data, source=str(path), row=i, where=r.where) for i, r in enumerate(records)]
+    seen: dict[str, str] = {}
+    for record, p in zip(records, passages, strict=True):
         if p.id in seen:
-            raise DataError(f"{path}: row {i}: duplicate passage id {p.id!r}")
-        seen.add(p.id)
+            raise DataError(f"{record.where}: duplicate passage id {p.id!r} (first at {seen[p.id]})")
+        seen[p.id] = record.where
     if not passages:
         raise DataError(f"{path}: the corpus is empty")
     return passages

@@ -2,6 +2,7 @@
 
 A vector env makes many env instances in one process; they all ask for the same retriever, and
 ``shared_retriever`` hands each the same object instead of loading (or building) the index again.
+Callers of one configuration wait for its single build; other configurations build meanwhile.
 """
 
 from __future__ import annotations
@@ -9,18 +10,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from envs.core.shared import SharedValues
 from envs.retrieval.base import Passage, Retriever
 from envs.retrieval.corpus import corpus_fingerprint, load_corpus
 
 BACKENDS = ("bm25", "pyserini", "http")
 
-_SHARED: dict[str, Retriever] = {}
-_SHARED_LOCK = threading.Lock()
+_SHARED: SharedValues[Retriever] = SharedValues()
 
 
 def make_retriever(backend: str = "bm25", *, passages: Sequence[Passage] | None = None,
@@ -73,16 +73,10 @@ def shared_retriever(backend: str = "bm25", *, passages: Sequence[Passage] | Non
     config = {"backend": backend, "corpus": corpus_key, "index": str(index) if index else None, "url": url,
               "cache_dir": str(cache_dir) if cache_dir else None, "options": options}
     key = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
-    with _SHARED_LOCK:
-        found = _SHARED.get(key)
-        if found is None:
-            found = make_retriever(backend, passages=passages, corpus_path=corpus_path, index=index, url=url,
-                                   cache_dir=cache_dir, **options)
-            _SHARED[key] = found
-        return found
+    return _SHARED.get(key, lambda: make_retriever(backend, passages=passages, corpus_path=corpus_path, index=index,
+                                                   url=url, cache_dir=cache_dir, **options))
 
 
 def clear_shared_retrievers() -> None:
     """Forget the shared instances (tests; freeing memory in a long-lived process)."""
-    with _SHARED_LOCK:
-        _SHARED.clear()
+    _SHARED.clear()
