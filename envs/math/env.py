@@ -129,6 +129,10 @@ class MathEnv(ItemListEnv):
         # Per-instance weights: every component is declared so any can be turned on by reward_weights.
         self.default_reward_weights = preset_weights(preset)  # type: ignore[misc]
         resolved_tools = [_resolve_tool(t, verify_timeout) for t in tools]
+        if resolved_tools:
+            # Open-RS pays no process reward: a valid tool call earns nothing by itself (turn it on with
+            # reward_weights={"tool_call_valid": ...}); malformed and failed calls still cost.
+            self.default_reward_weights["tool_call_valid"] = 0.0
         self.verifier = verifier or MathVerifier(timeout=verify_timeout, require_boxed=require_boxed)
         self.dataset_name = str(dataset)
         if items is None:
@@ -200,6 +204,15 @@ class MathEnv(ItemListEnv):
                    "truncated": float(cut_off), "cosine": cosine, "language": language}
         metrics.update(verdict.metrics())
         return metrics
+
+    def outcome_margin(self) -> float:
+        """Correct minus wrong under these weights: ``accuracy``, plus ``cosine``'s least value for a
+        correct answer over its most for a wrong one, less what ``language`` could swing; ``format``
+        is the same for both (a wrong answer with valid format is the comparison)."""
+        w = self.reward_weights
+        c = self.cosine
+        cosine_gap = min(c.min_value_correct, c.max_value_correct) - max(c.min_value_wrong, c.max_value_wrong)
+        return w.get("accuracy", 0.0) + w.get("cosine", 0.0) * cosine_gap - abs(w.get("language", 0.0))
 
     def score_unfinished(self, item: Item, ledger: RewardLedger) -> dict[str, float]:
         empty = Verdict(False, "no_answer")
