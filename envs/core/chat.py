@@ -75,9 +75,11 @@ def _jinja_literal(value: Any) -> str:
             raise ValueError("tool schemas must be JSON data (no NaN or infinity)")
         return repr(value)
     if isinstance(value, str):
-        return json.dumps(value)  # a double-quoted string with JSON escapes, which Jinja reads the same way
+        # JSON's escapes (\\, \", \n, ...) are Python's, which Jinja's lexer decodes; non-ASCII text stays
+        # literal (Jinja re-escapes and decodes it losslessly, where JSON's \ud83d surrogate pairs would break)
+        return json.dumps(value, ensure_ascii=False)
     if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{json.dumps(str(k))}: {_jinja_literal(v)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{_jinja_literal(str(k))}: {_jinja_literal(v)}" for k, v in value.items()) + "}"
     if isinstance(value, Sequence):
         return "[" + ", ".join(_jinja_literal(v) for v in value) + "]"
     raise TypeError(f"tool schemas must be JSON data, got {type(value).__name__}")
