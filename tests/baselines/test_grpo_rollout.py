@@ -80,6 +80,27 @@ def test_batch_tensors_mask_excludes_observations(tiny_tokenizer):
     assert mask[0].tolist() == [float(m) for m in ep.action_mask]
     assert all(a == 0.0 for a, m in zip(adv[0].tolist(), ep.action_mask, strict=True) if not m)
     assert positions[0, -1].item() == ep.length - 1
+    # a dropped episode (an infrastructure fault) keeps its row but trains on nothing
+    _, _, _, mask, adv, _ = batch_tensors([ep, ep], [advantages[0][0], None], tiny_tokenizer.pad_token_id)
+    assert mask[0].sum() > 0 and mask[1].sum() == 0 and adv[1].abs().sum() == 0
+
+
+def test_env_error_episodes_are_left_out_of_their_group():
+    from baselines.grpo.config import GRPOConfig
+    from baselines.grpo.rollout import Episode
+    from baselines.grpo.trainer import episode_advantages_for
+
+    def episode(reward, error=0.0):
+        ep = Episode(group=0, prompt_ids=[1])
+        ep.append([2, 3], model=True, turn=0)
+        ep.turn_rewards, ep.metrics = [reward], {"env_error": error}
+        return ep
+
+    group = [episode(1.0), episode(0.0), episode(0.0, error=1.0)]  # the fault scored neutral (0)
+    kept = episode_advantages_for(group, 1, GRPOConfig(group_size=3, scale_by_std=False))
+    assert kept == [[0.5], [-0.5], None]  # baseline over the two real episodes only
+    charged = episode_advantages_for(group, 1, GRPOConfig(group_size=3, scale_by_std=False, drop_env_errors=False))
+    assert charged[2] == [pytest.approx(-1 / 3)]
 
 
 def test_episode_cut_at_the_token_budget_is_ended_by_the_env(tiny_tokenizer):
