@@ -56,8 +56,8 @@ from typing import Any
 
 from openrlhf.utils.agent import AgentInstanceBase, MultiTurnAgentExecutor
 
-import envs
 from adapters.episodes import EnvPool, EpisodeSpec
+from envs import end_unfinished
 from envs.core.chat import continuation_text, episode_prompt
 
 logger = logging.getLogger(__name__)
@@ -289,7 +289,7 @@ class AgentR1Instance(AgentInstanceBase):
             result["extra_logs"] = logs
 
     def _end_unfinished(self) -> tuple[float, dict[str, Any]]:
-        reward, info = envs.end_unfinished(self._env, "budget")
+        reward, info = end_unfinished(self._env, "budget")
         for name, value in info.get("reward_components", {}).items():
             self._components[name] = self._components.get(name, 0.0) + float(value)
         return float(reward), info

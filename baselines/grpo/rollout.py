@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import envs
+from envs import end_unfinished
 from envs.core.chat import continuation_text, encode, episode_prompt_ids
 
 logger = logging.getLogger(__name__)
@@ -136,24 +136,24 @@ class ChatFormat:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True)
 
 
-def run_episodes(generator: Generator, chat: ChatFormat, envs_: Sequence[Any], resets: Sequence[Mapping[str, Any]],
+def run_episodes(generator: Generator, chat: ChatFormat, envs: Sequence[Any], resets: Sequence[Mapping[str, Any]],
                  groups: Sequence[int], sampling: Sampling, max_episode_tokens: int) -> list[Episode]:
     """Play ``len(resets)`` episodes to the end, batching every active episode's turn together.
 
-    ``envs_[i]`` plays episode ``i`` after ``envs_[i].reset(**resets[i])``.
+    ``envs[i]`` plays episode ``i`` after ``envs[i].reset(**resets[i])``.
     """
-    if len(envs_) < len(resets):
-        raise ValueError(f"{len(resets)} episodes need as many envs, got {len(envs_)}")
+    if len(envs) < len(resets):
+        raise ValueError(f"{len(resets)} episodes need as many envs, got {len(envs)}")
     episodes: list[Episode] = []
     for i, reset_kwargs in enumerate(resets):
-        _, info = envs_[i].reset(**reset_kwargs)
+        _, info = envs[i].reset(**reset_kwargs)
         episodes.append(Episode(group=int(groups[i]), prompt_ids=chat.prompt_ids(info), item=dict(info.get("item", {}))))
     turn = 0
     active = list(range(len(episodes)))
     while active:
         budgets = {i: min(sampling.max_new_tokens, max_episode_tokens - episodes[i].length) for i in active}
         for i in [i for i in active if budgets[i] <= 0]:
-            _finish_cut(episodes[i], envs_[i])
+            _finish_cut(episodes[i], envs[i])
         active = [i for i in active if not episodes[i].done]
         if not active:
             break
@@ -165,14 +165,14 @@ def run_episodes(generator: Generator, chat: ChatFormat, envs_: Sequence[Any], r
             ep.append(out, model=True, turn=turn)
             text = chat.decode(out)
             ep.responses.append(text)
-            _, reward, terminated, truncated, info = envs_[i].step(text)
+            _, reward, terminated, truncated, info = envs[i].step(text)
             _record(ep, reward, info)
             if terminated or truncated:
                 ep.terminated, ep.truncated, ep.done = bool(terminated), bool(truncated), True
                 continue
             ep.append(chat.continuation_ids(out, info.get("new_messages", [])), model=False, turn=turn)
             if ep.length >= max_episode_tokens:
-                _finish_cut(ep, envs_[i])
+                _finish_cut(ep, envs[i])
             else:
                 still.append(i)
         active = still
@@ -191,7 +191,7 @@ def _record(ep: Episode, reward: float, info: Mapping[str, Any]) -> None:
 
 def _finish_cut(ep: Episode, env: Any) -> None:
     """The token budget ran out before the env ended the episode: the env scores it as unfinished."""
-    reward, info = envs.end_unfinished(env, "budget")
+    reward, info = end_unfinished(env, "budget")
     _record(ep, reward, info)
     ep.done = ep.cut = ep.truncated = True
 

@@ -1,7 +1,10 @@
 """The GRPO train loop: rollouts through the env, advantages, masked clipped loss, checkpoints.
 
 One ``step`` = each rank plays its share of ``prompts_per_step`` prompts x ``group_size`` rollouts,
-computes group advantages, then makes ``updates_per_batch`` optimizer steps on that batch.
+computes group advantages (``baselines.grpo.algorithms``: outcome- or turn-level; REINFORCE++-baseline
+whitened over all ranks), then makes ``updates_per_batch`` optimizer steps on that batch. Episodes
+hit by an infrastructure fault (``metrics["env_error"] > 0``) stay out of their group and the loss
+(``drop_env_errors``, on by default; the step's ``dropped`` metric counts them).
 
 Seeds: each process seeds torch's own RNG once with ``seed + rank`` (HF sampling draws from it) and
 saves/restores that RNG state in checkpoints; env episodes are seeded from
