@@ -16,9 +16,10 @@ sum of named components (``info["reward_components"]``); the final step adds ``i
 The reward design every env inherits (``envs.core.rewards`` has the mechanics):
 
 * process rewards are bounded: each kind at most once per turn, ``tool_call_valid`` once per
-  episode, the episode's penalties at least ``-margin`` and its bonuses at most ``process_cap``, kept below the
-  *outcome margin* (``outcome_margin()``: the least a correct answer earns over a wrong one with
-  valid format), so tool use can never make a wrong answer beat a right one;
+  episode, the episode's bonuses at most ``process_cap`` and its penalties at least ``-margin``.
+  ``margin`` is the *outcome margin* (``outcome_margin()``: the least a correct answer earns over a
+  wrong one with valid format) and the cap stays below it, so tool use can never make a wrong
+  answer beat a right one;
 * an unfinished episode forfeits its positive process rewards and pays ``unfinished`` (by default
   ``-(process_cap + 0.1 * margin)``), so ``unfinished < wrong answer with valid format < correct``;
 * a tool result with an infrastructure status (``envs.core.tools.INFRASTRUCTURE_STATUSES``) is never
@@ -37,14 +38,13 @@ import gymnasium as gym
 from envs.core.data import DataError
 from envs.core.parsing import ParsedTurn, ToolCall, parse_turn
 from envs.core.rewards import (
-    PROCESS_CAP_SHARE,
     PROCESS_FORFEIT,
     UNFINISHED,
-    UNFINISHED_MARGIN_SHARE,
     ProcessBudget,
     ProcessRule,
     RewardLedger,
     resolve_weights,
+    reward_bounds,
 )
 from envs.core.spaces import UnicodeText
 from envs.core.tools import Tool, ToolResult, run_tool
@@ -143,16 +143,14 @@ class TextEnv(gym.Env[str, str]):
     def _set_reward_bounds(self, process_cap: float | None, overridden: set[str]) -> None:
         """Derive ``process_cap`` and the ``unfinished`` penalty from the outcome margin (module doc)."""
         margin = float(self.outcome_margin())
-        if not margin > 0:
-            raise ValueError(f"{type(self).__name__}: with these reward weights a correct answer earns no more than a "
-                             f"wrong one (outcome margin {margin:g}); raise the outcome weights")
-        cap = PROCESS_CAP_SHARE * margin if process_cap is None else float(process_cap)
-        if not 0.0 <= cap < margin:
-            raise ValueError(f"process_cap must be in [0, {margin:g}) (the outcome margin), got {cap:g}")
+        try:
+            cap, unfinished = reward_bounds(margin, process_cap)
+        except ValueError as exc:
+            raise ValueError(f"{type(self).__name__}: {exc}") from None
         self.outcome_margin_value = margin
-        self.process_cap = round(cap, 12)
+        self.process_cap = cap
         if UNFINISHED not in overridden:
-            self.reward_weights[UNFINISHED] = round(-(cap + UNFINISHED_MARGIN_SHARE * margin), 12)
+            self.reward_weights[UNFINISHED] = unfinished
 
     # ------------------------------------------------------------------ subclass hooks
     def _draw_item(self, options: Mapping[str, Any]) -> Item:

@@ -50,6 +50,23 @@ def resolve_weights(defaults: Mapping[str, float], overrides: Mapping[str, float
     return weights
 
 
+def reward_bounds(margin: float, process_cap: float | None = None) -> tuple[float, float]:
+    """``(process cap, unfinished penalty weight)`` for an outcome margin (see the module doc).
+
+    The cap defaults to ``PROCESS_CAP_SHARE * margin`` and must stay below the margin; the penalty is
+    ``-(cap + UNFINISHED_MARGIN_SHARE * margin)``, so an unfinished episode, having forfeited its
+    bonuses, scores below a wrong answer with valid format even after that answer's full penalties.
+    """
+    margin = float(margin)
+    if not margin > 0:
+        raise ValueError(f"with these reward weights a correct answer earns no more than a wrong one (outcome "
+                         f"margin {margin:g}); raise the outcome weights")
+    cap = PROCESS_CAP_SHARE * margin if process_cap is None else float(process_cap)
+    if not 0.0 <= cap < margin:
+        raise ValueError(f"process_cap must be in [0, {margin:g}) (the outcome margin), got {cap:g}")
+    return round(cap, 12), round(-(cap + UNFINISHED_MARGIN_SHARE * margin), 12)
+
+
 @dataclass(frozen=True)
 class ProcessRule:
     """How much of one process component a turn and an episode may count (in units of its weight)."""

@@ -36,6 +36,7 @@ OK, UNKNOWN_TOOL, BAD_ARGUMENTS, ERROR, TIMEOUT = "ok", "unknown_tool", "bad_arg
 # down, a worker that crashed, a pool with no free slot, a deadline spent queueing). The env core
 # never charges them to the model; it counts them in the ``env_error`` metric instead.
 INFRASTRUCTURE_STATUSES = frozenset({"unavailable", "worker_crashed", "busy", "infra_timeout"})
+UNAVAILABLE = "unavailable"  # a backend (retrieval server, index) could not answer
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,13 @@ turns before answering; a turn without a tool call is the final answer.
 Rewards are named components (``envs.math.rewards``) chosen by ``reward_preset`` and re-weighted by
 ``reward_weights``. Whatever the weights, the final step's ``info["metrics"]`` reports ``acc`` (the
 verifier's verdict alone, comparable with papers' pass@1), ``format``, ``length`` (tokens with a
-tokenizer, else characters), ``truncated``, the raw ``cosine`` / ``language`` values and the
+tokenizer, else characters), ``cut_off``, the raw ``cosine`` / ``language`` values and the
 verifier's details (``answer_found``, ``verify_fast_path``, ``verify_timeout``, ...); the full
-verdict (method, extracted answer) is in ``info["verdict"]``. ``truncated`` is 1.0 when the episode
-ran out of turns, when the response stops inside its reasoning block without a boxed answer (a
-generation cut by the token limit; see ``MathEnv.cut_off``), or when it reaches
-``max_response_length``.
+verdict (method, extracted answer) is in ``info["verdict"]``. ``cut_off`` is 1.0 when the episode
+ended unfinished (out of turns, or ``end_unfinished``), when the response stops inside its
+reasoning block without a boxed answer (a generation cut by the token limit; see
+``MathEnv.cut_off``), or when it reaches ``max_response_length``. (``truncated`` keeps
+Gymnasium's meaning, as in every env: the episode was ended by a limit, not by an answer.)
 """
 
 from __future__ import annotations
@@ -201,7 +202,7 @@ class MathEnv(ItemListEnv):
         if self.max_response_length is not None and length >= self.max_response_length:
             cut_off = True
         metrics = {"acc": float(verdict.correct), "format": fmt, "length": float(length),
-                   "truncated": float(cut_off), "cosine": cosine, "language": language}
+                   "cut_off": float(cut_off), "cosine": cosine, "language": language}
         metrics.update(verdict.metrics())
         return metrics
 
@@ -216,7 +217,7 @@ class MathEnv(ItemListEnv):
 
     def score_unfinished(self, item: Item, ledger: RewardLedger) -> dict[str, float]:
         empty = Verdict(False, "no_answer")
-        metrics = {"acc": 0.0, "format": 0.0, "length": 0.0, "cosine": 0.0, "language": 0.0}
+        metrics = {"acc": 0.0, "format": 0.0, "length": 0.0, "cut_off": 1.0, "cosine": 0.0, "language": 0.0}
         metrics.update(empty.metrics())
         if self._state is not None:
             self._state.extra["verdict"] = {k: v for k, v in empty.as_dict().items() if k != "seconds"}
@@ -224,9 +225,18 @@ class MathEnv(ItemListEnv):
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         observation, reward, terminated, truncated, info = super().step(action)
-        if (terminated or truncated) and self._state is not None and "verdict" in self._state.extra:
-            info["verdict"] = dict(self._state.extra["verdict"])
+        if terminated or truncated:
+            self._attach_verdict(info)
         return observation, reward, terminated, truncated, info
+
+    def end_unfinished(self, reason: str = "budget") -> tuple[float, dict[str, Any]]:
+        reward, info = super().end_unfinished(reason)
+        self._attach_verdict(info)
+        return reward, info
+
+    def _attach_verdict(self, info: dict[str, Any]) -> None:
+        if self._state is not None and "verdict" in self._state.extra:
+            info["verdict"] = dict(self._state.extra["verdict"])
 
     # ------------------------------------------------------------------ golden response
     def demonstration(self) -> list[str]:

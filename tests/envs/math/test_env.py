@@ -7,7 +7,7 @@ import sys
 import gymnasium as gym
 import pytest
 
-import envs  # noqa: F401 - registers the ids
+import envs
 from envs.core.data import DataError
 from envs.core.registry import resolve_env_id, suite_envs
 from envs.math import MATH_ENV_IDS
@@ -64,7 +64,7 @@ def test_metrics_and_accuracy_independent_of_format():
     _, reward, terminated, truncated, info = _final(env, env.demonstration()[0] if env.reset(seed=0, options={"index": 0}) else "")
     m = info["metrics"]
     assert terminated and not truncated and reward == 2.0
-    assert m["acc"] == 1.0 and m["format"] == 1.0 and m["truncated"] == 0.0 and m["length"] > 0
+    assert m["acc"] == 1.0 and m["format"] == 1.0 and m["cut_off"] == 0.0 and m["truncated"] == 0.0 and m["length"] > 0
     assert m["answer_found"] == 1.0 and m["verify_fast_path"] == 1.0
     assert info["verdict"]["method"] == "exact" and info["verdict"]["answer"] == "42"
 
@@ -76,7 +76,7 @@ def test_metrics_and_accuracy_independent_of_format():
     assert info["reward_components"] == {"accuracy": 0.0, "format": 1.0}
 
     _, reward, *_, info = _final(env, "<think>\nLet me see, 6 * 7 is")
-    assert info["metrics"]["truncated"] == 1.0 and reward == 0.0
+    assert info["metrics"]["cut_off"] == 1.0 and info["metrics"]["truncated"] == 0.0 and reward == 0.0
 
     _, reward, *_, info = _final(env, "\\boxed{\\dfrac{2}{4}}", index=1)
     assert info["metrics"]["acc"] == 1.0
@@ -141,7 +141,7 @@ def test_multi_turn_with_the_sympy_tool():
     assert "sympy" in obs and info["tools"][0]["function"]["name"] == "sympy"
     call = '<tool_call>{"name": "sympy", "arguments": {"expression": "6*7"}}</tool_call>'
     obs, reward, terminated, truncated, info = env.step(call)
-    assert "42" in obs and not terminated and reward == pytest.approx(0.05)
+    assert "42" in obs and not terminated and reward == 0.0  # Open-RS pays no process reward by default
     obs, reward, terminated, _, info = env.step("<sympy>__import__('os')</sympy>")
     assert "not allowed" in obs or "Error" in obs
     _, reward, terminated, _, info = env.step("Checked.\n</think>\n\\boxed{42}")
@@ -165,3 +165,19 @@ def test_strict_format_demonstration():
     env.reset(seed=1, options={"index": 1})
     _, reward, *_, info = env.step(env.demonstration()[0])
     assert info["metrics"]["format"] == 1.0 and info["metrics"]["acc"] == 1.0 and math.isclose(reward, 2.0)
+
+
+def test_tool_bonus_is_opt_in_and_unfinished_scores_below_a_wrong_answer():
+    env = MathEnv(items=ITEMS, tools=("calculator",), reward_weights={"tool_call_valid": 0.05}, **FAST)
+    env.reset(seed=0, options={"index": 0})
+    calls = "".join('<tool_call>{"name": "calculator", "arguments": {"expression": "%d*7"}}</tool_call>' % k
+                    for k in range(8))
+    assert env.step(calls)[1] == pytest.approx(0.05)  # eight valid calls, one bonus
+    assert env.step(calls.replace("*7", "*8"))[1] == 0.0  # once per episode
+    reward, info = envs.end_unfinished(env, "timeout")
+    assert info["metrics"]["cut_off"] == 1.0 and info["metrics"]["unfinished"] == 1.0
+    assert info["verdict"]["method"] == "no_answer"
+    assert 0.05 + reward == pytest.approx(-0.3)  # bonus forfeited, then the unfinished penalty
+    env.reset(seed=0, options={"index": 0})
+    wrong = env.step("Work.\n</think>\nIt is \\boxed{41}")[1]
+    assert wrong == 1.0 > 0.05 + reward
