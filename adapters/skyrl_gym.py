@@ -10,6 +10,12 @@ A dataset row carries the episode in ``extra_info["agentr1"]`` (an ``EpisodeSpec
 with ``skyrl_rows``); ``env_config`` entries are extra make-kwargs (a retriever URL, say) and win over
 the label's. Observations are the env's new chat messages, rewards are per turn (SkyRL keeps them per
 turn), and ``metadata`` carries the step's reward components and, at the end, the episode metrics.
+
+Prompts: SkyRL's generator renders ``init``'s messages itself with
+``tokenizer.apply_chat_template(messages, add_generation_prompt=True)``, without the env's tool
+schemas. Give its tokenizer ``skyrl_chat_template(tokenizer, env_id)`` (the model's template with the
+schemas baked in, via ``envs.core.chat.template_with_tools``) and its prompts are token for token
+the ones the reference trainer, ``baselines.evaluate`` and the OpenRLHF agent use.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from typing import Any
 import skyrl_gym
 from skyrl_gym.envs.base_text_env import BaseTextEnv, BaseTextEnvStepOutput
 
-from adapters.episodes import EnvPool, EpisodeSpec, iter_episode_specs
+from adapters.episodes import EnvPool, EpisodeSpec, iter_episode_specs, make_env
+from envs.core.chat import template_with_tools
 
 PREFIX = "agentr1."
 ENTRY_POINT = "adapters.skyrl_gym:AgentR1TextEnv"
@@ -105,6 +112,26 @@ class AgentR1TextEnv(BaseTextEnv):
         if not self._closed:
             self._closed = True
             _POOL.release(self.episode.env_id, self.make_kwargs, self.env)
+
+
+def env_tool_schemas(env_id: str, make_kwargs: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The tool schemas an env announces in ``reset``'s ``info["tools"]``."""
+    env = make_env(env_id, make_kwargs)
+    try:
+        options = {"index": 0} if getattr(env.unwrapped, "items", None) is not None else None
+        _, info = env.reset(seed=0, options=options)
+        return list(info.get("tools", []))
+    finally:
+        env.close()
+
+
+def skyrl_chat_template(tokenizer: Any, env_id: str, make_kwargs: Mapping[str, Any] | None = None) -> str:
+    """``tokenizer``'s chat template with ``env_id``'s tool schemas baked in, for SkyRL's generator.
+
+    Set ``tokenizer.chat_template`` to it (or save the tokenizer with it and point SkyRL's model
+    path at that copy): SkyRL then renders the prompt exactly as ``envs.core.chat.episode_prompt``.
+    """
+    return template_with_tools(tokenizer.chat_template, env_tool_schemas(env_id, make_kwargs))
 
 
 def skyrl_id(env_id: str) -> str:

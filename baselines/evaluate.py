@@ -7,9 +7,16 @@ numeric metric the env reports (``format``, ``em``, ``f1``,
 ``turns``, ...) is averaged over all samples. pass@k uses the unbiased estimator
 ``1 - C(n-c, k) / C(n, k)`` (Chen et al., 2021).
 
-Sampling defaults follow the env's ``recommended_sampling`` when it declares one (the math envs:
-temperature 0.6, top_p 0.95, as in the Open-RS evaluation); otherwise greedy decoding for one sample
-and temperature 0.6 / top_p 0.95 for several. Writes ``items.jsonl`` (one line per item),
+Defaults follow the papers' evaluation protocols (``PROTOCOLS``), flags override them:
+
+* math envs: the Open-RS evaluation (open-r1's lighteval + vLLM run): one sample at temperature
+  0.6, top_p 0.95, up to 32,768 new tokens in a 32,768-token context;
+* multi-hop QA envs: Agent-R1's validation: greedy decoding, 1,024 new tokens per turn, an
+  8,192-token episode (the env's defaults give 5 tool turns and top-5 passages), exact match on the
+  env's evaluation split (its default, ``validation``).
+
+Other envs use their ``recommended_sampling`` if they declare one, else greedy decoding for one
+sample and temperature 0.6 / top_p 0.95 for several. Writes ``items.jsonl`` (one line per item),
 ``summary.json`` and ``summary.md`` into ``--output-dir``, each atomically.
 
 Example::
@@ -55,6 +62,31 @@ def k_values(samples: int) -> list[int]:
         k *= 2
     ks.append(samples)
     return ks
+
+
+# Evaluation protocols by env family: sampling, per-turn and per-episode token limits, with sources.
+PROTOCOLS: dict[str, dict[str, Any]] = {
+    # Open-RS: open-r1's evaluate.py through lighteval + vLLM: temperature 0.6, top_p 0.95,
+    # max_new_tokens 32768, max_model_length 32768, one sample (pass@1)
+    "math": {"temperature": 0.6, "top_p": 0.95, "max_new_tokens": 32768, "max_episode_tokens": 32768,
+             "source": "Open-RS / open-r1 lighteval"},
+    # Agent-R1: verl validation (greedy), 1024 new tokens per turn, episodes within 8192 tokens, EM
+    "qa": {"temperature": 0.0, "top_p": 1.0, "max_new_tokens": 1024, "max_episode_tokens": 8192,
+           "source": "Agent-R1 (verl validation)"},
+}
+
+
+def protocol_for(env: Any) -> dict[str, Any]:
+    """The evaluation protocol of ``env``'s family (empty for families without a paper protocol)."""
+    from envs.math.env import MathEnv
+    from envs.qa.env import QAEnv
+
+    base = getattr(env, "unwrapped", env)
+    if isinstance(base, MathEnv):
+        return dict(PROTOCOLS["math"])
+    if isinstance(base, QAEnv):
+        return dict(PROTOCOLS["qa"])
+    return {}
 
 
 # Scores an episode cut at the token budget does not report (the env never judged it): they count as 0
@@ -121,8 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float)
     p.add_argument("--top-p", type=float)
     p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--max-new-tokens", type=int, help="per assistant turn")
-    p.add_argument("--max-episode-tokens", type=int, default=8192)
+    p.add_argument("--max-new-tokens", type=int, help="per assistant turn (default: the protocol's)")
+    p.add_argument("--max-episode-tokens", type=int, help="prompt + all turns (default: the protocol's, else 8192)")
     p.add_argument("--limit", type=int, help="evaluate the first N items")
     p.add_argument("--env-kwargs", type=json.loads, default=None, help="JSON object of make kwargs")
     p.add_argument("--offline", action="store_true", help="use the env's offline_kwargs (data shipped in the repo)")
@@ -164,7 +196,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         tokenizer.pad_token = tokenizer.eos_token
     chat = ChatFormat(tokenizer)
     probe = envs.make(env_id, **kwargs)
-    recommended = dict(getattr(probe.unwrapped, "recommended_sampling", {}) or {})
+    protocol = protocol_for(probe)
+    recommended = {**dict(getattr(probe.unwrapped, "recommended_sampling", {}) or {}), **protocol}
     num_items = len(getattr(probe.unwrapped, "items", []) or []) or _DEFAULT_ITEMS
     if args.limit is not None:
         num_items = min(num_items, args.limit) if getattr(probe.unwrapped, "items", None) else args.limit
@@ -172,15 +205,19 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         temperature = args.temperature
     else:
         temperature = float(recommended.get("temperature", 0.0 if args.samples == 1 else 0.6))
+        if temperature == 0 and args.samples > 1:  # a greedy protocol's pass@1; pass@k needs samples that differ
+            temperature = 0.6
+            recommended.pop("top_p", None)
     top_p = args.top_p if args.top_p is not None else float(recommended.get("top_p", 1.0 if temperature == 0 else 0.95))
     max_new = args.max_new_tokens or int(recommended.get("max_new_tokens", 1024))
+    max_episode = args.max_episode_tokens or int(recommended.get("max_episode_tokens", 8192))
     sampling = Sampling(temperature=temperature, top_p=top_p, top_k=args.top_k, max_new_tokens=max_new)
     torch.manual_seed(args.seed)  # HF sampling draws from torch's RNG in this process
     if args.backend == "vllm":
         generator: Any = VLLMGenerator(model_path, stop_ids=chat.stop_ids, seed=args.seed,
                                        gpu_memory_utilization=args.gpu_memory_utilization,
                                        tensor_parallel_size=args.tensor_parallel_size,
-                                       max_model_len=args.max_episode_tokens)
+                                       max_model_len=max_episode)
     else:
         from transformers import AutoModelForCausalLM
 
@@ -204,9 +241,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             resets = [{"seed": args.seed + i, "options": {"index": i}} for i in indices for _ in range(args.samples)]
             groups = [g for g in range(len(indices)) for _ in range(args.samples)]
             if agent is not None:
-                episodes = agent.run(generator, pool, resets, groups, sampling, args.max_episode_tokens)
+                episodes = agent.run(generator, pool, resets, groups, sampling, max_episode)
             else:
-                episodes = run_episodes(generator, chat, pool, resets, groups, sampling, args.max_episode_tokens)
+                episodes = run_episodes(generator, chat, pool, resets, groups, sampling, max_episode)
             if metric is None and any(not e.cut for e in episodes):
                 # fixed once per run, from episodes the env scored: an episode cut at the token budget
                 # carries only the rollout's own metrics (no ``em``), and scores 0 under either choice
@@ -233,7 +270,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     summary = summarize(records, args.samples)
     summary["success_metric"] = metric
     summary.update({"env": env_id, "env_kwargs": kwargs, "model": str(args.model), "backend": args.backend,
-                    "agent": args.agent, "sampling": vars(sampling), "seconds": time.perf_counter() - started})
+                    "agent": args.agent, "sampling": vars(sampling), "max_episode_tokens": max_episode,
+                    "protocol": protocol.get("source"), "seconds": time.perf_counter() - started})
     atomic_write_text(out_dir / "items.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     table = markdown_table(env_id, str(args.model), summary)

@@ -34,6 +34,10 @@ logger = logging.getLogger("adapters.openrlhf")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PROCEDURAL_PROMPTS = 4096
+# Scores are ``acc`` in [0, 1]; a group average is NaN only when an episode was marked for dropping
+# (``AgentConfig.drop_env_errors``), and only such groups fall outside this open range.
+DROP_FILTER_FLAGS: dict[str, FlagValue] = {"--algo.dynamic_filtering_enable": True,
+                                           "--algo.dynamic_filtering_range": ["-1", "2"]}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vllm-tp", type=int, default=1, help="vLLM tensor-parallel size")
     p.add_argument("--vllm-gpus-per-node", type=int, help="--no-colocate: GPUs per node for vLLM (default half)")
     p.add_argument("--step-timeout", type=float, default=600.0, help="seconds one env step may take in the agent")
+    p.add_argument("--drop-env-errors", action="store_true",
+                   help="drop the group of any episode hit by an infrastructure fault (env_error), through OpenRLHF's "
+                        "dynamic filtering with a range that keeps every other group")
     p.add_argument("--unset", action="append", default=[], metavar="FLAG", help="drop a preset flag, e.g. --unset ds.packing_samples")
     p.add_argument("--dry-run", action="store_true", help="write the files and print the command; do not launch")
     p.add_argument("--check", action="store_true", help="run OpenRLHF's own parser and launch checks on the command first")
@@ -187,7 +194,9 @@ def prepare(ns: argparse.Namespace, overrides: Sequence[str]) -> tuple[list[str]
     env_id = envs.resolve_env_id(ns.env)
     alias = next((e.aliases[0] for e in envs.suite_envs() if e.env_id == env_id and e.aliases), env_id.split("/")[-1].lower())
     out = (ns.output_dir or Path("runs") / "openrlhf" / alias).resolve()
-    make_kwargs = _resolve_kwargs(env_id, ns.env_kwargs, ns.offline)
+    preset = PRESETS[ns.preset] if ns.preset else default_preset(env_id)
+    # the preset's data split (QA: train) unless --env-kwargs names one
+    make_kwargs = {**preset.train_env_kwargs, **_resolve_kwargs(env_id, ns.env_kwargs, ns.offline)}
     count = ns.num_prompts
     if count is None and _is_procedural(env_id, make_kwargs):
         count = DEFAULT_PROCEDURAL_PROMPTS
@@ -198,7 +207,10 @@ def prepare(ns: argparse.Namespace, overrides: Sequence[str]) -> tuple[list[str]
 
     eval_flags: dict[str, FlagValue] = {}
     if ns.eval_env_kwargs is not None or ns.eval_num_prompts is not None:
-        eval_kwargs = _resolve_kwargs(env_id, ns.eval_env_kwargs, ns.offline) if ns.eval_env_kwargs is not None else make_kwargs
+        # the evaluation split (QA: validation, the split the papers report) unless --eval-env-kwargs names one
+        eval_kwargs = {**{k: v for k, v in make_kwargs.items() if k not in preset.eval_env_kwargs},
+                       **preset.eval_env_kwargs, **(_resolve_kwargs(env_id, ns.eval_env_kwargs, ns.offline)
+                                                    if ns.eval_env_kwargs is not None else {})}
         eval_count = ns.eval_num_prompts
         if eval_count is None and _is_procedural(env_id, eval_kwargs):
             eval_count = 256
@@ -210,8 +222,8 @@ def prepare(ns: argparse.Namespace, overrides: Sequence[str]) -> tuple[list[str]
         eval_flags = {"--eval.dataset": str(eval_path), "--eval.steps": ns.eval_steps}
         env_pairs.append((env_id, eval_kwargs))
 
-    agent_path = write_agent_file(out / "agent.py", env_pairs, step_timeout=ns.step_timeout)
-    preset = PRESETS[ns.preset] if ns.preset else default_preset(env_id)
+    agent_path = write_agent_file(out / "agent.py", env_pairs, step_timeout=ns.step_timeout,
+                                  drop_env_errors=ns.drop_env_errors)
     logger.info("preset %s: %s", preset.name, preset.summary)
     flags: dict[str, FlagValue] = {
         "--actor.model_name_or_path": ns.model,
@@ -225,6 +237,7 @@ def prepare(ns: argparse.Namespace, overrides: Sequence[str]) -> tuple[list[str]
         **sizing_flags(nodes=ns.nodes, gpus_per_node=ns.gpus_per_node, colocate=ns.colocate, vllm_tp=ns.vllm_tp,
                        vllm_gpus_per_node=ns.vllm_gpus_per_node),
         **eval_flags,
+        **(DROP_FILTER_FLAGS if ns.drop_env_errors else {}),
         "--ckpt.output_dir": str(out / "model"),
         "--ckpt.path": str(out / "checkpoints"),
         "--logger.tensorboard_dir": str(out / "tensorboard"),

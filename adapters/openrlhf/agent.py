@@ -23,11 +23,23 @@ What this module adds on top:
   ``--algo.dynamic_filtering_enable``); ``extra_logs`` carries the episode metrics (``env/acc``, ...)
   and the per-component reward sums (``env/reward/<component>``), with the same keys on every
   sample because OpenRLHF stacks them into tensors.
-* The episode budget is ``--data.max_len`` tokens (prompt + all turns + observations); an episode
-  that runs out of budget ends unscored (``env/finished`` = 0), with the rewards earned so far.
-  ``MultiTurnAgentExecutor`` alone would let every turn use the whole remaining budget; the engine
-  wrapper caps each turn at ``--rollout.max_new_tokens`` when it is set (OpenRLHF also uses that
-  value to cut the prompt to ``--data.max_len - --rollout.max_new_tokens`` tokens).
+* The prompt is the env's, rendered by ``envs.core.chat.episode_prompt`` with the env's tool
+  schemas, exactly as the reference trainer and ``baselines.evaluate`` render it.
+* The episode budget is ``--data.max_len`` tokens (prompt + all turns + observations). When
+  ``MultiTurnAgentExecutor`` stops an episode for lack of budget (it never tells the agent), the
+  executor ends it through ``envs.end_unfinished(env, "budget")``: the env scores it as unfinished
+  (its penalty is added to the trajectory reward, its metrics logged, ``env/finished`` = 0), so
+  running out the budget never pays more than answering. ``MultiTurnAgentExecutor`` alone would
+  let every turn use the whole remaining budget; the engine wrapper caps each turn at
+  ``--rollout.max_new_tokens`` when it is set (OpenRLHF also uses that value to cut the prompt to
+  ``--data.max_len - --rollout.max_new_tokens`` tokens).
+* Infrastructure faults (a tool server down, a verifier crash: the env's ``env_error`` metric, or an
+  env call that raised or timed out here) are flagged as ``env/env_error`` = 1. OpenRLHF cannot drop
+  one sample of a group, so with ``AgentConfig.drop_env_errors`` such an episode returns reward 0
+  and a NaN score (``env/dropped`` = 1): with ``--algo.dynamic_filtering_enable`` and a range that
+  holds every real score (``python -m adapters.openrlhf --drop-env-errors`` sets both) OpenRLHF
+  discards the whole group and samples a fresh prompt instead. Without the option the episode
+  keeps the env's reward, which never charges the fault itself.
 """
 
 from __future__ import annotations
@@ -36,6 +48,7 @@ import asyncio
 import concurrent.futures as cf
 import contextvars
 import logging
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,7 +57,8 @@ from typing import Any
 from openrlhf.utils.agent import AgentInstanceBase, MultiTurnAgentExecutor
 
 from adapters.episodes import EnvPool, EpisodeSpec
-from envs.core.chat import continuation_text, prompt_text
+from envs import end_unfinished
+from envs.core.chat import continuation_text, episode_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -69,15 +83,19 @@ class AgentConfig:
 
     ``metric_keys`` and ``reward_components`` name every ``extra_logs`` entry (missing values log as
     0), so all samples carry the same keys. ``step_timeout`` bounds one env call in seconds.
+    ``drop_env_errors``: an episode hit by an infrastructure fault returns reward 0 and a NaN score,
+    which OpenRLHF's dynamic filtering drops with its group (see the module docstring).
     """
 
     metric_keys: Sequence[str] = ("acc", "format", "turns", "episode_reward")
     reward_components: Sequence[str] = ()
     step_timeout: float = 600.0
+    drop_env_errors: bool = False
 
     def log_keys(self) -> list[str]:
-        return ([LOG_PREFIX + k for k in self.metric_keys] + [LOG_PREFIX + "reward/" + c for c in self.reward_components]
-                + [LOG_PREFIX + "finished", LOG_PREFIX + "env_error"])
+        keys = ([LOG_PREFIX + k for k in self.metric_keys] + [LOG_PREFIX + "reward/" + c for c in self.reward_components]
+                + [LOG_PREFIX + "finished", LOG_PREFIX + "env_error", LOG_PREFIX + "dropped"])
+        return list(dict.fromkeys(keys))
 
 
 @dataclass
@@ -192,6 +210,8 @@ class AgentR1Instance(AgentInstanceBase):
         self._env: Any = None
         self._components: dict[str, float] = {}
         self._finished = False
+        self._done = False  # the env ended the episode (final step or end_unfinished)
+        self._env_error = False
 
     async def reset(self, states: dict, **kwargs: Any) -> dict:
         """Rebuild the episode from the label; the observation is the env's prompt in chat format."""
@@ -199,7 +219,7 @@ class AgentR1Instance(AgentInstanceBase):
         self._spec = spec
         self._env = await self._off_loop(_POOL.acquire, spec.env_id, spec.make_kwargs)
         _, info = await self._off_loop(self._env.reset, seed=spec.seed, options={"item": spec.item})
-        prompt = await self._off_loop(prompt_text, self._rollout.tokenizer, info["messages"])
+        prompt = await self._off_loop(episode_prompt, self._rollout.tokenizer, info)
         if isinstance(states.get("observation"), str) and states["observation"] != prompt:
             logger.debug("the dataset prompt differs from the env's; using the env's")
         return {"observation": prompt}
@@ -217,18 +237,62 @@ class AgentR1Instance(AgentInstanceBase):
             logger.warning("env %s failed on a step (%s: %s); ending the episode with reward 0",
                            self._spec.env_id if self._spec else "?", type(exc).__name__, exc)
             self._drop_env()
+            self._env_error = True
             return {"rewards": torch.tensor(0.0), "scores": torch.tensor(0.0), "environment_feedback": "",
-                    "done": True, "extra_logs": self._logs({}, finished=False, error=True)}
+                    "done": True, "extra_logs": self._logs({}, finished=False)}
         metrics = info.get("metrics", {}) if done else {}
         if done:
+            self._done = True
+            self._env_error = self._env_error or float(metrics.get("env_error", 0.0)) > 0
             self.finish()
         return {
             "rewards": torch.tensor(float(reward)),
             "scores": torch.tensor(float(metrics.get("acc", 0.0))),
             "environment_feedback": feedback,
             "done": bool(done),
-            "extra_logs": self._logs(metrics, finished=done, error=False),
+            "extra_logs": self._logs(metrics, finished=done),
         }
+
+    async def settle(self, result: dict) -> None:
+        """Finish OpenRLHF's result for this episode (edited in place) once the executor's loop is over.
+
+        An episode the loop stopped (token budget) is ended by the env as unfinished and its score
+        added; an episode hit by an infrastructure fault is marked for dropping when configured.
+        """
+        import torch
+
+        if self._env is not None and not self._done and not self._finished:
+            try:
+                reward, info = await asyncio.wait_for(self._off_loop(self._end_unfinished),
+                                                      timeout=self._rollout.config.step_timeout)
+            except Exception as exc:
+                logger.warning("env %s failed to end a cut episode (%s: %s)", self._spec.env_id if self._spec else "?",
+                               type(exc).__name__, exc)
+                self._drop_env()
+                self._env_error = True
+                result["extra_logs"] = self._logs({}, finished=False)
+            else:
+                metrics = info.get("metrics", {})
+                self._done = True
+                self._env_error = float(metrics.get("env_error", 0.0)) > 0
+                self.finish()
+                result["reward"] = float(result.get("reward") or 0.0) + float(reward)
+                result["scores"] = torch.tensor(float(metrics.get("acc", 0.0)))
+                result["extra_logs"] = self._logs(metrics, finished=False)
+        if self._env_error:
+            logs = dict(result.get("extra_logs") or self._logs({}, finished=False))
+            logs[LOG_PREFIX + "env_error"] = 1.0
+            if self._rollout.config.drop_env_errors:
+                result["reward"] = 0.0
+                result["scores"] = torch.tensor(math.nan)  # dynamic filtering drops the group
+                logs[LOG_PREFIX + "dropped"] = 1.0
+            result["extra_logs"] = logs
+
+    def _end_unfinished(self) -> tuple[float, dict[str, Any]]:
+        reward, info = end_unfinished(self._env, "budget")
+        for name, value in info.get("reward_components", {}).items():
+            self._components[name] = self._components.get(name, 0.0) + float(value)
+        return float(reward), info
 
     def _step_env(self, action: str, output: Any) -> tuple[str, float, bool, dict[str, Any]]:
         """Step the env and render the feedback text (on a worker thread: templates cost CPU too)."""
@@ -242,12 +306,13 @@ class AgentR1Instance(AgentInstanceBase):
             feedback = missing_turn_end(tokenizer, output) + continuation_text(tokenizer, list(info.get("new_messages", [])))
         return feedback, float(reward), done, info
 
-    def _logs(self, metrics: Mapping[str, float], *, finished: bool, error: bool) -> dict[str, float]:
+    def _logs(self, metrics: Mapping[str, float], *, finished: bool) -> dict[str, float]:
         config = self._rollout.config
         logs = {LOG_PREFIX + k: float(metrics.get(k, 0.0)) for k in config.metric_keys}
         logs.update({LOG_PREFIX + "reward/" + c: float(self._components.get(c, 0.0)) for c in config.reward_components})
         logs[LOG_PREFIX + "finished"] = float(finished)
-        logs[LOG_PREFIX + "env_error"] = float(error)
+        logs[LOG_PREFIX + "env_error"] = float(self._env_error)
+        logs[LOG_PREFIX + "dropped"] = 0.0
         return logs
 
     async def _off_loop(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -283,8 +348,11 @@ class AgentR1Executor(MultiTurnAgentExecutor):
         rollout = _Rollout(config=self.config, tokenizer=hf_tokenizer, turn_cap=int(cap) if cap else None)
         token = _ROLLOUT.set(rollout)
         try:
-            return await super().execute(prompt, label, sampling_params, max_length, hf_tokenizer,
-                                         _RecordingEngine(llm_engine, rollout), images=images)
+            result = await super().execute(prompt, label, sampling_params, max_length, hf_tokenizer,
+                                           _RecordingEngine(llm_engine, rollout), images=images)
+            if rollout.instance is not None:
+                await rollout.instance.settle(result)
+            return result
         finally:
             _ROLLOUT.reset(token)
             if rollout.instance is not None:

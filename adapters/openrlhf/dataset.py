@@ -34,6 +34,7 @@ class AgentExecutor(AgentR1Executor):
         metric_keys={metric_keys!r},
         reward_components={reward_components!r},
         step_timeout={step_timeout!r},
+        drop_env_errors={drop_env_errors!r},
     )
 '''
 
@@ -54,7 +55,7 @@ def write_jsonl(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]])
 
 
 def write_agent_file(path: str | os.PathLike[str], env_ids: Sequence[tuple[str, Mapping[str, Any]]], *,
-                     step_timeout: float = 600.0) -> Path:
+                     step_timeout: float = 600.0, drop_env_errors: bool = False) -> Path:
     """Write the agent file; its log keys are the union over ``(env_id, make_kwargs)`` pairs."""
     metric_keys: list[str] = []
     components: list[str] = []
@@ -63,5 +64,6 @@ def write_agent_file(path: str | os.PathLike[str], env_ids: Sequence[tuple[str, 
         metric_keys += [m for m in metrics if m not in metric_keys]
         components += [c for c in comps if c not in components]
     text = _AGENT_TEMPLATE.format(env_id=", ".join(e for e, _ in env_ids), metric_keys=tuple(metric_keys),
-                                  reward_components=tuple(components), step_timeout=float(step_timeout))
+                                  reward_components=tuple(components), step_timeout=float(step_timeout),
+                                  drop_env_errors=bool(drop_env_errors))
     return atomic_write_text(path, text)

@@ -14,6 +14,14 @@ dataset, agent file) and cluster sizing are added by the CLI; user flags after `
   lr 1e-6; KL loss 0.001, k3). Agent-R1 trained with verl; the batch sizes follow its example
   script's scale, not a number the paper reports.
 * ``small``: a short GRPO run for the procedural envs (arithmetic) and smoke tests on a small GPU.
+
+Data splits: a preset trains on ``train_env_kwargs`` (QA: the ``train`` split, as Agent-R1 does; the
+QA envs' own default is ``validation``, the split the papers report on) and evaluates on
+``eval_env_kwargs``; ``--env-kwargs`` / ``--eval-env-kwargs`` override them. OpenRLHF's in-training
+evaluation only sets temperature and samples per prompt (top-p and lengths are the training ones),
+so it is a progress monitor; the papers' evaluation protocols are ``baselines.evaluate``'s defaults.
+Each value's source is noted next to it: [Open-RS] the Open-RS paper/repo recipe, [Agent-R1] the
+Agent-R1 paper/repo, [OpenRLHF] OpenRLHF's defaults, [suite] this project's choice.
 """
 
 from __future__ import annotations
@@ -31,23 +39,25 @@ class Preset:
     summary: str
     flags: dict[str, FlagValue]
     env_patterns: tuple[str, ...] = field(default=())  # env ids this preset is the default for (fnmatch, lower-case)
+    train_env_kwargs: dict[str, Any] = field(default_factory=dict)  # make-kwargs of the training data
+    eval_env_kwargs: dict[str, Any] = field(default_factory=dict)  # make-kwargs of the evaluation data
 
 
 _COMMON: dict[str, FlagValue] = {
-    "--algo.advantage.estimator": "group_norm",
-    "--algo.kl.use_loss": True,
-    "--algo.kl.estimator": "k3",
-    "--actor.eps_clip": 0.2,
-    "--train.max_epochs": 1,
-    "--train.num_episodes": 1,
-    "--actor.gradient_checkpointing_enable": True,
-    "--ds.packing_samples": True,
-    "--ds.zero_stage": 2,
-    "--ds.param_dtype": "bf16",
-    "--vllm.enable_prefix_caching": True,
-    "--ckpt.save_hf": True,
-    "--rollout.micro_batch_size": 4,
-    "--train.micro_batch_size": 1,
+    "--algo.advantage.estimator": "group_norm",  # [Open-RS][Agent-R1] GRPO
+    "--algo.kl.use_loss": True,  # [Open-RS][Agent-R1] KL as a loss term (GRPO), not in the reward
+    "--algo.kl.estimator": "k3",  # [Open-RS][Agent-R1] k3 estimator
+    "--actor.eps_clip": 0.2,  # [Open-RS][Agent-R1] clip 0.2
+    "--train.max_epochs": 1,  # [Open-RS] one optimisation pass per rollout batch
+    "--train.num_episodes": 1,  # [suite]
+    "--actor.gradient_checkpointing_enable": True,  # [suite] memory
+    "--ds.packing_samples": True,  # [suite] throughput
+    "--ds.zero_stage": 2,  # [suite]
+    "--ds.param_dtype": "bf16",  # [suite]
+    "--vllm.enable_prefix_caching": True,  # [suite] multi-turn prompts share prefixes
+    "--ckpt.save_hf": True,  # [suite] checkpoints loadable by baselines.evaluate
+    "--rollout.micro_batch_size": 4,  # [suite]
+    "--train.micro_batch_size": 1,  # [suite]
 }
 
 PRESETS: dict[str, Preset] = {
@@ -56,21 +66,21 @@ PRESETS: dict[str, Preset] = {
         "Open-RS GRPO for small math models (6 x 12 samples/step, T=0.7, lr 1e-6, KL 0.04 k3, 512+3584 tokens)",
         {
             **_COMMON,
-            "--rollout.n_samples_per_prompt": 6,
-            "--rollout.temperature": 0.7,
-            "--rollout.top_p": 1.0,
-            "--rollout.batch_size": 12,
-            "--train.batch_size": 72,
-            "--actor.adam.lr": 1e-6,
-            "--actor.lr_scheduler": "cosine_with_min_lr",
-            "--actor.lr_warmup_ratio": 0.1,
-            "--actor.min_lr_ratio": 0.0,
-            "--algo.kl.init_coef": 0.04,
-            "--data.max_len": 4096,
-            "--rollout.max_new_tokens": 3584,  # completion cap; prompts are cut to 4096 - 3584 = 512 tokens
-            "--eval.temperature": 0.6,
-            "--eval.n_samples_per_prompt": 1,
-            "--ckpt.save_steps": 50,
+            "--rollout.n_samples_per_prompt": 6,  # [Open-RS] 6 samples per prompt
+            "--rollout.temperature": 0.7,  # [Open-RS] training temperature
+            "--rollout.top_p": 1.0,  # [Open-RS] no nucleus truncation while training
+            "--rollout.batch_size": 12,  # [Open-RS] 12 prompts per optimizer step
+            "--train.batch_size": 72,  # [Open-RS] 12 x 6 samples in one optimizer step
+            "--actor.adam.lr": 1e-6,  # [Open-RS]
+            "--actor.lr_scheduler": "cosine_with_min_lr",  # [Open-RS] cosine schedule
+            "--actor.lr_warmup_ratio": 0.1,  # [Open-RS] 10% warm-up
+            "--actor.min_lr_ratio": 0.0,  # [Open-RS] cosine to 0
+            "--algo.kl.init_coef": 0.04,  # [Open-RS] beta 0.04
+            "--data.max_len": 4096,  # [Open-RS] 512 prompt + 3584 completion
+            "--rollout.max_new_tokens": 3584,  # [Open-RS] completion cap; prompts are cut to 4096 - 3584 = 512 tokens
+            "--eval.temperature": 0.6,  # [Open-RS] evaluation temperature (lighteval: also top_p 0.95, 32768 tokens)
+            "--eval.n_samples_per_prompt": 1,  # [Open-RS] pass@1 from one sample
+            "--ckpt.save_steps": 50,  # [Open-RS] the reported checkpoints are at 50 / 100 steps
         },
         env_patterns=("agentr1/math*",),
     ),
@@ -79,34 +89,36 @@ PRESETS: dict[str, Preset] = {
         "Agent-R1-style GRPO for multi-hop QA with search (5 samples, lr 1e-6, KL 0.001 k3, 8192-token episodes)",
         {
             **_COMMON,
-            "--rollout.n_samples_per_prompt": 5,
-            "--rollout.temperature": 1.0,
-            "--rollout.batch_size": 64,
-            "--train.batch_size": 160,
-            "--actor.adam.lr": 1e-6,
-            "--actor.lr_warmup_ratio": 0.0,
-            "--algo.kl.init_coef": 0.001,
-            "--data.max_len": 8192,
-            "--rollout.max_new_tokens": 1024,  # per turn (the agent caps every turn at this)
-            "--eval.temperature": 0.0,
-            "--eval.n_samples_per_prompt": 1,
-            "--ckpt.save_steps": 50,
+            "--rollout.n_samples_per_prompt": 5,  # [Agent-R1] example script: 5 rollouts per prompt
+            "--rollout.temperature": 1.0,  # [Agent-R1] sampling at temperature 1 while training
+            "--rollout.batch_size": 64,  # [suite] scale of Agent-R1's example script, not a paper number
+            "--train.batch_size": 160,  # [suite]
+            "--actor.adam.lr": 1e-6,  # [Agent-R1]
+            "--actor.lr_warmup_ratio": 0.0,  # [Agent-R1]
+            "--algo.kl.init_coef": 0.001,  # [Agent-R1] KL loss 0.001, k3
+            "--data.max_len": 8192,  # [Agent-R1] up to 5 tool turns x 1024 new tokens + observations
+            "--rollout.max_new_tokens": 1024,  # [Agent-R1] 1024 new tokens per turn (the agent caps every turn)
+            "--eval.temperature": 0.0,  # [Agent-R1] greedy evaluation
+            "--eval.n_samples_per_prompt": 1,  # [Agent-R1] one answer per question (EM)
+            "--ckpt.save_steps": 50,  # [suite]
         },
         env_patterns=("agentr1/*qa*", "agentr1/*hop*", "agentr1/musique*", "agentr1/2wiki*"),
+        train_env_kwargs={"split": "train"},  # [Agent-R1] trains on the train split
+        eval_env_kwargs={"split": "validation"},  # [Agent-R1] reports EM on the dev (validation) sets
     ),
     "small": Preset(
         "small",
         "a short GRPO run for procedural envs and smoke tests (8 samples x 16 prompts, 1024-token episodes)",
         {
             **_COMMON,
-            "--rollout.n_samples_per_prompt": 8,
-            "--rollout.temperature": 1.0,
-            "--rollout.batch_size": 16,
-            "--train.batch_size": 64,
-            "--actor.adam.lr": 1e-6,
-            "--algo.kl.init_coef": 0.01,
-            "--data.max_len": 1024,
-            "--ckpt.save_steps": 100,
+            "--rollout.n_samples_per_prompt": 8,  # [suite]
+            "--rollout.temperature": 1.0,  # [suite]
+            "--rollout.batch_size": 16,  # [suite]
+            "--train.batch_size": 64,  # [suite]
+            "--actor.adam.lr": 1e-6,  # [suite]
+            "--algo.kl.init_coef": 0.01,  # [suite]
+            "--data.max_len": 1024,  # [suite]
+            "--ckpt.save_steps": 100,  # [suite]
         },
     ),
 }

@@ -1,24 +1,49 @@
 """Advantages and the clipped policy-gradient loss with a k3 KL penalty.
 
-Pure tensor functions, no model or env: each is small enough to check by hand (the unit tests do).
+Pure tensor/float functions, no model or env: each is small enough to check by hand (the unit tests
+do). The only collective is an optional ``all_reduce`` callback (sum over ranks) that the trainer
+passes in; with none, the batch is this process's.
 
-Advantage estimators over a group of ``G`` rollouts of the same prompt with returns ``r``:
+Advantage estimators over a group of rollouts of the same prompt with returns ``r``:
 
 * ``grpo``: ``(r - mean(r)) / (std(r) + eps)`` (std with Bessel's correction, as TRL computes it);
   ``scale_by_std=False`` drops the division (Dr. GRPO);
 * ``rloo``: ``r_i - mean_{j != i} r_j`` (leave-one-out baseline);
-* ``reinforce_baseline``: ``r - mean(r)`` per group, then whitened over the whole batch
-  (REINFORCE++-baseline).
+* ``reinforce_baseline``: ``r - mean(r)`` per group, then whitened over the **global** batch,
+  weighted by tokens, as OpenRLHF 0.11.2 does (``compute_advantages_and_returns``): mean and
+  (population) variance over every action token of every rank, ``(a - mean) / sqrt(max(var, 1e-8))``.
+  The result does not depend on how the batch is split over ranks.
 
-Turn-level returns: with per-turn rewards, a turn's tokens get the reward-to-go from that turn on,
-minus the same group baseline (and scale) the episode return gets. For a single-turn episode this is
-identical to the outcome version; in a multi-turn episode a turn is not credited with rewards earned
-before it.
+Turn-level credit (``turn_level=True``) follows the decomposition of MT-GRPO (Zeng et al., 2025,
+"Reinforcing Multi-Turn Reasoning in LLM Agents via Turn-Level Credit Assignment"): an episode's
+last reward entry is its *outcome* (the final answer's score, or the unfinished penalty of an episode
+cut short), the earlier entries are *process* rewards of its turns. Turn ``t`` of episode ``i`` gets
+
+    A_it = (dO_i + w * dP_it) / s
+
+* ``dO_i = o_i - b(o)``: the outcome against the group baseline (mean, or leave-one-out for rloo);
+* ``dP_it = P_it - b_t(P)``: the *process reward-to-go* ``P_it`` (process rewards of turns ``>= t``)
+  against the baseline of the group's episodes that reached turn ``t``. One baseline term per turn:
+  normalising each turn's reward per turn index and then summing (the natural MT-GRPO
+  generalisation) subtracts as many baseline terms as the episode has turns, a baseline that depends
+  on the policy's own decision to stop, which biases the gradient by the accumulated
+  intermediate-reward mean per extra turn (verl RFC #7244). Reward-to-go first, then one baseline,
+  avoids that;
+* ``s`` (``grpo`` with ``scale_by_std``): ``sqrt(var(o) + w^2 * mean(dP^2)) + eps``, one scale for
+  both parts. MT-GRPO divides each part by its own std; sharing one keeps the env's reward weights
+  meaningful (a 0.05 tool bonus stays a twentieth of a 1.0 answer) and, because ``s`` is the spread
+  of the very numerators it divides, never turns a tiny spread into a huge advantage: an all-equal
+  group gets exactly 0. Without std scaling (Dr. GRPO, rloo, reinforce_baseline before whitening)
+  advantages are plain reward differences.
+
+With no process rewards (single-turn tasks) this is exactly the outcome estimator. ``turn_level=False``
+gives every turn the advantage of the episode's total return.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
@@ -27,73 +52,134 @@ from baselines.grpo.config import ESTIMATORS, LOSS_AGGREGATIONS
 
 Estimator = Literal["grpo", "rloo", "reinforce_baseline"]
 LossAggregation = Literal["sequence_mean", "token_mean", "token_sum_norm"]
+AllReduce = Callable[[list[float]], list[float]]
+
+WHITEN_MIN_VAR = 1e-8  # OpenRLHF's clamp on the batch variance before ``rsqrt``
 
 
-def _baseline_and_scale(returns: torch.Tensor, estimator: str, scale_by_std: bool, eps: float
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-episode baseline and divisor for ``returns`` of shape ``[num_groups, G]``."""
-    groups, size = returns.shape
-    if estimator == "grpo":
-        baseline = returns.mean(dim=1, keepdim=True).expand(groups, size)
-        if scale_by_std and size > 1:
-            scale = returns.std(dim=1, keepdim=True).expand(groups, size) + eps
-        else:
-            scale = torch.ones_like(returns)
-        return baseline, scale
+def _check_estimator(estimator: str) -> None:
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"unknown advantage estimator {estimator!r}; choose from {ESTIMATORS}")
+
+
+def _deviations(values: Sequence[float], estimator: str) -> list[float]:
+    """Each value minus its group baseline: the mean, or the mean of the others (rloo)."""
+    n = len(values)
+    if n == 0 or all(v == values[0] for v in values):
+        return [0.0] * n  # exactly: rounding in a mean must not give an identical group a signal
+    total = math.fsum(values)
     if estimator == "rloo":
-        if size < 2:
-            raise ValueError("rloo needs at least 2 rollouts per prompt")
-        total = returns.sum(dim=1, keepdim=True)
-        return (total - returns) / (size - 1), torch.ones_like(returns)
+        if n < 2:
+            return [0.0] * n
+        return [v - (total - v) / (n - 1) for v in values]
+    mean = total / n
+    return [v - mean for v in values]
+
+
+def _bessel_var(values: Sequence[float]) -> float:
+    n = len(values)
+    if n < 2:
+        return 0.0
+    mean = math.fsum(values) / n
+    return math.fsum((v - mean) ** 2 for v in values) / (n - 1)
+
+
+def _uses_group_std(estimator: str, scale_by_std: bool) -> bool:
+    return estimator == "grpo" and scale_by_std
+
+
+def _episode_level(group: Sequence[Sequence[float]], estimator: str, scale_by_std: bool, eps: float) -> list[list[float]]:
+    returns = [math.fsum(float(r) for r in ep) for ep in group]
+    dev = _deviations(returns, estimator)
+    scale = math.sqrt(_bessel_var(returns)) + eps if _uses_group_std(estimator, scale_by_std) and len(group) > 1 else 1.0
+    scale = scale or 1.0  # zero spread: every deviation is zero too
+    return [[d / scale] * max(1, len(ep)) for d, ep in zip(dev, group, strict=True)]
+
+
+def _turn_level(group: Sequence[Sequence[float]], estimator: str, scale_by_std: bool, eps: float,
+                weight: float) -> list[list[float]]:
+    episodes = [[float(r) for r in ep] or [0.0] for ep in group]
+    outcomes = [ep[-1] for ep in episodes]
+    d_outcome = _deviations(outcomes, estimator)
+    # process reward-to-go: P[i][t] = sum of process rewards of turns t..T_i-2 (the last entry is the outcome)
+    to_go: list[list[float]] = []
+    for ep in episodes:
+        acc, rows = 0.0, [0.0]
+        for r in reversed(ep[:-1]):
+            acc += r
+            rows.append(acc)
+        to_go.append(rows[::-1])
+    d_process = [[0.0] * len(rows) for rows in to_go]
+    for t in range(max(len(rows) for rows in to_go)):
+        alive = [i for i, rows in enumerate(to_go) if t < len(rows)]
+        for i, d in zip(alive, _deviations([to_go[i][t] for i in alive], estimator), strict=True):
+            d_process[i][t] = d
+    scale = 1.0
+    if _uses_group_std(estimator, scale_by_std):
+        flat = [d for rows in d_process for d in rows]
+        process_var = math.fsum(d * d for d in flat) / len(flat)
+        scale = math.sqrt(_bessel_var(outcomes) + weight * weight * process_var) + eps
+        scale = scale or 1.0  # zero spread: every numerator is zero too
+    return [[(d_outcome[i] + weight * d) / scale for d in d_process[i]] for i in range(len(episodes))]
+
+
+def whiten_token_weighted(advantages: list[list[list[float]]], token_counts: Sequence[Sequence[Sequence[float]]], *,
+                          scale_by_std: bool = True, all_reduce: AllReduce | None = None) -> list[list[list[float]]]:
+    """Whiten advantages over the whole batch, each entry weighted by its number of tokens.
+
+    OpenRLHF's REINFORCE++ normalisation: ``mean = sum(w a) / sum(w)``, ``var = sum(w (a - mean)^2) /
+    sum(w)``, ``a' = (a - mean) / sqrt(max(var, 1e-8))`` (only the mean is removed without
+    ``scale_by_std``). ``all_reduce`` sums lists of floats over ranks, so every rank uses the global
+    statistics; entries with no tokens (an episode cut after its last turn) weigh nothing.
+    """
+    reduce = all_reduce or (lambda values: list(values))
+    pairs = [(a, float(w)) for g_adv, g_w in zip(advantages, token_counts, strict=True)
+             for e_adv, e_w in zip(g_adv, g_w, strict=True) for a, w in zip(e_adv, e_w, strict=True)]
+    weight, weighted = reduce([math.fsum(w for _, w in pairs), math.fsum(w * a for a, w in pairs)])
+    mean = weighted / weight if weight > 0 else 0.0
+    rstd = 1.0
+    if scale_by_std:
+        (sq,) = reduce([math.fsum(w * (a - mean) ** 2 for a, w in pairs)])
+        var = sq / weight if weight > 0 else 0.0
+        rstd = 1.0 / math.sqrt(max(var, WHITEN_MIN_VAR))
+    return [[[(a - mean) * rstd for a in ep] for ep in group] for group in advantages]
+
+
+def turn_advantages(turn_rewards: Sequence[Sequence[Sequence[float]]], estimator: str = "grpo", *,
+                    turn_level: bool = False, scale_by_std: bool = True, eps: float = 1e-4, turn_weight: float = 1.0,
+                    token_counts: Sequence[Sequence[Sequence[float]]] | None = None,
+                    all_reduce: AllReduce | None = None) -> list[list[list[float]]]:
+    """Advantage of every reward entry of every episode, nested ``[group][rollout][entry]``.
+
+    ``turn_rewards[g][i]`` holds episode ``i``'s step rewards in order, the last one being the
+    terminal (outcome) reward; groups may differ in size (dropped episodes). Entry ``t``'s advantage
+    is what the tokens of turn ``t`` get (see the module docstring). ``token_counts`` (same nesting)
+    weights the REINFORCE++-baseline whitening (default: one per entry); ``all_reduce`` makes that
+    whitening global across ranks.
+    """
+    _check_estimator(estimator)
+    if estimator == "rloo" and any(len(g) < 2 for g in turn_rewards if g):
+        raise ValueError("rloo needs at least 2 rollouts per prompt")
+    out = []
+    for group in turn_rewards:
+        if not group:
+            out.append([])
+        elif turn_level:
+            out.append(_turn_level(group, estimator, scale_by_std, eps, float(turn_weight)))
+        else:
+            out.append(_episode_level(group, estimator, scale_by_std, eps))
     if estimator == "reinforce_baseline":
-        baseline = returns.mean(dim=1, keepdim=True).expand(groups, size)
-        centred = returns - baseline
-        scale = torch.ones_like(returns)
-        if scale_by_std and centred.numel() > 1:
-            scale = scale * (centred.std() + eps)
-        # whitening also removes the batch mean of the centred returns (zero up to rounding)
-        return baseline + centred.mean(), scale
-    raise ValueError(f"unknown advantage estimator {estimator!r}; choose from {ESTIMATORS}")
+        counts = token_counts if token_counts is not None else [[[1.0] * len(e) for e in g] for g in out]
+        out = whiten_token_weighted(out, counts, scale_by_std=scale_by_std, all_reduce=all_reduce)
+    return out
 
 
 def episode_advantages(returns: torch.Tensor, estimator: str = "grpo", *, scale_by_std: bool = True,
                        eps: float = 1e-4) -> torch.Tensor:
-    """Advantages of whole episodes; ``returns`` has shape ``[num_groups, G]``."""
-    baseline, scale = _baseline_and_scale(returns.double(), estimator, scale_by_std, eps)
-    return ((returns.double() - baseline) / scale).to(returns.dtype)
-
-
-def turn_advantages(turn_rewards: Sequence[Sequence[Sequence[float]]], estimator: str = "grpo", *,
-                    turn_level: bool = False, scale_by_std: bool = True, eps: float = 1e-4
-                    ) -> list[list[list[float]]]:
-    """Advantage of every turn of every episode, nested ``[group][rollout][turn]``.
-
-    With ``turn_level=False`` every turn of an episode gets the episode's advantage (outcome reward
-    summed at the end); with ``turn_level=True`` turn ``t`` gets ``(reward_to_go_t - b) / s`` where
-    ``b, s`` are the episode-level baseline and scale.
-    """
-    sizes = {len(g) for g in turn_rewards}
-    if len(sizes) != 1:
-        raise ValueError("every group must have the same number of rollouts")
-    returns = torch.tensor([[float(sum(ep)) for ep in group] for group in turn_rewards], dtype=torch.float64)
-    baseline, scale = _baseline_and_scale(returns, estimator, scale_by_std, eps)
-    out: list[list[list[float]]] = []
-    for g, group in enumerate(turn_rewards):
-        rows = []
-        for i, episode in enumerate(group):
-            b, s = float(baseline[g, i]), float(scale[g, i])
-            if turn_level:
-                to_go, acc = [], 0.0
-                for r in reversed(list(episode)):
-                    acc += float(r)
-                    to_go.append(acc)
-                to_go.reverse()
-                rows.append([(x - b) / s for x in to_go])
-            else:
-                a = (float(returns[g, i]) - b) / s
-                rows.append([a] * max(1, len(episode)))
-        out.append(rows)
-    return out
+    """Advantages of whole episodes; ``returns`` has shape ``[num_groups, G]`` (one token per episode)."""
+    rows = [[[float(r)] for r in group] for group in returns.double().tolist()]
+    adv = turn_advantages(rows, estimator, scale_by_std=scale_by_std, eps=eps)
+    return torch.tensor([[ep[0] for ep in group] for group in adv], dtype=torch.float64).to(returns.dtype)
 
 
 def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:

@@ -47,7 +47,9 @@ class GRPOConfig:
     # algorithm
     advantage: str = "grpo"  # grpo | rloo | reinforce_baseline
     scale_by_std: bool = True  # False: Dr. GRPO (no std division)
-    turn_level_returns: bool = False  # credit each turn with the reward-to-go from that turn
+    turn_level_returns: bool = False  # MT-GRPO-style turn-level credit (see baselines.grpo.algorithms)
+    turn_reward_weight: float = 1.0  # weight of the process-reward part of turn-level advantages (MT-GRPO's lambda)
+    drop_env_errors: bool = True  # leave episodes hit by an infrastructure fault (metrics env_error > 0) out of the loss
     loss_aggregation: str = "sequence_mean"  # sequence_mean | token_mean | token_sum_norm (Dr. GRPO)
     beta: float = 0.04  # KL(pi || ref) coefficient, k3 estimator; 0 loads no reference model
     clip_eps: float = 0.2
@@ -92,6 +94,7 @@ class GRPOConfig:
         need(self.temperature > 0, "temperature", "must be > 0 for training rollouts")
         need(0 < self.top_p <= 1, "top_p", "must be in (0, 1]")
         need(self.beta >= 0, "beta", "must be >= 0")
+        need(self.turn_reward_weight >= 0, "turn_reward_weight", "must be >= 0")
         need(self.clip_eps > 0, "clip_eps", "must be > 0")
         need(self.updates_per_batch >= 1, "updates_per_batch", "must be >= 1")
         need(self.micro_batch_size >= 1, "micro_batch_size", "must be >= 1")

@@ -4,6 +4,11 @@ One episode is one token stream: the prompt in the tokenizer's chat format, then
 turn the model's own tokens (``action_mask`` 1) followed, if the episode goes on, by the end of the
 turn and the env's observation rendered with the same chat template (``action_mask`` 0). The policy
 loss and KL are computed only where ``action_mask`` is 1.
+
+Every episode ends through the env: by its own final step, or, when the rollout stops it first (the
+token budget ``max_episode_tokens`` runs out), through ``envs.end_unfinished(env, "budget")``, which
+scores it as unfinished (a penalty below any finished answer) and reports its metrics. A cut can
+therefore never pay more than answering.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from envs.core.chat import continuation_text, prompt_text
+from envs import end_unfinished
+from envs.core.chat import continuation_text, encode, episode_prompt_ids
 
 logger = logging.getLogger(__name__)
 
@@ -42,14 +48,14 @@ class Episode:
     tokens: list[int] = field(default_factory=list)  # everything after the prompt
     action_mask: list[int] = field(default_factory=list)  # 1: the model wrote this token
     token_turn: list[int] = field(default_factory=list)  # turn index of model tokens, -1 elsewhere
-    turn_rewards: list[float] = field(default_factory=list)
+    turn_rewards: list[float] = field(default_factory=list)  # per turn; a cut adds its unfinished penalty last
     components: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     responses: list[str] = field(default_factory=list)
     item: dict[str, Any] = field(default_factory=dict)
     terminated: bool = False
     truncated: bool = False
-    cut: bool = False  # stopped by ``max_episode_tokens`` before the env ended it
+    cut: bool = False  # stopped by ``max_episode_tokens``, then ended by ``envs.end_unfinished``
     done: bool = False
 
     @property
@@ -63,6 +69,19 @@ class Episode:
     @property
     def model_tokens(self) -> int:
         return int(sum(self.action_mask))
+
+    @property
+    def env_error(self) -> bool:
+        """An infrastructure fault (tool server down, verifier crash) touched this episode."""
+        return float(self.metrics.get("env_error", 0.0)) > 0.0
+
+    def turn_token_counts(self) -> list[int]:
+        """Model tokens of each ``turn_rewards`` entry (0 for a cut's penalty entry, which has none)."""
+        counts = [0] * len(self.turn_rewards)
+        for m, t in zip(self.action_mask, self.token_turn, strict=True):
+            if m and 0 <= t < len(counts):
+                counts[t] += 1
+        return counts
 
     def append(self, ids: Sequence[int], *, model: bool, turn: int) -> None:
         self.tokens.extend(ids)
@@ -101,11 +120,10 @@ class ChatFormat:
         self._close_rest = self.turn_close[len(first):] if first and self.turn_close.startswith(first) else None
 
     def encode(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return encode(self.tokenizer, text)
 
     def prompt_ids(self, info: Mapping[str, Any]) -> list[int]:
-        tools = info.get("tools") if self.include_tools else None
-        return self.encode(prompt_text(self.tokenizer, info["messages"], tools or None))
+        return episode_prompt_ids(self.tokenizer, info, include_tools=self.include_tools)
 
     def continuation_ids(self, generated: Sequence[int], new_messages: Sequence[dict[str, str]]) -> list[int]:
         """Tokens after a model turn: the rest of its end-of-turn text, then the observation turn."""
@@ -135,7 +153,7 @@ def run_episodes(generator: Generator, chat: ChatFormat, envs: Sequence[Any], re
     while active:
         budgets = {i: min(sampling.max_new_tokens, max_episode_tokens - episodes[i].length) for i in active}
         for i in [i for i in active if budgets[i] <= 0]:
-            _finish_cut(episodes[i])
+            _finish_cut(episodes[i], envs[i])
         active = [i for i in active if not episodes[i].done]
         if not active:
             break
@@ -148,16 +166,13 @@ def run_episodes(generator: Generator, chat: ChatFormat, envs: Sequence[Any], re
             text = chat.decode(out)
             ep.responses.append(text)
             _, reward, terminated, truncated, info = envs[i].step(text)
-            ep.turn_rewards.append(float(reward))
-            for name, value in info.get("reward_components", {}).items():
-                ep.components[name] = ep.components.get(name, 0.0) + float(value)
+            _record(ep, reward, info)
             if terminated or truncated:
                 ep.terminated, ep.truncated, ep.done = bool(terminated), bool(truncated), True
-                ep.metrics = {k: float(v) for k, v in info.get("metrics", {}).items() if _is_number(v)}
                 continue
             ep.append(chat.continuation_ids(out, info.get("new_messages", [])), model=False, turn=turn)
             if ep.length >= max_episode_tokens:
-                _finish_cut(ep)
+                _finish_cut(ep, envs[i])
             else:
                 still.append(i)
         active = still
@@ -165,9 +180,20 @@ def run_episodes(generator: Generator, chat: ChatFormat, envs: Sequence[Any], re
     return episodes
 
 
-def _finish_cut(ep: Episode) -> None:
+def _record(ep: Episode, reward: float, info: Mapping[str, Any]) -> None:
+    """Add one step's (or the cut's) reward, components and, at the end, the episode metrics."""
+    ep.turn_rewards.append(float(reward))
+    for name, value in info.get("reward_components", {}).items():
+        ep.components[name] = ep.components.get(name, 0.0) + float(value)
+    if "metrics" in info:
+        ep.metrics = {k: float(v) for k, v in info["metrics"].items() if _is_number(v)}
+
+
+def _finish_cut(ep: Episode, env: Any) -> None:
+    """The token budget ran out before the env ended the episode: the env scores it as unfinished."""
+    reward, info = end_unfinished(env, "budget")
+    _record(ep, reward, info)
     ep.done = ep.cut = ep.truncated = True
-    ep.metrics = {"acc": 0.0, "format": 0.0, "truncated": 1.0, "episode_reward": ep.reward}
 
 
 def _is_number(v: Any) -> bool:

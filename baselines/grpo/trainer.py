@@ -1,7 +1,10 @@
 """The GRPO train loop: rollouts through the env, advantages, masked clipped loss, checkpoints.
 
 One ``step`` = each rank plays its share of ``prompts_per_step`` prompts x ``group_size`` rollouts,
-computes group advantages, then makes ``updates_per_batch`` optimizer steps on that batch.
+computes group advantages (``baselines.grpo.algorithms``: outcome- or turn-level; REINFORCE++-baseline
+whitened over all ranks), then makes ``updates_per_batch`` optimizer steps on that batch. Episodes
+hit by an infrastructure fault (``metrics["env_error"] > 0``) stay out of their group and the loss
+(``drop_env_errors``, on by default; the step's ``dropped`` metric counts them).
 
 Seeds: each process seeds torch's own RNG once with ``seed + rank`` (HF sampling draws from it) and
 saves/restores that RNG state in checkpoints; env episodes are seeded from
@@ -15,7 +18,7 @@ import logging
 import math
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -91,13 +94,14 @@ def lr_lambda(schedule: str, total: int, warmup: int):
     return fn
 
 
-def batch_tensors(episodes: list[Episode], advantages: list[list[list[float]]], pad_id: int):
+def batch_tensors(episodes: list[Episode], advantages: Sequence[Sequence[float] | None], pad_id: int):
     """Left-padded ids, attention mask, position ids, and per-token loss mask / advantage.
 
     The last two cover the response span (the last ``resp`` positions of every row): the loss mask
     is the episode's ``action_mask`` (observation and end-of-turn template tokens are 0) and each
-    model token carries its turn's advantage. Episodes of group ``g`` take ``advantages[g]`` rows in
-    order.
+    model token carries its turn's advantage, ``advantages[row][turn]``. A row whose advantages are
+    ``None`` (a dropped episode) keeps its place in the batch with an all-zero loss mask, so every
+    rank still runs the same forward/backward passes.
     """
     import torch
 
@@ -108,13 +112,12 @@ def batch_tensors(episodes: list[Episode], advantages: list[list[list[float]]], 
     attn = torch.zeros((n, width), dtype=torch.long)
     mask = torch.zeros((n, resp), dtype=torch.float32)
     adv = torch.zeros((n, resp), dtype=torch.float32)
-    seen: dict[int, int] = defaultdict(int)
-    for row, ep in enumerate(episodes):
+    for row, (ep, turn_adv) in enumerate(zip(episodes, advantages, strict=True)):
         seq = ep.prompt_ids + ep.tokens
         ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
         attn[row, width - len(seq):] = 1
-        turn_adv = advantages[ep.group][seen[ep.group]]
-        seen[ep.group] += 1
+        if turn_adv is None:
+            continue
         offset = resp - len(ep.tokens)
         for k, (m, t) in enumerate(zip(ep.action_mask, ep.token_turn, strict=True)):
             if m:
@@ -122,6 +125,37 @@ def batch_tensors(episodes: list[Episode], advantages: list[list[list[float]]], 
                 adv[row, offset + k] = turn_adv[min(t, len(turn_adv) - 1)]
     positions = (attn.cumsum(dim=1) - 1).clamp(min=0)
     return ids, attn, positions, mask, adv, resp
+
+
+def episode_advantages_for(episodes: list[Episode], num_groups: int, cfg: GRPOConfig, ctx: DistContext | None = None
+                           ) -> list[list[float] | None]:
+    """Each episode's per-turn advantages under ``cfg`` (``None`` for a dropped episode).
+
+    Episodes touched by an infrastructure fault (``metrics["env_error"] > 0``) are left out of their
+    group and the loss when ``cfg.drop_env_errors`` is set: the model did nothing to earn or lose
+    that reward. REINFORCE++-baseline whitening is token-weighted over every rank's episodes.
+    """
+    keep = [not (cfg.drop_env_errors and ep.env_error) for ep in episodes]
+    grouped: list[list[list[float]]] = [[] for _ in range(num_groups)]
+    counts: list[list[list[float]]] = [[] for _ in range(num_groups)]
+    where: list[tuple[int, int] | None] = []
+    for ep, kept in zip(episodes, keep, strict=True):
+        if not kept:
+            where.append(None)
+            continue
+        where.append((ep.group, len(grouped[ep.group])))
+        grouped[ep.group].append(ep.turn_rewards or [0.0])
+        counts[ep.group].append([float(c) for c in ep.turn_token_counts()] or [0.0])
+    reduce = (lambda values: all_reduce_sum(values, ctx)) if ctx is not None and ctx.distributed else None
+    if cfg.advantage == "rloo":  # a group left with one episode has no leave-one-out baseline: drop it too
+        for g, group in enumerate(grouped):
+            if len(group) == 1:
+                grouped[g], counts[g] = [], []
+                where = [None if w is not None and w[0] == g else w for w in where]
+    advantages = turn_advantages(grouped, cfg.advantage, turn_level=cfg.turn_level_returns,
+                                 scale_by_std=cfg.scale_by_std, turn_weight=cfg.turn_reward_weight,
+                                 token_counts=counts, all_reduce=reduce)
+    return [None if w is None else advantages[w[0]][w[1]] for w in where]
 
 
 class GRPOTrainer:
@@ -254,16 +288,14 @@ class GRPOTrainer:
         t_rollout = time.perf_counter() - t0
         if isinstance(self.generator, VLLMGenerator):
             self.generator.sleep()
-        grouped: list[list[list[float]]] = [[] for _ in range(self.local_prompts)]
-        for ep in episodes:
-            grouped[ep.group].append(ep.turn_rewards or [0.0])
-        advantages = turn_advantages(grouped, cfg.advantage, turn_level=cfg.turn_level_returns,
-                                     scale_by_std=cfg.scale_by_std)
+        advantages = episode_advantages_for(episodes, self.local_prompts, cfg, ctx)
         ids, attn, positions, mask, adv, resp = batch_tensors(episodes, advantages, self.tokenizer.pad_token_id)
         dev = ctx.device
         ids, attn, positions, mask, adv = (t.to(dev) for t in (ids, attn, positions, mask, adv))
         slices = self._micro_batches(len(episodes))
-        token_count, seq_count = all_reduce_sum([float(mask.sum()), float(len(episodes))], ctx)
+        kept = float(sum(a is not None for a in advantages))
+        token_count, seq_count = all_reduce_sum([float(mask.sum()), kept], ctx)
+        token_count, seq_count = max(token_count, 1.0), max(seq_count, 1.0)  # all dropped: a zero loss, not 0/0
         ref_logp = old_logp = None
         if self.ref_model is not None:
             ref_logp = torch.cat([self._logprobs(self.ref_model, ids[s], attn[s], positions[s], resp, grad=False)[0]
@@ -300,7 +332,7 @@ class GRPOTrainer:
         t_train = time.perf_counter() - t1
         if isinstance(self.generator, VLLMGenerator):
             self.generator.sync_weights(full_state_dict(self.model, ctx, cpu=False))
-        metrics = self._metrics(episodes, sums)
+        metrics = self._metrics(episodes, sums, dropped=[a is None for a in advantages])
         metrics.update({"time/rollout": t_rollout, "time/train": t_train, "lr": self.scheduler.get_last_lr()[0]})
         return metrics
 
@@ -327,10 +359,11 @@ class GRPOTrainer:
         self.scheduler.step()
         return float(norm)
 
-    def _metrics(self, episodes: list[Episode], sums: dict[str, float]) -> dict[str, float]:
-        """Episode and loss statistics summed over ranks, then averaged."""
+    def _metrics(self, episodes: list[Episode], sums: dict[str, float], dropped: Sequence[bool] = ()) -> dict[str, float]:
+        """Episode and loss statistics summed over ranks, then averaged (``dropped``: share left out)."""
         local: dict[str, float] = defaultdict(float)
         n = float(len(episodes))
+        local["dropped"] = float(sum(dropped))
         for ep in episodes:
             local["reward"] += ep.reward
             local["reward_sq"] += ep.reward ** 2
@@ -342,7 +375,7 @@ class GRPOTrainer:
             for name, value in ep.metrics.items():
                 if name != "episode_reward":
                     local[f"env/{name}"] += value
-        keys = sorted(set(local) | {"reward", "reward_sq", "response_length", "episode_length", "cut"})
+        keys = sorted(set(local) | {"reward", "reward_sq", "response_length", "episode_length", "cut", "dropped"})
         keys = _union_keys(keys, self.ctx)
         loss_keys = ["loss", "kl_tok", "clip_tok", "entropy_tok", "tokens", "grad_norm"]
         totals = all_reduce_sum([local.get(k, 0.0) for k in keys] + [sums.get(k, 0.0) for k in loss_keys] + [n], self.ctx)

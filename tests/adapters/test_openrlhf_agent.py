@@ -15,6 +15,7 @@ import ast
 import asyncio
 import copy
 import importlib.util
+import math
 import threading
 import time
 from pathlib import Path
@@ -246,7 +247,60 @@ def test_budget_exhausted_episode_keeps_fixed_log_keys(arithmetic_agent, chatml)
     logs = result["extra_logs"]
     assert sorted(logs) == sorted(arithmetic_agent.config.log_keys())
     assert logs["env/finished"] == 0.0 and logs["env/acc"] == 0.0
-    assert result["reward"] == pytest.approx(logs["env/reward/tool_call_valid"])  # only the tool call was rewarded
+    # the executor stopped the episode: the env ended it as unfinished (penalty, process bonus forfeited)
+    assert logs["env/unfinished"] == 1.0 and logs["env/reward/unfinished"] < 0
+    components = [v for k, v in logs.items() if k.startswith("env/reward/")]
+    assert result["reward"] == pytest.approx(sum(components), abs=1e-6) and result["reward"] < 0
+
+
+def _qa_executor(tmp_path, **config):
+    entry = next(e for e in envs.suite_envs() if e.env_id == "AgentR1/HotpotQA-v0")
+    kwargs = dict(entry.offline_kwargs)
+    executor = _load_with_openrlhf(write_agent_file(tmp_path / "agent.py", [(entry.env_id, kwargs)], **config))
+    return executor, prompt_rows(entry.env_id, kwargs, count=1, seed=0)[0]
+
+
+def test_budget_cut_hotpotqa_episode_scores_below_a_finished_wrong_answer(tmp_path, chatml):
+    """In OpenRLHF 0.11.2's own MultiTurnAgentExecutor: the loop stops a search episode for lack of
+    budget (it never tells the agent); the agent ends it through the env, below a wrong answer."""
+    executor, row = _qa_executor(tmp_path)
+    search = '<think>Look it up.</think>\n<search>Velmora Textiles founder</search>'
+    wrong = "<think>I think so.</think>\n<answer>Oslo</answer>"
+    finished = _run(executor, chatml, row, FakeEngine(chatml, lambda p: ([search, wrong][p.count("<|im_start|>assistant") - 1], "eos")))
+    assert finished["extra_logs"]["env/finished"] == 1.0 and finished["extra_logs"]["env/acc"] == 0.0
+    assert finished["extra_logs"]["env/format"] > 0  # valid format, wrong answer
+    prompt = chatml.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True)
+    budget = len(chatml(prompt, add_special_tokens=False)["input_ids"]) + len(chatml(search)["input_ids"]) + 4
+    cut = _run(executor, chatml, row, FakeEngine(chatml, lambda p: (search, "eos")), max_length=budget)
+    assert len(cut["action_ranges"]) == 1 and cut["extra_logs"]["env/finished"] == 0.0
+    assert cut["extra_logs"]["env/unfinished"] == 1.0
+    assert cut["reward"] < finished["reward"]
+
+
+def test_env_error_episodes_are_flagged_and_dropped_when_configured(tmp_path, chatml, monkeypatch):
+    from envs.arithmetic.env import ArithmeticEnv
+
+    real_step = ArithmeticEnv.step
+
+    def infra_fault(self, action):  # the env reports an infrastructure fault in its final metrics
+        obs, reward, term, trunc, info = real_step(self, action)
+        if "metrics" in info:
+            info["metrics"] = {**info["metrics"], "env_error": 1.0}
+        return obs, reward, term, trunc, info
+
+    monkeypatch.setattr(ArithmeticEnv, "step", infra_fault)
+    rows = prompt_rows("arithmetic-v0", count=1, seed=7)
+    policy, _ = _scripted(rows)
+    kept = _load_with_openrlhf(write_agent_file(tmp_path / "keep.py", [("AgentR1/Arithmetic-v0", {})]))
+    result = _run(kept, chatml, rows[0], FakeEngine(chatml, policy))
+    assert result["extra_logs"]["env/env_error"] == 1.0 and result["extra_logs"]["env/dropped"] == 0.0
+    assert result["reward"] > 0  # the env never charged the fault; the model's correct answer stands
+    dropping = _load_with_openrlhf(write_agent_file(tmp_path / "drop.py", [("AgentR1/Arithmetic-v0", {})],
+                                                    drop_env_errors=True))
+    result = _run(dropping, chatml, rows[0], FakeEngine(chatml, policy))
+    assert result["reward"] == 0.0 and math.isnan(float(result["scores"]))
+    assert result["extra_logs"]["env/dropped"] == 1.0
+    assert sorted(result["extra_logs"]) == sorted(dropping.config.log_keys())
 
 
 def test_env_steps_run_off_the_event_loop(arithmetic_agent, chatml, monkeypatch):

@@ -156,3 +156,18 @@ def test_parse_overrides_groups_values():
         ("--a", ["1", "2"]), ("--b", []), ("--c", ["-3"]), ("--d", ["-1e-6"])]
     with pytest.raises(SystemExit):
         parse_overrides(["value-without-flag"])
+
+
+def test_qa_trains_on_the_train_split_and_evaluates_on_validation(tmp_path, capsys):
+    out = tmp_path / "run"
+    main(["--env", "hotpotqa-v0", "--offline", "--model", "m", "--eval-num-prompts", "2", "--output-dir", str(out),
+          "--gpus-per-node", "1", "--dry-run", "--drop-env-errors"])
+    argv = _argv_from(out, capsys)
+    train = EpisodeSpec.from_label(json.loads((out / "train.jsonl").read_text().splitlines()[0])["label"])
+    evals = EpisodeSpec.from_label(json.loads((out / "eval.jsonl").read_text().splitlines()[0])["label"])
+    assert train.make_kwargs["split"] == "train" and evals.make_kwargs["split"] == "validation"
+    # dropping env-error episodes goes through OpenRLHF's dynamic filtering, with a range every real score passes
+    assert "--algo.dynamic_filtering_enable" in argv
+    low, high = (float(v) for v in argv[argv.index("--algo.dynamic_filtering_range") + 1:][:2])
+    assert low < 0.0 and high > 1.0
+    assert "drop_env_errors=True" in (out / "agent.py").read_text()

@@ -82,6 +82,28 @@ def test_cli_uses_the_math_protocol_offline(tiny_model_dir, tmp_path):
     summary = evaluate(args)
     assert summary["sampling"]["temperature"] == 0.6 and summary["sampling"]["top_p"] == 0.95
     assert summary["items"] == 2 and "acc" in summary["mean"]
+    # Open-RS's lighteval protocol: a 32,768-token context (the flag above only shortened each turn)
+    assert summary["max_episode_tokens"] == 32768 and "Open-RS" in summary["protocol"]
+
+
+def test_protocols_follow_the_papers():
+    import envs
+    from baselines.evaluate import protocol_for
+
+    def entry(env_id):
+        return next(e for e in envs.suite_envs() if e.env_id == env_id)
+
+    math_env = envs.make("AgentR1/MATH500-v0", **entry("AgentR1/MATH500-v0").offline_kwargs)
+    qa_env = envs.make("AgentR1/HotpotQA-v0", **entry("AgentR1/HotpotQA-v0").offline_kwargs)
+    try:
+        assert {k: protocol_for(math_env)[k] for k in ("temperature", "top_p", "max_new_tokens")} == {
+            "temperature": 0.6, "top_p": 0.95, "max_new_tokens": 32768}
+        qa = protocol_for(qa_env)
+        assert qa["temperature"] == 0.0 and qa["max_new_tokens"] == 1024 and qa["max_episode_tokens"] == 8192
+        assert protocol_for(envs.make("AgentR1/Arithmetic-v0")) == {}
+    finally:
+        math_env.close()
+        qa_env.close()
 
 
 def test_success_metric_is_fixed_per_run_when_a_first_sample_is_cut(tiny_model_dir, tmp_path, monkeypatch):

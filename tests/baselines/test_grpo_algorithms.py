@@ -7,6 +7,8 @@ import math
 import pytest
 
 torch = pytest.importorskip("torch")
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 from baselines.grpo.algorithms import (  # noqa: E402
     aggregate,
@@ -43,21 +45,119 @@ def test_rloo_leave_one_out():
 def test_reinforce_baseline_is_whitened_over_the_batch():
     rewards = torch.tensor([[1.0, 0.0], [3.0, 1.0], [2.0, 2.0]])
     adv = episode_advantages(rewards, "reinforce_baseline", eps=0.0)
-    centred = torch.tensor([[0.5, -0.5], [1.0, -1.0], [0.0, 0.0]])
-    expected = (centred - centred.mean()) / centred.std()
-    assert torch.allclose(adv, expected, atol=1e-6)
+    centred = torch.tensor([[0.5, -0.5], [1.0, -1.0], [0.0, 0.0]], dtype=torch.float64)
+    # OpenRLHF: population variance over the batch (one token per episode here)
+    expected = (centred - centred.mean()) / centred.var(unbiased=False).sqrt()
+    assert torch.allclose(adv.double(), expected, atol=1e-6)
     assert adv.mean().item() == pytest.approx(0.0, abs=1e-6)
 
 
-def test_turn_level_returns_credit_reward_to_go():
-    # episode 0: a tool-call bonus 0.05 then the answer 1.0; episode 1: one wrong answer
+def test_reinforce_baseline_whitening_is_token_weighted():
+    # group-centred returns +0.5 (3 tokens) and -0.5 (1 token): token mean 0.25, token variance 0.1875
+    adv = turn_advantages([[[1.0], [0.0]]], "reinforce_baseline", token_counts=[[[3], [1]]])
+    sd = math.sqrt(0.1875)
+    assert adv[0][0] == pytest.approx([0.25 / sd]) and adv[0][1] == pytest.approx([-0.75 / sd])
+    # no std normalisation: only the token-weighted mean is removed
+    plain = turn_advantages([[[1.0], [0.0]]], "reinforce_baseline", scale_by_std=False, token_counts=[[[3], [1]]])
+    assert plain[0][0] == pytest.approx([0.25]) and plain[0][1] == pytest.approx([-0.75])
+    # an identical batch has no spread: the variance clamp (1e-8, as OpenRLHF) keeps it finite and zero
+    flat = turn_advantages([[[0.7], [0.7]]], "reinforce_baseline", token_counts=[[[2], [5]]])
+    assert flat == [[[0.0], [0.0]]]
+
+
+def test_outcome_level_gives_every_turn_the_episode_advantage():
     turns = [[[0.05, 1.0], [0.0]]]
-    outcome = turn_advantages(turns, "grpo", turn_level=False, eps=0.0)
-    per_turn = turn_advantages(turns, "grpo", turn_level=True, eps=0.0)
+    outcome = turn_advantages(turns, "grpo", turn_level=False, eps=1e-4)
     mean, std = 0.525, math.sqrt(2 * 0.525 ** 2)
-    assert outcome[0][0] == pytest.approx([(1.05 - mean) / std] * 2)
-    assert per_turn[0][0] == pytest.approx([(1.05 - mean) / std, (1.0 - mean) / std])
-    assert per_turn[0][1] == pytest.approx([(0.0 - mean) / std])
+    assert outcome[0][0] == pytest.approx([(1.05 - mean) / (std + 1e-4)] * 2)
+    assert outcome[0][1] == pytest.approx([(0.0 - mean) / (std + 1e-4)])
+
+
+def test_identical_correct_episodes_get_zero_turn_advantage():
+    """Four identical episodes (a 0.05 tool bonus, then the answer's 1.0): the old reward-to-go minus
+    the episode baseline, over std + 1e-4, gave the answering turn (1.0 - 1.05) / 1e-4 = -500."""
+    adv = turn_advantages([[[0.05, 1.0]] * 4], "grpo", turn_level=True, eps=1e-4)
+    assert adv == [[[0.0, 0.0]] * 4]
+    for estimator in ("rloo", "reinforce_baseline"):
+        assert turn_advantages([[[0.05, 1.0]] * 4], estimator, turn_level=True) == [[[0.0, 0.0]] * 4]
+
+
+def test_mt_grpo_decomposition_by_hand():
+    # two correct answers after a rewarded tool call, one correct direct answer, one wrong direct answer
+    group = [[0.05, 1.0], [0.05, 1.0], [1.0], [0.0]]
+    adv = turn_advantages([group], "grpo", turn_level=True, eps=1e-4)[0]
+    # outcomes 1, 1, 1, 0: deviations +0.25 x3, -0.75; Bessel variance 0.25
+    # process reward-to-go at turn 0: 0.05, 0.05, 0, 0 (mean 0.025) -> +-0.025; at turn 1 (two episodes): 0, 0
+    # shared scale: sqrt(0.25 + mean of the six squared process deviations) + eps
+    s = math.sqrt(0.25 + 4 * 0.025 ** 2 / 6) + 1e-4
+    assert adv[0] == pytest.approx([(0.25 + 0.025) / s, 0.25 / s])
+    assert adv[1] == pytest.approx(adv[0])
+    assert adv[2] == pytest.approx([(0.25 - 0.025) / s])
+    assert adv[3] == pytest.approx([(-0.75 - 0.025) / s])
+    # every correct answering turn is credited positively, the wrong one negatively (the old estimator
+    # gave the tool episodes' answering turns less than their tool turns: reward-to-go 1.0 vs 1.05)
+    assert min(adv[0][1], adv[2][0]) > 0 > adv[3][0]
+    # the process part is weighted (MT-GRPO's lambda); weight 0 leaves the outcome advantage alone
+    outcome_only = turn_advantages([group], "grpo", turn_level=True, turn_weight=0.0, eps=1e-4)[0]
+    assert outcome_only[0] == pytest.approx([0.25 / (0.5 + 1e-4)] * 2)
+
+
+def test_dr_grpo_and_rloo_turn_advantages_are_reward_differences():
+    group = [[0.05, 1.0], [0.0, 0.0, 1.0], [1.0], [0.0]]
+    dr = turn_advantages([group], "grpo", turn_level=True, scale_by_std=False)[0]
+    # outcomes 1, 1, 1, 0 -> +0.25 / -0.75; process to-go at turn 0: 0.05, 0, 0, 0 (mean 0.0125);
+    # at turn 1 (episodes 0 and 1): 0, 0; at turn 2 (episode 1 alone): 0
+    assert dr[0] == pytest.approx([0.25 + 0.0375, 0.25])
+    assert dr[1] == pytest.approx([0.25 - 0.0125, 0.25, 0.25])
+    assert dr[2] == pytest.approx([0.25 - 0.0125]) and dr[3] == pytest.approx([-0.75 - 0.0125])
+    loo = turn_advantages([group], "rloo", turn_level=True)[0]
+    # leave-one-out: outcome 1 vs mean of (1, 1, 0) = 2/3; process at turn 0: 0.05 vs 0, 0 vs 0.05/3
+    assert loo[0] == pytest.approx([1 / 3 + 0.05, 1 / 3])
+    assert loo[1] == pytest.approx([1 / 3 - 0.05 / 3, 1 / 3, 1 / 3])
+    assert loo[3] == pytest.approx([-1.0 - 0.05 / 3])
+
+
+def test_turn_baseline_does_not_depend_on_how_long_the_episode_runs():
+    """verl RFC #7244: normalising each turn's reward per turn index and summing the results subtracts
+    one baseline term per remaining turn, so an episode that merely runs longer changes its earlier
+    turns' credit. Here one episode takes an extra zero-reward turn; no other turn's credit moves."""
+    short = [[0.05, 1.0], [0.0, 1.0], [1.0], [0.0, 0.0]]
+    longer = [[0.05, 1.0], [0.0, 0.0, 1.0], [1.0], [0.0, 0.0]]
+    a = turn_advantages([short], "grpo", turn_level=True, scale_by_std=False)[0]
+    b = turn_advantages([longer], "grpo", turn_level=True, scale_by_std=False)[0]
+    assert a[0] == pytest.approx(b[0]) and a[2] == pytest.approx(b[2]) and a[3] == pytest.approx(b[3])
+    assert a[1][0] == pytest.approx(b[1][0]) and a[1][1] == pytest.approx(b[1][-1])
+
+
+def test_single_turn_turn_level_equals_grpo():
+    rewards = [[1.0], [0.0], [0.0], [1.0], [0.5]]
+    per_turn = turn_advantages([rewards], "grpo", turn_level=True)
+    outcome = turn_advantages([rewards], "grpo", turn_level=False)
+    assert _flat(per_turn) == pytest.approx(_flat(outcome))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.sampled_from([-1.0, -0.1, -0.05, 0.0, 0.05, 0.1, 0.5, 1.0]), min_size=1, max_size=4),
+                min_size=1, max_size=6),
+       st.sampled_from([0.1, 1.0, 10.0]))
+def test_turn_advantages_are_bounded_and_scale_free(group, scale):
+    adv = turn_advantages([group], "grpo", turn_level=True, eps=1e-4)[0]
+    entries = sum(len(ep) for ep in group)
+    # |dO| / std(o) <= sqrt(G) and |dP| / rms(dP) <= sqrt(entries): never 1 / eps
+    assert all(abs(a) <= math.sqrt(len(group)) + math.sqrt(entries) + 1e-9 for ep in adv for a in ep)
+    if all(ep == group[0] for ep in group):
+        assert all(a == 0.0 for ep in adv for a in ep)
+    # std scaling makes GRPO scale-free; without it advantages are in reward units
+    scaled = [[r * scale for r in ep] for ep in group]
+    again = turn_advantages([scaled], "grpo", turn_level=True, eps=0.0)
+    assert _flat(again) == pytest.approx(_flat(turn_advantages([group], "grpo", turn_level=True, eps=0.0)), abs=1e-9)
+    raw = turn_advantages([scaled], "grpo", turn_level=True, scale_by_std=False)
+    base = turn_advantages([group], "grpo", turn_level=True, scale_by_std=False)
+    assert _flat(raw) == pytest.approx([a * scale for a in _flat(base)], abs=1e-9)
+
+
+def _flat(nested):
+    return [a for group in nested for ep in group for a in ep]
 
 
 def test_k3_is_nonnegative_and_zero_at_equality():

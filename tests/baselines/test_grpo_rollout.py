@@ -74,20 +74,70 @@ def test_turn_without_stop_token_is_closed_by_the_template(tiny_tokenizer):
 def test_batch_tensors_mask_excludes_observations(tiny_tokenizer):
     chat, env, ep = _play(tiny_tokenizer, [TOOL_TURN, FINAL_TURN])
     advantages = turn_advantages([[ep.turn_rewards]], "grpo", turn_level=True, scale_by_std=False)
-    ids, attn, positions, mask, adv, resp = batch_tensors([ep], advantages, tiny_tokenizer.pad_token_id)
+    ids, attn, positions, mask, adv, resp = batch_tensors([ep], advantages[0], tiny_tokenizer.pad_token_id)
     assert resp == len(ep.tokens)
     assert ids[0, -resp:].tolist() == ep.tokens
     assert mask[0].tolist() == [float(m) for m in ep.action_mask]
     assert all(a == 0.0 for a, m in zip(adv[0].tolist(), ep.action_mask, strict=True) if not m)
     assert positions[0, -1].item() == ep.length - 1
+    # a dropped episode (an infrastructure fault) keeps its row but trains on nothing
+    _, _, _, mask, adv, _ = batch_tensors([ep, ep], [advantages[0][0], None], tiny_tokenizer.pad_token_id)
+    assert mask[0].sum() > 0 and mask[1].sum() == 0 and adv[1].abs().sum() == 0
 
 
-def test_episode_cut_at_the_token_budget(tiny_tokenizer):
+def test_env_error_episodes_are_left_out_of_their_group():
+    from baselines.grpo.config import GRPOConfig
+    from baselines.grpo.rollout import Episode
+    from baselines.grpo.trainer import episode_advantages_for
+
+    def episode(reward, error=0.0):
+        ep = Episode(group=0, prompt_ids=[1])
+        ep.append([2, 3], model=True, turn=0)
+        ep.turn_rewards, ep.metrics = [reward], {"env_error": error}
+        return ep
+
+    group = [episode(1.0), episode(0.0), episode(0.0, error=1.0)]  # the fault scored neutral (0)
+    kept = episode_advantages_for(group, 1, GRPOConfig(group_size=3, scale_by_std=False))
+    assert kept == [[0.5], [-0.5], None]  # baseline over the two real episodes only
+    charged = episode_advantages_for(group, 1, GRPOConfig(group_size=3, scale_by_std=False, drop_env_errors=False))
+    assert charged[2] == [pytest.approx(-1 / 3)]
+
+
+def test_episode_cut_at_the_token_budget_is_ended_by_the_env(tiny_tokenizer):
     chat, env, ep = _play(tiny_tokenizer, [TOOL_TURN] * 5, max_tokens=0)
     assert ep.cut and ep.truncated and ep.tokens == [] and ep.metrics["acc"] == 0.0
+    assert ep.metrics["unfinished"] == 1.0 and ep.turn_token_counts() == [0]
     first_turn = len(chat.encode(TOOL_TURN)) + 1
     _, _, probe = _play(tiny_tokenizer, [TOOL_TURN], max_tokens=0)
     limit = len(probe.prompt_ids) + first_turn + 5  # room for the first turn, not for its observation
     chat, env, ep = _play(tiny_tokenizer, [TOOL_TURN] * 5, max_tokens=limit)
     assert ep.cut and ep.responses == [TOOL_TURN]
-    assert ep.metrics["acc"] == 0.0 and ep.turn_rewards == pytest.approx([0.05])
+    assert ep.metrics["acc"] == 0.0 and ep.metrics["unfinished"] == 1.0
+    # the tool turn's reward, then the env's unfinished score (process bonus forfeited, penalty)
+    assert len(ep.turn_rewards) == 2 and ep.turn_rewards[0] == pytest.approx(0.05)
+    assert ep.reward < 0 and ep.turn_token_counts() == [first_turn, 0]
+    assert ep.components["unfinished"] < 0
+    with pytest.raises(Exception, match="over"):  # the env's episode is over, as after a last step
+        env.step(FINAL_TURN)
+
+
+def _play_qa(tokenizer, turns, max_tokens):
+    entry = next(e for e in envs.suite_envs() if e.env_id == "AgentR1/HotpotQA-v0")
+    env = envs.make(entry.env_id, **entry.offline_kwargs)
+    chat = ChatFormat(tokenizer)
+    episodes = run_episodes(ScriptedGenerator(chat, turns), chat, [env], [{"seed": 0, "options": {"index": 0}}], [0],
+                            Sampling(max_new_tokens=256), max_tokens)
+    env.close()
+    return episodes[0]
+
+
+def test_budget_cut_hotpotqa_episode_scores_below_a_finished_wrong_answer(tiny_tokenizer):
+    search = '<think>Look it up.</think>\n<tool_call>{"name": "search", "arguments": {"query": "Velmora Textiles founder"}}</tool_call>'
+    wrong = "<think>I think so.</think>\n<answer>Oslo</answer>"
+    finished = _play_qa(tiny_tokenizer, [search, wrong], 8192)
+    assert finished.terminated and not finished.cut and finished.metrics["acc"] == 0.0
+    assert finished.metrics["format"] > 0  # a valid, well-formatted wrong answer
+    probe = _play_qa(tiny_tokenizer, [search], 0)
+    cut = _play_qa(tiny_tokenizer, [search] * 5, len(probe.prompt_ids) + len(ChatFormat(tiny_tokenizer).encode(search)) + 8)
+    assert cut.cut and cut.metrics["unfinished"] == 1.0 and len(cut.responses) == 1
+    assert cut.reward < finished.reward
