@@ -118,8 +118,9 @@ class RemoteEnv(gym.Env[str, str]):
         for base in order:
             target = f"{base}{'&' if '?' in base else '?'}{query}" if query else base
             try:
+                # Entered like a context manager (closed in _drop), as websockets >= 17.1 asks.
                 ws = connect(target, open_timeout=self.connect_timeout, max_size=None, compression=None,
-                             proxy=None, close_timeout=2)
+                             proxy=None, close_timeout=2).__enter__()
             except (OSError, TimeoutError, WebSocketException) as exc:
                 failures.append(f"{base}: {type(exc).__name__}: {exc}")
                 continue
