@@ -2,7 +2,8 @@
 
 * ``WS /ws`` — one session (one env instance) per connection; ``?env_id=`` picks a hosted env (the
   first is the default, what OpenEnv clients get) and ``?env_kwargs=<json>`` must agree with the
-  kwargs it is served with (a client never silently plays other data).
+  kwargs it is served with (a client never silently plays other data). ``WS /envs/{name}/ws`` is the
+  same for the env named ``name`` (``Math-v0``), so ``{url}/envs/{name}`` is an OpenEnv base URL.
 * ``GET /health``, ``/metadata``, ``/schema``, ``/state``; ``POST /reset``, ``/step`` (stateless, as in
   OpenEnv: each request borrows an instance; ``/step`` resets it with the body's ``seed``/``options``
   first, so it scores a one-turn episode); ``POST /mcp`` (JSON-RPC 2.0 over the tools);
@@ -211,8 +212,22 @@ def create_app(envs: Mapping[str, Mapping[str, Any] | None] | str, config: Serve
     # ------------------------------------------------------------------ sessions
     @app.websocket("/ws")
     async def ws(websocket: WebSocket) -> None:
+        await session_loop(websocket, *_pick_host(websocket.query_params, by_id, default))
+
+    @app.websocket("/envs/{env_name}/ws")
+    async def ws_by_name(websocket: WebSocket, env_name: str) -> None:
+        # Each hosted env is its own OpenEnv base URL: EnvClient(base_url=f"{url}/envs/Math-v0").
+        host = by_name.get(env_name.lower())
+        if host is None:
+            await websocket.accept()
+            await _refuse(websocket, wire.error_frame(f"this server does not serve {env_name!r}; it serves "
+                                                      f"{', '.join(h.name for h in hosts)}", wire.FACTORY_ERROR,
+                                                      factory_name=env_name))
+            return
+        await session_loop(websocket, *_pick_host(websocket.query_params, by_id, host))
+
+    async def session_loop(websocket: WebSocket, refusal: str, host: HostedEnv | None) -> None:
         await websocket.accept()
-        refusal, host = _pick_host(websocket.query_params, by_id, default)
         if host is None:
             await _refuse(websocket, refusal)
             return
