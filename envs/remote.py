@@ -153,12 +153,15 @@ class RemoteEnv(gym.Env[str, str]):
 
     def _call(self, message: Mapping[str, Any]) -> dict[str, Any]:
         """Send one frame and read its answer; ``_Lost`` if the connection is gone."""
-        from websockets.exceptions import WebSocketException
+        from websockets.exceptions import ConnectionClosed, WebSocketException
 
         if self._ws is None:
             raise _Lost("not connected")
         try:
-            self._ws.send(json.dumps(message, ensure_ascii=True))
+            try:
+                self._ws.send(json.dumps(message, ensure_ascii=True))
+            except ConnectionClosed:
+                pass  # a refused session sends its error frame, then closes: read the frame if it is there
             raw = self._ws.recv(timeout=self.step_timeout)
             return json.loads(raw)
         except (OSError, TimeoutError, WebSocketException, ValueError) as exc:

@@ -93,13 +93,13 @@ def create_app(envs: Mapping[str, Mapping[str, Any] | None] | str, config: Serve
         try:
             yield
         finally:
-            await manager.shutdown()
+            app.state.closed_at_shutdown = await manager.shutdown()
             for host in hosts:
                 host.close()
 
     app = FastAPI(title=f"AgentR1-Gym env server: {', '.join(by_id)}", version=API_VERSION, lifespan=lifespan,
                   description=f"OpenEnv-protocol server for AgentR1-Gym {__version__} text environments.")
-    app.state.manager, app.state.hosts = manager, by_id
+    app.state.manager, app.state.hosts, app.state.closed_at_shutdown = manager, by_id, 0
 
     def host_named(name: str) -> HostedEnv:
         host = by_name.get(name.lower()) or by_id.get(name)

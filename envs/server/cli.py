@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import socket
 import sys
 from typing import Any
@@ -70,5 +71,14 @@ def serve_command(args: argparse.Namespace) -> int:
         ws_per_message_deflate=False))
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"serving {', '.join(app.state.hosts)} on http://{host}:{port} (WebSocket ws://{host}:{port}/ws)", flush=True)
+
+    def stopped(signum: int, _frame: Any) -> None:
+        # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal: end with status 0.
+        print(f"stopped by {signal.Signals(signum).name}; closed {app.state.closed_at_shutdown} open session(s)",
+              flush=True)
+        raise SystemExit(0)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stopped)
     server.run(sockets=[sock])
     return 0

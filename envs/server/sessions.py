@@ -198,12 +198,13 @@ class SessionManager:
                     logger.debug("notifying a reaped session failed", exc_info=True)
                 await self.close(session)
 
-    async def shutdown(self) -> None:
-        """Stop the reaper, close every session, stop the worker pool."""
+    async def shutdown(self) -> int:
+        """Stop the reaper, close every session (telling its client why), stop the worker pool; the sessions closed."""
         if self._reaper is not None:
             self._reaper.cancel()
             self._reaper = None
-        for session in list(self.sessions.values()):
+        open_sessions = list(self.sessions.values())
+        for session in open_sessions:
             if session.on_reap is not None:
                 try:
                     await session.on_reap("the server is shutting down")
@@ -211,3 +212,4 @@ class SessionManager:
                     logger.debug("notifying a session of shutdown failed", exc_info=True)
             await self.close(session)
         self.executor.shutdown(wait=False, cancel_futures=True)
+        return len(open_sessions)

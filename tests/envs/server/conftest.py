@@ -29,6 +29,7 @@ class ServerProcess:
         self.args = [*args, "--port", str(port)]
         self.proc: subprocess.Popen | None = None
         self.url = ""
+        self.output = ""
 
     def start(self, timeout: float = 90.0) -> ServerProcess:
         env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -84,6 +85,7 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.output = Path(self.log.name).read_text()
         self.log.close()
         return self.proc.returncode
 
