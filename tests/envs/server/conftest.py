@@ -85,8 +85,9 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.output = Path(self.log.name).read_text()
-        self.log.close()
+        if not self.log.closed:  # stop() may run twice: in a test, then at teardown
+            self.output = Path(self.log.name).read_text()
+            self.log.close()
         return self.proc.returncode
 
 
