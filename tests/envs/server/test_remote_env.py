@@ -121,3 +121,54 @@ def test_sessions_are_freed_when_clients_close(server):
     for env in many:
         env.close()
     assert server.active_sessions(expect=before) == before
+
+
+def test_end_unfinished_is_forwarded(server):
+    env_id = "AgentR1/HotpotQA-v0"
+    far = remote(server, env_id)
+    far.reset(seed=0)
+    if not hasattr(envs.TextEnv, "end_unfinished"):  # the TextEnv API lands with branch i9env
+        with pytest.raises(NotImplementedError):
+            far.unwrapped.end_unfinished("budget")
+        far.close()
+        return
+    local = gym.make(env_id, **OFFLINE[env_id])
+    local.reset(seed=0)
+    search = '<tool_call>{"name": "search", "arguments": {"query": "founder"}}</tool_call>'
+    assert local.step(search) == far.step(search)
+    assert far.unwrapped.end_unfinished("budget") == local.unwrapped.end_unfinished("budget")
+    with pytest.raises(gym.error.ResetNeeded):
+        far.step("after the end")
+    far.close()
+    local.close()
+
+
+def test_http_routes_mcp_and_task_api(server):
+    default = next(iter(OFFLINE))  # the first env on the command line
+    assert server.get("/metadata")["name"] == default
+    assert set(server.get("/schema")) == {"action", "observation", "state"}
+    assert server.get("/state")["step_count"] == 0
+    first = server.post("/reset", {"seed": 0, "options": {"index": 1}})
+    local = gym.make(default, **OFFLINE[default])
+    prompt, _ = local.reset(seed=0, options={"index": 1})
+    assert first["observation"]["text"] == prompt and first["done"] is False
+    answer = local.unwrapped.demonstration()[-1]
+    scored = server.post("/step", {"action": {"message": answer}, "seed": 0, "options": {"index": 1}})
+    assert scored["done"] and scored["observation"]["terminated"] and "metrics" in scored["metadata"]
+    tools = server.post("/mcp", {"jsonrpc": "2.0", "id": 1, "method": "tools/list"})["result"]["tools"]
+    assert [t["name"] for t in tools] == ["search"] and tools[0]["inputSchema"]["required"] == ["query"]
+    hit = server.post("/mcp", {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                               "params": {"name": "search", "arguments": {"query": "Velmora Textiles founder"}}})
+    assert hit["result"]["isError"] is False and "Doc 1" in hit["result"]["content"][0]["text"]
+    bad = server.post("/mcp", {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "search"}})
+    assert bad["result"]["isError"] is True  # missing argument: a tool result, as the env would report it
+    names = server.get("/list_environments")
+    assert "Math-v0" in names and "Arithmetic-v0" in names
+    items = local.unwrapped.items
+    assert server.get("/HotpotQA-v0/splits")[0]["num_tasks"] == len(gym.make(
+        "AgentR1/HotpotQA-v0", **OFFLINE["AgentR1/HotpotQA-v0"]).unwrapped.items)
+    assert server.post(f"/{default.split('/')[-1]}/num_tasks", {"split": "default"}) == {"num_tasks": len(items)}
+    assert server.post(f"/{default.split('/')[-1]}/task", {"split": "default", "index": 1})["task"] == items[1]
+    assert len(server.post(f"/{default.split('/')[-1]}/task_range", {"start": 0, "stop": 2})["tasks"]) == 2
+    assert server.get("/Arithmetic-v0/splits") == []  # procedural: no dataset split
+    local.close()
