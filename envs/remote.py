@@ -30,6 +30,7 @@ import gymnasium as gym
 from envs.core.data import DataError
 from envs.core.env import coerce_action
 from envs.core.spaces import UnicodeText
+from envs.core.tools import Tool, ToolError
 from envs.server import wire
 
 _COUNTER = itertools.count()
@@ -40,6 +41,14 @@ _MIRRORED: dict[str, type[Exception]] = {
     "ResetNeeded": gym.error.ResetNeeded, "DataError": DataError, "IndexError": IndexError, "ValueError": ValueError,
     "TypeError": TypeError, "KeyError": KeyError, "NotImplementedError": NotImplementedError,
 }
+
+
+def _schema_only_tool(function: Mapping[str, Any]) -> Tool:
+    def runs_on_the_server(**_: Any) -> str:
+        raise ToolError("this tool runs on the env server, inside an episode: call it in a step")
+
+    return Tool(name=str(function["name"]), description=str(function.get("description", "")),
+                parameters=dict(function.get("parameters") or {}), fn=runs_on_the_server)
 
 
 class RemoteEnvError(ConnectionError):
@@ -93,7 +102,8 @@ class RemoteEnv(gym.Env[str, str]):
         self.env_id: str = spec["env_id"]
         self.max_turns: int = int(spec["max_turns"])
         self.max_action_chars: int = int(spec["max_action_chars"])
-        self.tools: dict[str, dict[str, Any]] = {t["function"]["name"]: t for t in spec["tools"]}
+        # The server env's tools by name, with their schemas (they run on the server, inside episodes).
+        self.tools: dict[str, Tool] = {t["function"]["name"]: _schema_only_tool(t["function"]) for t in spec["tools"]}
         self.observation_space = UnicodeText(max_length=int(spec["observation_max_length"]))
         self.action_space = UnicodeText(max_length=int(spec["action_max_length"]))
 
