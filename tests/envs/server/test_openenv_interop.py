@@ -55,7 +55,8 @@ def test_openenv_generic_client_plays_a_full_episode(server, env_id):
             result = client.step({"message": action})
             got.append(result.reward)
             observation = result.observation
-            assert observation["reward_components"] and sum(observation["reward_components"].values()) == pytest.approx(result.reward)
+            assert isinstance(observation["reward_components"], dict)
+            assert sum(observation["reward_components"].values()) == pytest.approx(result.reward)
         assert got == pytest.approx(rewards)
         assert result.done and observation["terminated"] and not observation["truncated"]
         assert observation["metrics"] == final_info["metrics"] and observation["metrics"]["acc"] == 1.0
