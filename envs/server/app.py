@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -64,7 +65,8 @@ class ServerConfig(BaseModel):
 
     max_sessions: int = Field(default=64, ge=1)
     idle_timeout: float | None = Field(default=600.0, gt=0, description="seconds before an idle session is closed")
-    workers: int | None = Field(default=None, ge=1, description="env worker threads (default: min(max_sessions, 64))")
+    workers: int | None = Field(default=None, ge=1,
+                                description="env worker threads (default: min(max_sessions, max(4, 2 x CPUs)))")
     max_frame_chars: int = Field(default=8 << 20, ge=1024, description="larger frames get a VALIDATION_ERROR frame")
 
 
@@ -84,8 +86,10 @@ def create_app(envs: Mapping[str, Mapping[str, Any] | None] | str, config: Serve
     by_id = {h.env_id: h for h in hosts}
     by_name = {h.name.lower(): h for h in hosts}
     default = hosts[0]
-    manager = SessionManager(max_sessions=config.max_sessions, idle_timeout=config.idle_timeout,
-                             workers=config.workers or min(config.max_sessions, 64))
+    # Steps that hold the GIL gain nothing from more threads than cores; steps that wait (math-verify's
+    # process pool, an HTTP retriever) overlap up to the pool size.
+    workers = config.workers or min(config.max_sessions, max(4, 2 * (os.cpu_count() or 1)))
+    manager = SessionManager(max_sessions=config.max_sessions, idle_timeout=config.idle_timeout, workers=workers)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -25,7 +25,7 @@ def add_parser(sub: Any) -> None:
     serve.add_argument("--port", type=int, default=8000, help="0 picks a free port (printed on startup)")
     serve.add_argument("--max-sessions", type=int, default=64, help="concurrent WebSocket sessions (env instances)")
     serve.add_argument("--idle-timeout", type=float, default=600.0, help="seconds before an idle session is closed")
-    serve.add_argument("--workers", type=int, default=None, help="env worker threads (default min(max-sessions, 64))")
+    serve.add_argument("--workers", type=int, default=None, help="env worker threads (default min(max-sessions, max(4, 2 x CPUs)))")
     serve.add_argument("--max-frame-mb", type=float, default=8.0, help="larger frames are answered with an error")
     serve.add_argument("--log-level", default="warning")
     serve.set_defaults(func=serve_command)
