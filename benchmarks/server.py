@@ -37,11 +37,13 @@ from envs.core.registry import resolve_env_id, suite_envs
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def start_server(env_id: str, max_sessions: int) -> tuple[subprocess.Popen, str, tempfile._TemporaryFileWrapper]:
+def start_server(env_id: str, max_sessions: int, workers: int | None) -> tuple[subprocess.Popen, str,
+                                                                               tempfile._TemporaryFileWrapper]:
     log = tempfile.NamedTemporaryFile("w+", prefix="bench-serve-", suffix=".log")  # noqa: SIM115
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen([sys.executable, "-m", "envs", "serve", env_id, "--offline", "--port", "0",
-                             "--max-sessions", str(max_sessions)], cwd=ROOT, env=env, stdout=log,
+                             "--max-sessions", str(max_sessions),
+                             *(["--workers", str(workers)] if workers else [])], cwd=ROOT, env=env, stdout=log,
                             stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -149,6 +151,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--seconds", type=float, default=3.0, help="time per configuration")
     parser.add_argument("--max-steps", type=int, default=20_000, help="cap per client per configuration")
+    parser.add_argument("--workers", type=int, help="the server's env worker threads (default: its own)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     offline = {e.env_id: e.offline_kwargs for e in suite_envs() if e.offline_kwargs is not None}
@@ -162,7 +165,7 @@ def main() -> None:
     rows = []
     for env_id in ids:
         kwargs = offline[env_id]
-        proc, url, log = start_server(env_id, max(args.concurrency))
+        proc, url, log = start_server(env_id, max(args.concurrency), args.workers)
         try:
             for clients in args.concurrency:
                 local = drive(lambda: gym.make(env_id, **kwargs), clients, args.seconds, args.max_steps)
