@@ -27,6 +27,7 @@ from typing import Any
 from fastapi import Body, FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field
 
+from envs.core.registry import resolve_env_id
 from envs.server import wire
 from envs.server.mcp import PARSE_ERROR, error_response, handle_jsonrpc
 from envs.server.protocol import CLOSE, SessionProtocol, parse_reset
@@ -265,7 +266,11 @@ def create_app(envs: Mapping[str, Mapping[str, Any] | None] | str, config: Serve
                             raw = (message.get("bytes") or b"").decode("utf-8")
                         except UnicodeDecodeError:
                             raw = "\x00"  # not JSON: answered as INVALID_JSON
-                    reply = await protocol.handle(raw)
+                    try:
+                        reply = await protocol.handle(raw)
+                    except Exception as exc:  # a bug here must cost one frame, not the session or the server
+                        logger.exception("session %s: unexpected failure handling a frame", session.id)
+                        reply = wire.error_frame(f"internal error: {type(exc).__name__}: {exc}", wire.EXECUTION_ERROR)
                 finally:
                     session.busy = False
                     session.last_active = time.monotonic()
@@ -282,10 +287,11 @@ def create_app(envs: Mapping[str, Mapping[str, Any] | None] | str, config: Serve
     return app
 
 
+_MISSING = object()
+
+
 def _pick_host(query: Mapping[str, str], by_id: Mapping[str, HostedEnv], default: HostedEnv) -> tuple[str, HostedEnv | None]:
     """The hosted env a connection asks for, or an error frame saying why none fits."""
-    from envs.core.registry import resolve_env_id
-
     wanted = query.get("env_id")
     host = default
     if wanted:
@@ -312,9 +318,6 @@ def _pick_host(query: Mapping[str, str], by_id: Mapping[str, HostedEnv], default
                 f"{', '.join(differing)}). Start a server with those kwargs, or drop them from the client.",
                 wire.FACTORY_ERROR, factory_name=host.env_id), None
     return "", host
-
-
-_MISSING = object()
 
 
 async def _refuse(websocket: WebSocket, error: str) -> None:
