@@ -112,12 +112,17 @@ def create_app(envs: Mapping[str, Mapping[str, Any] | None] | str, config: Serve
             raise HTTPException(404, f"unknown environment {name!r}; served: {', '.join(by_name)}")
         return host
 
+    # Stateless HTTP calls borrow pooled instances; at most max_sessions at once, so a flood of
+    # requests waits instead of making instances without bound.
+    http_slots = asyncio.Semaphore(config.max_sessions)
+
     async def borrowed(host: HostedEnv, fn: Any) -> Any:
-        env = await manager.run(host.acquire)
-        try:
-            return await manager.run(fn, env)
-        finally:
-            await manager.run(host.release, env)
+        async with http_slots:
+            env = await manager.run(host.acquire)
+            try:
+                return await manager.run(fn, env)
+            finally:
+                await manager.run(host.release, env)
 
     # ------------------------------------------------------------------ info
     @app.get("/health", tags=["Health"])
