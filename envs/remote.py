@@ -242,8 +242,9 @@ class RemoteEnv(gym.Env[str, str]):
         self._drop()
         message = f"lost the env server at {self.url}: {why}"
         metrics = {"acc": 0.0, "format": 0.0, "turns": 0.0, "env_error": 1.0}
-        return "", 0.0, False, True, {"reward_components": {}, "metrics": metrics, "env_error": True,
-                                      "end_reason": "env_server_lost", "error": message, "new_messages": []}
+        return "", 0.0, False, True, {"reward_components": {}, "episode_reward_components": {}, "metrics": metrics,
+                                      "env_error": True, "end_reason": "env_server_lost", "error": message,
+                                      "new_messages": []}
 
     def demonstration(self) -> list[str]:
         """The server env's golden actions for the current episode."""
