@@ -10,6 +10,8 @@ import socket
 import sys
 from typing import Any
 
+import gymnasium as gym
+
 from envs.core.registry import resolve_env_id, suite_envs
 
 
@@ -60,7 +62,11 @@ def serve_command(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = ServerConfig(max_sessions=args.max_sessions, idle_timeout=args.idle_timeout, workers=args.workers,
                           max_frame_chars=int(args.max_frame_mb * (1 << 20)))
-    app = create_app(env_table(args.env, args.env_kwargs, args.offline), config)
+    try:
+        app = create_app(env_table(args.env, args.env_kwargs, args.offline), config)
+    except (gym.error.Error, ValueError, TypeError, RuntimeError) as exc:  # unknown id, bad kwargs, unservable env
+        print(f"cannot serve: {exc}", file=sys.stderr)
+        return 2
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.host, args.port))

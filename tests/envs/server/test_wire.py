@@ -87,3 +87,16 @@ def test_ws_url(url, expected):
 def test_ws_url_refuses_other_schemes():
     with pytest.raises(ValueError):
         ws_url("ftp://h")
+
+
+def test_serve_command_line_refuses_what_it_cannot_serve(capsys):
+    from envs.__main__ import main
+    from envs.server.cli import env_table
+
+    assert env_table(["math-v0", "hotpotqa"], {"system_prompt": "Be brief."}, offline=True) == {
+        "AgentR1/Math-v0": {"dataset": "sample", "system_prompt": "Be brief."},
+        "AgentR1/HotpotQA-v0": {"data_path": "sample", "corpus": "sample", "retriever": "bm25",
+                                "system_prompt": "Be brief."}}
+    assert main(["serve", "no-such-env-v0", "--port", "0"]) == 2
+    assert main(["serve", "math-v0", "--env-kwargs", '{"dataset": "no-such-data"}', "--port", "0"]) == 2
+    assert "cannot serve" in capsys.readouterr().err
