@@ -107,9 +107,10 @@ def test_make_vec_sync_and_async(server):
 def test_server_refuses_other_ids_and_kwargs_with_a_clear_error(server):
     with pytest.raises(RemoteEnvError, match="does not serve"):
         RemoteEnv(server.url, env_id="AgentR1/NoSuchEnv-v0")
-    with pytest.raises(RemoteEnvError, match="differs in dataset"):
-        RemoteEnv(server.url, env_id="AgentR1/Math-v0", env_kwargs={"dataset": "open-rs"})
-    env = RemoteEnv(server.url, env_id="math500-v0", env_kwargs={"dataset": "sample"})  # agrees: fine
+    key, value = next(iter(OFFLINE["AgentR1/Math-v0"].items()))
+    with pytest.raises(RemoteEnvError, match=f"differs in {key}"):
+        RemoteEnv(server.url, env_id="AgentR1/Math-v0", env_kwargs={key: f"not-{value}"})
+    env = RemoteEnv(server.url, env_id="math500-v0", env_kwargs=OFFLINE["AgentR1/MATH500-v0"])  # agrees: fine
     assert env.env_id == "AgentR1/MATH500-v0"
     env.close()
 

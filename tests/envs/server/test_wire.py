@@ -93,10 +93,14 @@ def test_serve_command_line_refuses_what_it_cannot_serve(capsys):
     from envs.__main__ import main
     from envs.server.cli import env_table
 
-    assert env_table(["math-v0", "hotpotqa"], {"system_prompt": "Be brief."}, offline=True) == {
-        "AgentR1/Math-v0": {"dataset": "sample", "system_prompt": "Be brief."},
-        "AgentR1/HotpotQA-v0": {"data_path": "sample", "corpus": "sample", "retriever": "bm25",
-                                "system_prompt": "Be brief."}}
+    import envs
+
+    offline = {e.env_id: e.offline_kwargs for e in envs.suite_envs()}
+    brief = {"system_prompt": "Be brief."}
+    assert env_table(["math-v0", "hotpotqa"], brief, offline=True) == {
+        "AgentR1/Math-v0": {**offline["AgentR1/Math-v0"], **brief},
+        "AgentR1/HotpotQA-v0": {**offline["AgentR1/HotpotQA-v0"], **brief}}
+    assert env_table(["math-v0"], brief, offline=False) == {"AgentR1/Math-v0": brief}
     assert main(["serve", "no-such-env-v0", "--port", "0"]) == 2
-    assert main(["serve", "math-v0", "--env-kwargs", '{"dataset": "no-such-data"}', "--port", "0"]) == 2
+    assert main(["serve", "math-v0", "--env-kwargs", '{"no_such_kwarg": 1}', "--port", "0"]) == 2
     assert "cannot serve" in capsys.readouterr().err
