@@ -118,8 +118,11 @@ class RemoteEnv(gym.Env[str, str]):
 
     def _connect(self) -> None:
         """Open a session on the first server (in this env's order) that accepts one, and read its spec."""
-        from websockets.exceptions import WebSocketException
-        from websockets.sync.client import connect
+        try:
+            from websockets.exceptions import WebSocketException
+            from websockets.sync.client import connect
+        except ImportError as exc:
+            raise ImportError("AgentR1/Remote-v0 needs websockets: pip install 'agentr1-gym[server]'") from exc
 
         self._drop()
         failures = []
