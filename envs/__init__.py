@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib
 
+import gymnasium as gym
+
 from envs.core import DataError, ItemListEnv, TextEnv, Tool, ToolResult, UnicodeText, end_unfinished, tool
 from envs.core.registry import load_plugins, make, register_env, resolve_env_id, suite_envs
 
@@ -17,6 +19,9 @@ BUILTIN_PACKAGES = ("arithmetic", "math", "qa", "multiagent")
 for _name in BUILTIN_PACKAGES:
     importlib.import_module(f"envs.{_name}")
 load_plugins()
+# A server's env as a local Gymnasium env (``python -m envs serve``); loads websockets only when made.
+if "AgentR1/Remote-v0" not in gym.registry:
+    gym.register(id="AgentR1/Remote-v0", entry_point="envs.remote:RemoteEnv")
 
 __all__ = [
     "DataError", "ItemListEnv", "TextEnv", "Tool", "ToolResult", "UnicodeText", "end_unfinished", "make",

@@ -1,4 +1,4 @@
-"""Command line: ``python -m envs list | demo | play``.
+"""Command line: ``python -m envs list | demo | play | serve``.
 
 ``demo`` plays each registered environment on the data the project ships (no download, no server,
 no GPU) with a scripted policy, printing the transcript, rewards and reward components: episode 0 is
@@ -17,6 +17,7 @@ import gymnasium as gym
 
 import envs
 from envs.core.registry import resolve_env_id, suite_envs
+from envs.server.cli import add_parser as add_serve_parser
 
 MALFORMED_CALL = '<tool_call>{"name": "calculator", "arguments": {"expression": </tool_call>'
 
@@ -108,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     play.add_argument("env")
     play.add_argument("--seed", type=int, default=0)
     play.set_defaults(func=_play)
+    add_serve_parser(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -452,10 +452,14 @@ SHARED_ITEMS: SharedValues[tuple[Item, ...]] = SharedValues()
 
 
 def end_unfinished(env: gym.Env, reason: str = "budget") -> tuple[float, dict[str, Any]]:
-    """``TextEnv.end_unfinished`` through any Gymnasium wrappers (it acts on ``env.unwrapped``)."""
+    """``TextEnv.end_unfinished`` through any Gymnasium wrappers (it acts on ``env.unwrapped``).
+
+    Duck-typed, so envs that follow the contract without subclassing ``TextEnv`` (``RemoteEnv``)
+    take part.
+    """
     base = getattr(env, "unwrapped", env)
-    if not isinstance(base, TextEnv):
-        raise TypeError(f"end_unfinished needs a TextEnv (or a wrapper of one), got {type(base).__name__}")
+    if not callable(getattr(base, "end_unfinished", None)):
+        raise TypeError(f"end_unfinished needs an env with an end_unfinished method, got {type(base).__name__}")
     return base.end_unfinished(reason)
 
 

@@ -1,0 +1,331 @@
+"""The FastAPI app: OpenEnv 0.10.0's routes over one or more suite envs.
+
+* ``WS /ws`` — one session (one env instance) per connection; ``?env_id=`` picks a hosted env (the
+  first is the default, what OpenEnv clients get) and ``?env_kwargs=<json>`` must agree with the
+  kwargs it is served with (a client never silently plays other data). ``WS /envs/{name}/ws`` is the
+  same for the env named ``name`` (``Math-v0``), so ``{url}/envs/{name}`` is an OpenEnv base URL.
+* ``GET /health``, ``/metadata``, ``/schema``, ``/state``; ``POST /reset``, ``/step`` (stateless, as in
+  OpenEnv: each request borrows an instance; ``/step`` resets it with the body's ``seed``/``options``
+  first, so it scores a one-turn episode); ``POST /mcp`` (JSON-RPC 2.0 over the tools);
+  ``GET /openapi.json`` (FastAPI's).
+* The task API over each env's dataset split: ``/list_environments``, ``/{env}/splits``,
+  ``/{env}/tasks``, ``/num_tasks``, ``/task``, ``/task_range``.
+* ``GET /agentr1/status``: sessions, capacity, pooled instances (for load balancers and leak checks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from fastapi import Body, FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, ConfigDict, Field
+
+from envs.core.registry import resolve_env_id
+from envs.server import wire
+from envs.server.mcp import PARSE_ERROR, error_response, handle_jsonrpc
+from envs.server.protocol import CLOSE, SessionProtocol, parse_reset
+from envs.server.schema import EpisodeState, TextAction, schemas
+from envs.server.sessions import CapacityError, FactoryError, HostedEnv, SessionManager
+
+logger = logging.getLogger(__name__)
+
+API_VERSION = "1.0.0"  # the OpenEnv HTTP API profile implemented (`openenv validate` reads openapi info.version)
+DEFAULT_SPLIT = "default"
+
+
+class ResetBody(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    seed: int | None = Field(default=None, ge=0)
+    episode_id: str | None = Field(default=None, max_length=255)
+    options: dict[str, Any] | None = Field(default=None, description="e.g. {'index': 3} or {'item': {...}}")
+
+
+class StepBody(ResetBody):
+    action: TextAction
+    timeout_s: float | None = Field(default=None, gt=0)
+    request_id: str | None = Field(default=None, max_length=255)
+
+
+class SplitBody(BaseModel):
+    split: str = DEFAULT_SPLIT
+    index: int | None = None
+    start: int | None = None
+    stop: int | None = None
+
+
+class ServerConfig(BaseModel):
+    """Limits of one server process."""
+
+    max_sessions: int = Field(default=64, ge=1)
+    idle_timeout: float | None = Field(default=600.0, gt=0, description="seconds before an idle session is closed")
+    workers: int | None = Field(default=None, ge=1,
+                                description="env worker threads (default: min(max_sessions, max(4, 2 x CPUs)))")
+    max_frame_chars: int = Field(default=8 << 20, ge=1024, description="larger frames get a VALIDATION_ERROR frame")
+
+
+def create_app(envs: Mapping[str, Mapping[str, Any] | None] | str, config: ServerConfig | None = None) -> FastAPI:
+    """An app serving ``envs`` (``{env_id: make_kwargs}``, or one id); the first is the default env."""
+    from envs import __version__
+
+    config = config or ServerConfig()
+    if isinstance(envs, str):
+        envs = {envs: {}}
+    if not envs:
+        raise ValueError("serve at least one env")
+    hosts = [HostedEnv(env_id, kwargs, max_idle=config.max_sessions) for env_id, kwargs in envs.items()]
+    for host in hosts:
+        if config.max_sessions > 1 and not host.supports_concurrent_sessions:
+            raise ValueError(f"{host.env_id} declares SUPPORTS_CONCURRENT_SESSIONS = False; serve it with max_sessions=1")
+    by_id = {h.env_id: h for h in hosts}
+    by_name = {h.name.lower(): h for h in hosts}
+    default = hosts[0]
+    # Steps that hold the GIL gain nothing from more threads than cores; steps that wait (math-verify's
+    # process pool, an HTTP retriever) overlap up to the pool size.
+    workers = config.workers or min(config.max_sessions, max(4, 2 * (os.cpu_count() or 1)))
+    manager = SessionManager(max_sessions=config.max_sessions, idle_timeout=config.idle_timeout, workers=workers)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        manager.start_reaper()
+        try:
+            yield
+        finally:
+            app.state.closed_at_shutdown = await manager.shutdown()
+            for host in hosts:
+                host.close()
+
+    app = FastAPI(title=f"AgentR1-Gym env server: {', '.join(by_id)}", version=API_VERSION, lifespan=lifespan,
+                  description=f"OpenEnv-protocol server for AgentR1-Gym {__version__} text environments.")
+    app.state.manager, app.state.hosts, app.state.closed_at_shutdown = manager, by_id, 0
+
+    def host_named(name: str) -> HostedEnv:
+        host = by_name.get(name.lower()) or by_id.get(name)
+        if host is None:
+            raise HTTPException(404, f"unknown environment {name!r}; served: {', '.join(by_name)}")
+        return host
+
+    # Stateless HTTP calls borrow pooled instances; at most max_sessions at once, so a flood of
+    # requests waits instead of making instances without bound.
+    http_slots = asyncio.Semaphore(config.max_sessions)
+
+    async def borrowed(host: HostedEnv, fn: Any) -> Any:
+        async with http_slots:
+            env = await manager.run(host.acquire)
+            try:
+                return await manager.run(fn, env)
+            finally:
+                await manager.run(host.release, env)
+
+    # ------------------------------------------------------------------ info
+    @app.get("/health", tags=["Health"])
+    async def health() -> dict[str, str]:
+        return {"status": "healthy"}
+
+    @app.get("/metadata", tags=["Environment Info"])
+    async def metadata() -> dict[str, Any]:
+        return {"name": default.env_id, "description": default.summary or default.env_id, "version": __version__,
+                "author": "AgentR1-Gym", "readme_content": None, "documentation_url": None}
+
+    @app.get("/schema", tags=["Schema"])
+    async def schema() -> dict[str, Any]:
+        return schemas()
+
+    @app.get("/state", tags=["State Management"])
+    async def state() -> dict[str, Any]:
+        # Stateless, as in OpenEnv: HTTP holds no episode (WS /ws does).
+        return EpisodeState(env_id=default.env_id).model_dump()
+
+    @app.get("/agentr1/status", tags=["Environment Info"])
+    async def status() -> dict[str, Any]:
+        return {"active_sessions": len(manager.sessions), "max_sessions": manager.max_sessions,
+                "reaped_sessions": manager.reaped, "envs": {h.env_id: {"idle_instances": h.idle, "spec": h.spec}
+                                                            for h in hosts}}
+
+    # ------------------------------------------------------------------ stateless simulation routes
+    @app.post("/reset", tags=["Environment Control"])
+    async def reset(body: ResetBody = Body(default_factory=ResetBody)) -> dict[str, Any]:
+        seed, _, options = parse_reset(body.model_dump(exclude_none=True))
+        try:
+            obs, info = await borrowed(default, lambda env: env.reset(seed=seed, options=options or None))
+        except Exception as exc:
+            raise HTTPException(400, f"{type(exc).__name__}: {exc}") from None
+        return wire.observation_data(obs, None, False, False, info, reset=True)
+
+    @app.post("/step", tags=["Environment Control"])
+    async def step(body: StepBody) -> dict[str, Any]:
+        seed, _, options = parse_reset(body.model_dump(exclude_none=True, exclude={"action", "timeout_s", "request_id"}))
+
+        def one_turn(env: Any) -> tuple:
+            env.reset(seed=seed, options=options or None)
+            return env.step(body.action.message)
+
+        try:
+            obs, reward, terminated, truncated, info = await borrowed(default, one_turn)
+        except Exception as exc:
+            raise HTTPException(400, f"{type(exc).__name__}: {exc}") from None
+        return wire.observation_data(obs, reward, terminated, truncated, info, reset=False)
+
+    @app.post("/mcp", tags=["MCP"])
+    async def mcp(request: Request) -> dict[str, Any]:
+        try:
+            payload = json.loads(await request.body())
+        except (ValueError, RecursionError):
+            return error_response(PARSE_ERROR, "Parse error")
+        return await handle_jsonrpc(payload, default.tools, manager.run)
+
+    # ------------------------------------------------------------------ task API
+    def split_items(host: HostedEnv, split: str) -> list[dict[str, Any]]:
+        if host.items is None:
+            raise HTTPException(501, f"{host.env_id} has no dataset split (its tasks are generated)")
+        if split != DEFAULT_SPLIT:
+            raise HTTPException(404, f"unknown split {split!r}; {host.name} serves {DEFAULT_SPLIT!r}")
+        return host.items
+
+    @app.get("/list_environments", tags=["Task API"])
+    async def list_environments() -> list[str]:
+        return [h.name for h in hosts]
+
+    @app.get("/{env_name}/splits", tags=["Task API"])
+    async def splits(env_name: str) -> list[dict[str, Any]]:
+        host = host_named(env_name)
+        return [] if host.items is None else [{"name": DEFAULT_SPLIT, "type": "validation", "num_tasks": len(host.items)}]
+
+    @app.post("/{env_name}/tasks", tags=["Task API"])
+    async def tasks(env_name: str, body: SplitBody) -> dict[str, Any]:
+        host = host_named(env_name)
+        return {"tasks": wire.to_jsonable(split_items(host, body.split)), "env_name": host.name}
+
+    @app.post("/{env_name}/num_tasks", tags=["Task API"])
+    async def num_tasks(env_name: str, body: SplitBody) -> dict[str, Any]:
+        return {"num_tasks": len(split_items(host_named(env_name), body.split))}
+
+    @app.post("/{env_name}/task", tags=["Task API"])
+    async def task(env_name: str, body: SplitBody) -> dict[str, Any]:
+        items = split_items(host_named(env_name), body.split)
+        if body.index is None or not 0 <= body.index < len(items):
+            raise HTTPException(400, "Invalid task index")
+        return {"task": wire.to_jsonable(items[body.index])}
+
+    @app.post("/{env_name}/task_range", tags=["Task API"])
+    async def task_range(env_name: str, body: SplitBody) -> dict[str, Any]:
+        items = split_items(host_named(env_name), body.split)
+        return {"tasks": wire.to_jsonable(items[body.start:body.stop])}
+
+    # ------------------------------------------------------------------ sessions
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        await session_loop(websocket, *_pick_host(websocket.query_params, by_id, default))
+
+    @app.websocket("/envs/{env_name}/ws")
+    async def ws_by_name(websocket: WebSocket, env_name: str) -> None:
+        # Each hosted env is its own OpenEnv base URL: EnvClient(base_url=f"{url}/envs/Math-v0").
+        host = by_name.get(env_name.lower())
+        if host is None:
+            await websocket.accept()
+            await _refuse(websocket, wire.error_frame(f"this server does not serve {env_name!r}; it serves "
+                                                      f"{', '.join(h.name for h in hosts)}", wire.FACTORY_ERROR,
+                                                      factory_name=env_name))
+            return
+        await session_loop(websocket, *_pick_host(websocket.query_params, by_id, host))
+
+    async def session_loop(websocket: WebSocket, refusal: str, host: HostedEnv | None) -> None:
+        await websocket.accept()
+        if host is None:
+            await _refuse(websocket, refusal)
+            return
+        try:
+            session = await manager.open(host)
+        except CapacityError as exc:
+            await _refuse(websocket, wire.error_frame(str(exc), wire.CAPACITY_REACHED, active_sessions=exc.active,
+                                                      max_sessions=exc.maximum))
+            return
+        except FactoryError as exc:
+            await _refuse(websocket, wire.error_frame(str(exc), wire.FACTORY_ERROR, factory_name=host.env_id))
+            return
+        protocol = SessionProtocol(manager, session, max_frame_chars=config.max_frame_chars)
+
+        async def on_reap(reason: str) -> None:
+            with contextlib.suppress(Exception):
+                await websocket.send_text(wire.error_frame(reason, wire.SESSION_ERROR))
+                await asyncio.wait_for(websocket.close(code=1001, reason=reason[:120]), timeout=1.0)
+
+        session.on_reap = on_reap
+        try:
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect" or session.closed:
+                    break
+                session.busy = True  # no await since receive(): the reaper cannot slip in between
+                try:
+                    raw = message.get("text")
+                    if raw is None:
+                        try:
+                            raw = (message.get("bytes") or b"").decode("utf-8")
+                        except UnicodeDecodeError:
+                            raw = "\x00"  # not JSON: answered as INVALID_JSON
+                    try:
+                        reply = await protocol.handle(raw)
+                    except Exception as exc:  # a bug here must cost one frame, not the session or the server
+                        logger.exception("session %s: unexpected failure handling a frame", session.id)
+                        reply = wire.error_frame(f"internal error: {type(exc).__name__}: {exc}", wire.EXECUTION_ERROR)
+                finally:
+                    session.busy = False
+                    session.last_active = time.monotonic()
+                if reply is CLOSE:
+                    break
+                await websocket.send_text(reply)
+        except (WebSocketDisconnect, RuntimeError):
+            pass  # the client vanished, or the socket closed under us (reaper, shutdown)
+        finally:
+            await manager.close(session)
+            with contextlib.suppress(Exception):
+                await websocket.close()
+
+    return app
+
+
+_MISSING = object()
+
+
+def _pick_host(query: Mapping[str, str], by_id: Mapping[str, HostedEnv], default: HostedEnv) -> tuple[str, HostedEnv | None]:
+    """The hosted env a connection asks for, or an error frame saying why none fits."""
+    wanted = query.get("env_id")
+    host = default
+    if wanted:
+        try:
+            host = by_id.get(resolve_env_id(wanted))  # type: ignore[assignment]
+        except Exception:
+            host = None  # type: ignore[assignment]
+        if host is None:
+            return wire.error_frame(f"this server does not serve {wanted!r}; it serves {', '.join(by_id)}",
+                                    wire.FACTORY_ERROR, factory_name=wanted), None
+    raw_kwargs = query.get("env_kwargs")
+    if raw_kwargs:
+        try:
+            asked = json.loads(raw_kwargs)
+        except ValueError:
+            return wire.error_frame("env_kwargs must be a JSON object", wire.INVALID_JSON), None
+        if not isinstance(asked, dict):
+            return wire.error_frame("env_kwargs must be a JSON object", wire.VALIDATION_ERROR), None
+        served = json.loads(json.dumps(host.kwargs, default=str))
+        differing = sorted(k for k, v in asked.items() if served.get(k, _MISSING) != v)
+        if differing:
+            return wire.error_frame(
+                f"{host.env_id} is served with env_kwargs {served}; the client asked for {asked} (differs in "
+                f"{', '.join(differing)}). Start a server with those kwargs, or drop them from the client.",
+                wire.FACTORY_ERROR, factory_name=host.env_id), None
+    return "", host
+
+
+async def _refuse(websocket: WebSocket, error: str) -> None:
+    with contextlib.suppress(Exception):
+        await websocket.send_text(error)
+        await websocket.close(code=1008)
