@@ -38,7 +38,7 @@ from envs.math.rewards import (
     preset_weights,
     response_length,
 )
-from envs.math.verify import MathVerifier, Verdict, gold_content
+from envs.math.verify import ENV_ERROR, MathVerifier, Verdict, gold_content
 
 logger = logging.getLogger(__name__)
 
@@ -187,7 +187,10 @@ class MathEnv(ItemListEnv):
         fmt = format_reward(response, self.format_mode)
         length = response_length(response, self.tokenizer)
         gold_ok = verdict.method != "unparsable_gold"
-        cosine = cosine_reward(verdict.correct, length, self.cosine) if gold_ok else 0.0
+        # An infrastructure failure (``env_error``: no verdict) is neutral: the verdict-based
+        # components are 0, never the wrong-answer value, and the metric lets trainers drop the episode.
+        judged = gold_ok and verdict.method != ENV_ERROR
+        cosine = cosine_reward(verdict.correct, length, self.cosine) if judged else 0.0
         language = language_reward(response, self.language or "en")
         values = {"accuracy": float(verdict.correct), "format": fmt, "cosine": cosine, "language": language}
         for name, value in values.items():
@@ -213,6 +216,8 @@ class MathEnv(ItemListEnv):
         observation, reward, terminated, truncated, info = super().step(action)
         if (terminated or truncated) and self._state is not None and "verdict" in self._state.extra:
             info["verdict"] = dict(self._state.extra["verdict"])
+            if info["verdict"].get("method") == ENV_ERROR:
+                info["env_error"] = True
         return observation, reward, terminated, truncated, info
 
     # ------------------------------------------------------------------ golden response
