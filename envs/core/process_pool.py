@@ -341,6 +341,9 @@ class ProcessPool:
                         return
                 worker.kill()
                 return
+            if self._closed:  # close() stopped it while it was starting
+                worker.kill()
+                return
             error = f"a worker process failed to start (exit code {worker.proc.poll()})"
             logger.warning("%s: %s (attempt %d)", self.name, error, attempt + 1)
             with self._lock:
