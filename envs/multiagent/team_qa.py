@@ -6,15 +6,25 @@ sees only the question and the notes; it replies ``<answer>...</answer>`` to end
 ``<ask>...</ask>`` to send the researcher a request. Neither can succeed alone: the answerer has no
 evidence, the researcher cannot answer.
 
-Rewards are sums of named components per agent (``infos[agent]["reward_components"]``):
+Rewards are the QA envs' rules (``envs.qa.rewards``: one scorer, one reward table), as sums of
+named components per agent (``infos[agent]["reward_components"]``):
 
-* shared ``outcome``: exact match of the answer (``envs.qa.scoring``, the official HotpotQA
-  definition), given to both agents;
-* researcher process rewards: ``retrieval_hit`` for each supporting document first retrieved,
-  ``repeated_call`` for a repeated query, ``tool_error`` for an empty query or a failed search,
-  ``invalid_action`` for a turn with neither a search nor a note;
-* answerer process rewards: ``format`` for a well-formed answer, ``invalid_action`` for a turn with
-  neither an answer nor a question (turn-based version only; in the parallel version it is a wait).
+* shared ``outcome`` (Agent-R1, as in the QA envs): EM (``outcome_metric``) of the answerer's
+  answer if ``format == 1``, else ``format - 1``; ``format`` is the mean of "the answer is well
+  presented" and "every search the researcher wrote was well formed". Both agents get it;
+* researcher process rewards, the QA envs' table and bounds: ``tool_call_valid`` (first new
+  search of the episode), ``retrieval_hit`` (share of gold titles first retrieved),
+  ``repeated_query``, ``repeated_call``, ``tool_error`` (empty query, failed search),
+  ``invalid_action`` (an unclosed ``<search>``);
+* ``idle_turn`` for a turn that does nothing: a researcher turn with neither a search nor a note,
+  an answerer turn with neither an answer nor a question (turn-based version only; in the
+  parallel version waiting is a move);
+* an episode that runs out of steps without an answer scores as unfinished for both agents: the QA
+  no-answer outcome, each agent's process bonuses forfeited, and the core's ``unfinished`` penalty.
+
+A retrieval backend that fails (``RetrievalError``) is an infrastructure fault: never charged, counted
+in the ``env_error`` metric. Metrics mean what they mean in the QA envs: ``acc`` is cover-EM,
+``em`` and ``f1`` the official metrics.
 
 Two interfaces over one game: ``TeamQAEnv`` (AEC, turn-based: the researcher keeps the turn while it
 searches, a note hands it over, a question hands it back) and ``TeamQAParallelEnv`` (both agents act
@@ -42,21 +52,43 @@ from gymnasium import spaces
 from pettingzoo import AECEnv, ParallelEnv
 
 from envs.core.data import DataError, load_records, require_fields
-from envs.core.env import coerce_action
+from envs.core.env import TOOL_PROCESS_RULES, TOOL_REWARD_WEIGHTS, coerce_action
 from envs.core.parsing import extract_tag, parse_turn, strip_reasoning
-from envs.core.rewards import RewardLedger, resolve_weights
+from envs.core.rewards import (
+    PROCESS_FORFEIT,
+    UNFINISHED,
+    ProcessBudget,
+    ProcessRule,
+    RewardLedger,
+    resolve_weights,
+    reward_bounds,
+)
 from envs.core.spaces import UnicodeText
-from envs.core.tools import ToolResult, run_tool, tool
-from envs.qa.scoring import exact_match_multi, f1_multi
+from envs.core.tools import UNAVAILABLE, ToolResult, run_tool, tool
+from envs.qa.rewards import (
+    OUTCOME_METRICS,
+    QA_PROCESS_RULES,
+    QA_REWARD_WEIGHTS,
+    QAScore,
+    new_gold_share,
+    norm_query,
+    norm_title,
+    score_answer,
+)
 from envs.retrieval.base import Passage, RetrievalError, Retriever, format_passages
 
 RESEARCHER, ANSWERER = "researcher_0", "answerer_0"
 AGENTS = (RESEARCHER, ANSWERER)
 
+_IDLE = {"idle_turn": -0.1}  # a turn that does nothing (Agent-R1's invalid-action value)
+# The QA envs' table for the researcher (it searches); the answerer shares only the outcome.
 DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
-    RESEARCHER: {"outcome": 1.0, "retrieval_hit": 0.05, "repeated_call": -0.05, "tool_error": -0.05,
-                 "invalid_action": -0.1},
-    ANSWERER: {"outcome": 1.0, "format": 0.1, "invalid_action": -0.1},
+    RESEARCHER: {**TOOL_REWARD_WEIGHTS, **QA_REWARD_WEIGHTS, **_IDLE},
+    ANSWERER: {"outcome": QA_REWARD_WEIGHTS["outcome"], "format": QA_REWARD_WEIGHTS["format"], **_IDLE},
+}
+PROCESS_RULES: dict[str, dict[str, ProcessRule]] = {
+    RESEARCHER: {**TOOL_PROCESS_RULES, **QA_PROCESS_RULES, "idle_turn": ProcessRule()},
+    ANSWERER: {"idle_turn": ProcessRule()},
 }
 
 RESEARCHER_PROMPT = (
@@ -148,6 +180,7 @@ class _AgentState:
     messages: list[dict[str, str]]
     pending: list[str] = field(default_factory=list)
     components: dict[str, float] = field(default_factory=dict)
+    budget: ProcessBudget = field(default_factory=lambda: ProcessBudget({}, 0.0))
 
 
 class TeamQAGame:
@@ -156,7 +189,7 @@ class TeamQAGame:
     def __init__(self, *, items: Sequence[Mapping[str, Any]] | None = None, data_path: str | None = None,
                  retriever: Retriever | None = None, top_k: int = 3, max_steps: int = 12,
                  max_searches_per_turn: int = 3, reward_weights: Mapping[str, Mapping[str, float]] | None = None,
-                 max_action_chars: int = 16_384, search_timeout: float = 10.0):
+                 max_action_chars: int = 16_384, search_timeout: float = 10.0, outcome_metric: str = "em"):
         if items is not None and data_path is not None:
             raise ValueError("pass items or data_path, not both")
         if data_path is not None:
@@ -174,7 +207,19 @@ class TeamQAGame:
         unknown = set(overrides) - set(AGENTS)
         if unknown:
             raise ValueError(f"reward_weights keys must be agent names {AGENTS}, got {sorted(unknown)}")
-        self.weights = {a: resolve_weights(DEFAULT_WEIGHTS[a], overrides.get(a)) for a in AGENTS}
+        self.weights: dict[str, dict[str, float]] = {}
+        self.process_caps: dict[str, float] = {}
+        for agent in AGENTS:
+            given = dict(overrides.get(agent) or {})
+            weights = resolve_weights({**DEFAULT_WEIGHTS[agent], UNFINISHED: 0.0, PROCESS_FORFEIT: 1.0}, given)
+            # The core's bounds, from this agent's outcome margin (a right answer scores 1, a wrong one 0).
+            cap, unfinished = reward_bounds(weights["outcome"])
+            if UNFINISHED not in given:
+                weights[UNFINISHED] = unfinished
+            self.weights[agent], self.process_caps[agent] = weights, cap
+        if outcome_metric not in OUTCOME_METRICS:
+            raise ValueError(f"outcome_metric must be one of {OUTCOME_METRICS}, got {outcome_metric!r}")
+        self.outcome_metric = outcome_metric
         self._search_tool = tool("search", "Search the document collection.",
                                  {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]},
                                  tag_argument="query", timeout=search_timeout)(self._search)
@@ -208,12 +253,21 @@ class TeamQAGame:
             ANSWERER: _AgentState([{"role": "system", "content": ANSWERER_PROMPT},
                                    {"role": "user", "content": question + "\nWait for your teammate's notes."}]),
         }
+        for agent in AGENTS:
+            self.state[agent].budget = ProcessBudget(PROCESS_RULES[agent], self.process_caps[agent],
+                                                     floor=-self.weights[agent]["outcome"])
         self.steps = 0
+        self.seen_calls: set[str] = set()
         self.seen_queries: set[str] = set()
-        self.retrieved_titles: set[str] = set()
+        self.retrieved_titles: set[str] = set()  # normalised
         self.counts = Counter()
         self.answer: str | None = None
+        self.final_response: str | None = None
         self.done = False
+
+    def ledger(self, agent: str) -> RewardLedger:
+        """A ledger for one turn of ``agent``, within its episode's process bounds."""
+        return RewardLedger(self.weights[agent], self.state[agent].budget)
 
     def first_observation(self, agent: str) -> str:
         return self.state[agent].messages[-1]["content"]
@@ -221,8 +275,11 @@ class TeamQAGame:
     # -- turns
     def _search(self, query: str) -> ToolResult:
         if self.retriever is None:
-            raise RetrievalError("there are no documents to search")
-        passages = self.retriever.search(query, self.top_k)
+            return ToolResult("Error: there are no documents to search.", ok=False, status=UNAVAILABLE)
+        try:
+            passages = self.retriever.search(query, self.top_k)
+        except RetrievalError as exc:  # the backend's fault, not the model's
+            return ToolResult(f"Error: {exc}. Try again later.", ok=False, status=UNAVAILABLE)
         return ToolResult(format_passages(passages) if passages else "No results.",
                           metadata={"titles": [p.title for p in passages]})
 
@@ -234,6 +291,7 @@ class TeamQAGame:
         turn = parse_turn(text, tag_tools={"search": "query"}, json_tools=False, max_calls=self.max_searches_per_turn)
         results = []
         for _error in turn.errors:
+            self.counts["syntax_errors"] += 1
             ledger.add("invalid_action")
             results.append("Error: a <search> tag is not closed; write <search>query</search>.")
         for call in turn.tool_calls:
@@ -243,23 +301,31 @@ class TeamQAGame:
                 ledger.add("tool_error")
                 results.append("Error: empty search query.")
                 continue
-            if query.lower() in self.seen_queries:
+            if call.key() in self.seen_calls:
                 ledger.add("repeated_call")
                 results.append(f"You already searched for {query!r}; its results are above.")
                 continue
-            self.seen_queries.add(query.lower())
             result = run_tool({"search": self._search_tool}, call)
-            if not result.ok:
+            if result.infra:  # not charged, and trying again is no repeat
+                self.counts["env_errors"] += 1
+            elif not result.ok:
+                self.seen_calls.add(call.key())
                 ledger.add("tool_error")
-            support = set(self.item.get("supporting_titles") or ())
-            for title in result.metadata.get("titles", []) if result.ok else []:
-                if title in support and title not in self.retrieved_titles:
-                    ledger.add("retrieval_hit")
-                self.retrieved_titles.add(title)
+            else:
+                self.seen_calls.add(call.key())
+                if norm_query(query) in self.seen_queries:
+                    ledger.add("repeated_query")
+                else:
+                    self.seen_queries.add(norm_query(query))
+                    ledger.add("tool_call_valid")
+                share = new_gold_share(result.metadata.get("titles", ()), self.item.get("supporting_titles") or (),
+                                       self.retrieved_titles)
+                if share:
+                    ledger.add("retrieval_hit", share)
             results.append(f"<information>\n{result.content}\n</information>")
         notes = [n.strip() for n in _NOTE_RE.findall(body) if n.strip()]
         if not turn.tool_calls and not turn.errors and not notes:
-            ledger.add("invalid_action")
+            ledger.add("idle_turn")
             results.append("Error: search with <search>query</search> or send a note with <note>...</note>.")
         if results:
             self.state[RESEARCHER].pending.append("\n".join(results))
@@ -275,29 +341,31 @@ class TeamQAGame:
         body = strip_reasoning(text)
         answer, ask = extract_tag(body, "answer"), extract_tag(body, "ask")
         if answer is not None:
-            self.answer = answer
-            if answer:
-                ledger.add("format")
+            self.answer, self.final_response = answer, text
             return "answer"
         if ask:
             self.counts["asks"] += 1
             self.state[RESEARCHER].pending.append(f"The answerer asks: {ask}")
             return "ask"
         if not waiting_is_valid:
-            ledger.add("invalid_action")
+            ledger.add("idle_turn")
             self.state[ANSWERER].pending.append("Error: reply with <answer>...</answer> or <ask>...</ask>.")
         return "none"
 
-    def outcome(self) -> dict[str, float]:
-        """Shared outcome and episode metrics (EM is the outcome reward)."""
+    def score(self) -> QAScore:
+        """The shared outcome, scored by the QA envs' rules (``final_response`` is None without an answer)."""
         golds = [self.item["answer"], *map(str, self.item.get("aliases") or ())]
-        em = exact_match_multi(self.answer, golds) if self.answer is not None else 0.0
-        f1 = f1_multi(self.answer, golds) if self.answer is not None else 0.0
-        support = set(self.item.get("supporting_titles") or ())
+        return score_answer(self.final_response, golds, tools_ok=self.counts["syntax_errors"] == 0,
+                            outcome_metric=self.outcome_metric)
+
+    def outcome(self, score: QAScore | None = None) -> dict[str, float]:
+        """Episode metrics: the QA metrics (``acc`` is cover-EM) and the team's own counts."""
+        score = score or self.score()
+        support = {norm_title(t) for t in self.item.get("supporting_titles") or ()}
         recall = len(support & self.retrieved_titles) / len(support) if support else 0.0
-        return {"acc": em, "em": em, "f1": f1, "answered": float(self.answer is not None),
-                "searches": float(self.counts["searches"]), "notes": float(self.counts["notes"]),
-                "asks": float(self.counts["asks"]), "steps": float(self.steps), "support_recall": recall}
+        return {**score.metrics(), "searches": float(self.counts["searches"]), "notes": float(self.counts["notes"]),
+                "asks": float(self.counts["asks"]), "steps": float(self.steps), "support_recall": recall,
+                "env_error": float(self.counts["env_errors"])}
 
     def deliver(self, agent: str) -> str:
         """Pop the text waiting for ``agent`` (it becomes that agent's next user message)."""
@@ -372,9 +440,17 @@ class _TeamQABase:
         """At the episode's end, credit both agents with the shared outcome; return the episode metrics."""
         if not (ended or truncated):
             return None
-        metrics = {**self.game.outcome(), "truncated": float(truncated)}
+        score = self.game.score()
+        metrics = {**self.game.outcome(score), "truncated": float(truncated), "unfinished": float(not ended)}
         for agent in self.agents:
-            ledgers[agent].add("outcome", metrics["em"])
+            ledger = ledgers[agent]
+            ledger.add("outcome", score.outcome)
+            ledger.add("format", score.format)
+            if not ended:  # out of steps without an answer: the core's unfinished rule, per agent
+                bonus = self.game.state[agent].budget.bonus_total
+                if bonus > 0:
+                    ledger.add(PROCESS_FORFEIT, -bonus)
+                ledger.add(UNFINISHED)
         return metrics
 
     def render(self) -> str | None:
@@ -419,7 +495,7 @@ class TeamQAEnv(_TeamQABase, AECEnv):
         game.steps += 1
         self._cumulative_rewards[agent] = 0.0
         self.rewards = dict.fromkeys(self.agents, 0.0)
-        ledgers = {a: RewardLedger(game.weights[a]) for a in self.agents}
+        ledgers = {a: game.ledger(a) for a in self.agents}
         if agent == RESEARCHER:
             next_agent = ANSWERER if game.researcher_turn(action, ledgers[RESEARCHER]) else RESEARCHER
             ended = False
@@ -463,7 +539,7 @@ class TeamQAParallelEnv(_TeamQABase, ParallelEnv):
     def step(self, actions: Mapping[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
         game = self.game
         self.round += 1
-        ledgers = {a: RewardLedger(game.weights[a]) for a in self.agents}
+        ledgers = {a: game.ledger(a) for a in self.agents}
         if RESEARCHER in self.agents:
             game.steps += 1
             game.researcher_turn(actions.get(RESEARCHER, ""), ledgers[RESEARCHER])

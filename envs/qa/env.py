@@ -6,23 +6,17 @@ reads the top passages in the next observation (``<information>Doc 1(Title: ...)
 as Search-R1), and ends with ``<answer>...</answer>``. By default it may search on 5 turns and must
 answer on the 6th (Agent-R1's recipe: ``max_tool_turns=5``, ``top_k=5``).
 
-Rewards (named components; weights via ``reward_weights=``):
-
-* process: ``tool_call_valid`` (a search that ran and was not a repeat; at most once per turn, so
-  many searches in one turn earn no more than one), ``invalid_action``
-  (unparsable call), ``tool_error`` (unknown tool, bad arguments, empty query, timeout),
-  ``repeated_call`` (the identical call again), ``repeated_query`` (the same query up to case,
-  punctuation and spacing), ``retrieval_hit`` (the share of the gold supporting titles that this
-  search retrieved for the first time, where the dataset names them);
-* outcome (Agent-R1): ``outcome = score if format == 1 else format - 1`` where ``score`` is EM, F1
-  or cover-EM (``outcome_metric``) and ``format`` is the mean of two checks: the answer is well
-  presented (one non-empty ``<answer>`` block after any reasoning; with ``require_think`` also a
-  ``<think>`` block) and every tool call in the episode was well formed. ``format`` is also its own
-  component (weight 0 by default, since the outcome already gates on it).
+Rewards (named components; weights via ``reward_weights=``) follow ``envs.qa.rewards``, the rules
+team QA shares: process ``tool_call_valid`` (once per episode), ``retrieval_hit`` (share of gold
+titles first retrieved), ``repeated_query``, ``invalid_action``, ``tool_error``, ``repeated_call``,
+bounded by the core (``envs.core.rewards``); outcome (Agent-R1) ``score if format == 1 else
+format - 1``; an episode that ends without an answer also forfeits its process bonuses and pays
+``unfinished``.
 
 A retrieval backend that is down (HTTP server unreachable) is reported to the model as an
-observation and costs no penalty: it is not the model's fault. Final metrics: ``acc`` (cover-EM),
-``em``, ``f1``, ``format``, ``turns`` (tool turns), ``retrieval_recall`` (when gold titles are known).
+observation and costs no penalty: it is not the model's fault (it counts in ``env_error``). Final
+metrics: ``acc`` (cover-EM), ``em``, ``f1``, ``format``, ``turns`` (tool turns),
+``retrieval_recall`` (when gold titles are known).
 """
 
 from __future__ import annotations
@@ -30,7 +24,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-import re
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -38,17 +31,25 @@ from typing import Any, ClassVar
 
 from envs.core.data import DataError
 from envs.core.env import Item, ItemListEnv
-from envs.core.parsing import ToolCall, count_think_blocks, extract_tag, strip_reasoning
-from envs.core.rewards import RewardLedger
-from envs.core.tools import BAD_ARGUMENTS, UNKNOWN_TOOL, Tool, ToolError, ToolResult
+from envs.core.parsing import ToolCall
+from envs.core.rewards import ProcessRule, RewardLedger
+from envs.core.tools import BAD_ARGUMENTS, UNAVAILABLE, UNKNOWN_TOOL, Tool, ToolError, ToolResult
 from envs.qa.datasets import SAMPLE_CORPUS_PATH, SAMPLE_PATH, load_items, normalize_item
-from envs.qa.scoring import answer_scores
+from envs.qa.rewards import (
+    OUTCOME_METRICS,
+    QA_PROCESS_RULES,
+    QA_REWARD_WEIGHTS,
+    QAScore,
+    new_gold_share,
+    norm_query,
+    norm_title,
+    score_answer,
+)
 from envs.retrieval.base import Passage, RetrievalError, Retriever, format_passages
 from envs.retrieval.corpus import passages_from_context, passages_from_items
 
 logger = logging.getLogger(__name__)
 
-UNAVAILABLE = "unavailable"  # ToolResult status: the backend could not answer (not the model's fault)
 MAX_QUERY_CHARS = 1000
 
 DEFAULT_PROMPT_TEMPLATE = (
@@ -60,17 +61,8 @@ DEFAULT_PROMPT_TEMPLATE = (
     "Question: {question}"
 )
 
-_OUTCOME_METRICS = ("em", "f1", "acc")
 _CORPUS_SENTINELS = ("dataset", "distractor", "sample")
 _DISTRACTOR_CACHE_SIZE = 512
-
-
-def _norm_title(title: str) -> str:
-    return " ".join(title.casefold().split())
-
-
-def _norm_query(query: str) -> str:
-    return " ".join(re.sub(r"[^\w\s]", " ", query.casefold()).split())
 
 
 def render_template(template: str, **values: Any) -> str:
@@ -116,12 +108,8 @@ class QAEnv(ItemListEnv):
     """Multi-hop QA with a search tool (see the module docstring)."""
 
     dataset: ClassVar[str] = "hotpotqa"
-    default_reward_weights: ClassVar[dict[str, float]] = {
-        "outcome": 1.0,
-        "format": 0.0,
-        "retrieval_hit": 0.1,
-        "repeated_query": -0.05,
-    }
+    default_reward_weights: ClassVar[dict[str, float]] = dict(QA_REWARD_WEIGHTS)
+    process_rules: ClassVar[dict[str, ProcessRule]] = dict(QA_PROCESS_RULES)
 
     def __init__(self, *, data_path: str | Path | None = None, items: Sequence[Mapping[str, Any]] | None = None,
                  split: str | None = None, hf_name: str | None = None, hf_config: str | None = None,
@@ -136,8 +124,8 @@ class QAEnv(ItemListEnv):
             raise ValueError(f"top_k must be in 1..100, got {top_k}")
         if max_tool_turns < 0:
             raise ValueError(f"max_tool_turns must be >= 0, got {max_tool_turns}")
-        if outcome_metric not in _OUTCOME_METRICS:
-            raise ValueError(f"outcome_metric must be one of {_OUTCOME_METRICS}, got {outcome_metric!r}")
+        if outcome_metric not in OUTCOME_METRICS:
+            raise ValueError(f"outcome_metric must be one of {OUTCOME_METRICS}, got {outcome_metric!r}")
         if observation_style not in ("search-r1", "hermes"):
             raise ValueError(f"observation_style must be 'search-r1' or 'hermes', got {observation_style!r}")
         self.top_k = int(top_k)
@@ -219,7 +207,7 @@ class QAEnv(ItemListEnv):
             self._active = _DISTRACTORS.get(self.item)
         assert self._state is not None
         self._state.extra.update({"queries": set(), "retrieved": set(), "syntax_errors": 0, "searches": 0,
-                                  "unavailable": 0, "last_call_notice": False, "rewarded_turns": set()})
+                                  "unavailable": 0, "last_call_notice": False})
         return prompt, info
 
     def build_prompt(self, item: Item) -> str:
@@ -248,32 +236,25 @@ class QAEnv(ItemListEnv):
         extra = self._state.extra if self._state is not None else {}
         if result.ok:
             extra["searches"] = extra.get("searches", 0) + 1
-            key = _norm_query(str(result.metadata.get("query", "")))
+            key = norm_query(str(result.metadata.get("query", "")))
             queries = extra.setdefault("queries", set())
             if key in queries:
                 ledger.add("repeated_query")
             else:
                 queries.add(key)
-                # At most once per turn: several searches in one turn (up to the parser's cap) must not
-                # multiply the bonus past what an answer is worth.
-                rewarded_turns = extra.setdefault("rewarded_turns", set())
-                turn = self._state.turn if self._state is not None else 0
-                if turn not in rewarded_turns:
-                    rewarded_turns.add(turn)
-                    ledger.add("tool_call_valid")
-            gold = {_norm_title(t) for t in self.item.get("supporting_titles") or ()}
-            retrieved = extra.setdefault("retrieved", set())
-            found = {_norm_title(t) for t in result.metadata.get("titles", ())}
-            new_hits = (found & gold) - retrieved
-            retrieved |= found
-            if gold and new_hits:
-                ledger.add("retrieval_hit", len(new_hits) / len(gold))
-        elif result.status == UNAVAILABLE:
-            extra["unavailable"] = extra.get("unavailable", 0) + 1
+                ledger.add("tool_call_valid")  # the core's rules pay it once per episode
+            share = new_gold_share(result.metadata.get("titles", ()), self.item.get("supporting_titles") or (),
+                                   extra.setdefault("retrieved", set()))
+            if share:
+                ledger.add("retrieval_hit", share)
         else:
             if result.status in (UNKNOWN_TOOL, BAD_ARGUMENTS):
                 extra["syntax_errors"] = extra.get("syntax_errors", 0) + 1
             ledger.add("tool_error")
+
+    def on_infrastructure_fault(self, call: ToolCall, result: ToolResult) -> None:
+        if self._state is not None and result.status == UNAVAILABLE:
+            self._state.extra["unavailable"] = self._state.extra.get("unavailable", 0) + 1
 
     def format_tool_result(self, call: ToolCall, result: ToolResult) -> str:
         content = result.content
@@ -286,45 +267,39 @@ class QAEnv(ItemListEnv):
         return f"<information>{content}</information>"
 
     # ------------------------------------------------------------------ scoring
-    def _format_checks(self, response: str | None) -> tuple[float, float, str | None]:
+    def _tools_ok(self) -> bool:
+        """Every tool call so far was well formed (Agent-R1's second format check)."""
         state = self._state
         assert state is not None
-        tools_ok = float(state.invalid_actions == 0 and state.extra.get("syntax_errors", 0) == 0)
-        if response is None:
-            return 0.0, tools_ok, None
-        body = strip_reasoning(response)
-        answer = extract_tag(body, "answer")
-        answer_ok = (answer is not None and bool(answer) and body.count("<answer>") == 1
-                     and body.count("</answer>") == 1 and "<tool_call>" not in body)
-        if self.require_think and count_think_blocks(response) < 1:
-            answer_ok = False
-        return float(answer_ok), tools_ok, answer
+        return state.invalid_actions == 0 and state.extra.get("syntax_errors", 0) == 0
 
     def _retrieval_metrics(self, item: Item) -> dict[str, float]:
         state = self._state
         assert state is not None
         out = {"searches": float(state.extra.get("searches", 0)),
                "retrieval_unavailable": float(state.extra.get("unavailable", 0))}
-        gold = {_norm_title(t) for t in item.get("supporting_titles") or ()}
+        gold = {norm_title(t) for t in item.get("supporting_titles") or ()}
         if gold:
             out["retrieval_recall"] = len(gold & state.extra.get("retrieved", set())) / len(gold)
         return out
 
     def score_final(self, item: Item, response: str, ledger: RewardLedger) -> dict[str, float]:
-        answer_ok, tools_ok, answer = self._format_checks(response)
-        fmt = 0.5 * answer_ok + 0.5 * tools_ok
-        scores = answer_scores(answer, item["answers"])
-        outcome = scores[self.outcome_metric] if fmt == 1.0 else fmt - 1.0
-        ledger.add("outcome", outcome)
-        ledger.add("format", fmt)
-        return {**scores, "format": fmt, "answered": float(answer is not None), **self._retrieval_metrics(item)}
+        return self._book(score_answer(response, item["answers"], tools_ok=self._tools_ok(),
+                                       outcome_metric=self.outcome_metric, require_think=self.require_think),
+                          item, ledger)
 
     def score_unfinished(self, item: Item, ledger: RewardLedger) -> dict[str, float]:
-        _, tools_ok, _ = self._format_checks(None)
-        fmt = 0.5 * tools_ok
-        ledger.add("outcome", fmt - 1.0)
-        ledger.add("format", fmt)
-        return {"em": 0.0, "f1": 0.0, "acc": 0.0, "format": fmt, "answered": 0.0, **self._retrieval_metrics(item)}
+        return self._book(score_answer(None, item["answers"], tools_ok=self._tools_ok(),
+                                       outcome_metric=self.outcome_metric), item, ledger)
+
+    def _book(self, score: QAScore, item: Item, ledger: RewardLedger) -> dict[str, float]:
+        ledger.add("outcome", score.outcome)
+        ledger.add("format", score.format)
+        return {**score.metrics(), **self._retrieval_metrics(item)}
+
+    def outcome_margin(self) -> float:
+        """A correct answer scores 1 and a wrong one 0 (``format`` is the same for both)."""
+        return self.reward_weights["outcome"]
 
     # ------------------------------------------------------------------ golden actions
     def demonstration(self) -> list[str]:
@@ -349,11 +324,11 @@ class QAEnv(ItemListEnv):
         seen: set[str] = set()
         if self._active is not None:
             with contextlib.suppress(RetrievalError):
-                seen = {_norm_title(p.title) for p in self._active.search_many([first], self.top_k)[0]}
-        candidates = [t for t in titles if _norm_title(t) not in seen] + titles[1:] + titles + [item["answers"][0]]
+                seen = {norm_title(p.title) for p in self._active.search_many([first], self.top_k)[0]}
+        candidates = [t for t in titles if norm_title(t) not in seen] + titles[1:] + titles + [item["answers"][0]]
         for query in candidates:
             query = query.replace("<", " ").replace(">", " ").strip()
-            if query and _norm_query(query) != _norm_query(first):
+            if query and norm_query(query) != norm_query(first):
                 return query
         return None
 
