@@ -15,7 +15,8 @@ The rules, in the order a call meets them:
   (default: ``timeout``); waiting callers are served strictly in arrival order (a worker that
   comes free is handed to the oldest waiter, so a busy thread cannot grab it again first). At most
   ``max_waiting`` callers wait; beyond that, or past the queue deadline, the outcome is ``busy``.
-  So a call returns within ``queue_timeout + timeout`` (plus a worker start when the pool is cold).
+  So a call returns within ``queue_timeout + timeout``, plus a worker start when no worker is ready
+  (a cold pool, or every worker being replaced at once: that is a start-up, not a busy pool).
 * **Work is hard-limited.** A task that overruns ``timeout`` gets its worker killed (``SIGKILL``)
   and replaced: ``timeout``. Workers run under ``RLIMIT_AS`` (``memory_limit_mb``), so a runaway
   allocation raises ``MemoryError`` inside the task (an ``error`` outcome) instead of swapping the
@@ -232,6 +233,7 @@ class ProcessPool:
         self._waiters: collections.deque[_Waiter] = collections.deque()
         self._all: set[_Worker] = set()
         self._slots = 0  # workers running or starting
+        self._ready = 0  # workers that finished starting and are still in service
         self._ever_ready = False
         self._closed = False
         self._threads: ThreadPoolExecutor | None = None
@@ -337,6 +339,7 @@ class ProcessPool:
                 with self._lock:
                     if not self._closed:
                         self._ever_ready = True
+                        self._ready += 1
                         self._hand_over_locked(worker)
                         return
                 worker.kill()
@@ -388,8 +391,9 @@ class ProcessPool:
         while True:
             now = time.monotonic()
             limit = None if deadline is None else deadline - now
-            if limit is not None and not self._ever_ready:  # a cold pool is starting, not busy
-                limit = max(limit, cold_until - now)
+            if limit is not None and self._ready == 0 and limit <= 0.1:
+                # Every worker is (re)starting: the pool is starting, not busy; look again shortly.
+                limit = 0.1 if now < cold_until else limit
             waiter.event.wait(None if limit is None else max(0.0, limit))
             with self._lock:
                 if waiter.worker is not None:
@@ -398,7 +402,7 @@ class ProcessPool:
                     raise PoolFailure(f"process pool {self.name!r}: {waiter.failure}")
                 self._check_open()
                 now = time.monotonic()
-                expired = deadline is not None and now >= deadline and (self._ever_ready or now >= cold_until)
+                expired = deadline is not None and now >= deadline and (self._ready > 0 or now >= cold_until)
                 if expired:
                     self._waiters.remove(waiter)
                     raise _Busy(f"no worker came free within {self.queue_timeout:g}s")
@@ -417,6 +421,7 @@ class ProcessPool:
                 if not healthy:
                     self.restarts += 1
                 self._slots -= 1
+                self._ready -= 1
                 self._start_worker_locked()
         if healthy:
             worker.stop()

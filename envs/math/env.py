@@ -189,6 +189,8 @@ class MathEnv(ItemListEnv):
         if state is not None:
             # Timing is left out: step info must be a function of (seed, actions).
             state.extra["verdict"] = {k: v for k, v in verdict.as_dict().items() if k != "seconds"}
+            if verdict.method == ENV_ERROR:  # counted like an infrastructure tool fault: metric and step info
+                state.env_errors += 1
         fmt = format_reward(response, self.format_mode)
         length = response_length(response, self.tokenizer)
         gold_ok = verdict.method != "unparsable_gold"
@@ -230,8 +232,6 @@ class MathEnv(ItemListEnv):
         observation, reward, terminated, truncated, info = super().step(action)
         if (terminated or truncated) and self._state is not None and "verdict" in self._state.extra:
             info["verdict"] = dict(self._state.extra["verdict"])
-            if info["verdict"].get("method") == ENV_ERROR:
-                info["env_error"] = True
         return observation, reward, terminated, truncated, info
 
     # ------------------------------------------------------------------ golden response

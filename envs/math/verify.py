@@ -82,7 +82,7 @@ class Verdict:
             "verify_timeout": float(self.method == TIMEOUT),
             "verify_error": float(self.method in (ERROR, UNPARSABLE_ANSWER, TOO_LONG, TOO_LARGE)),
             "gold_unparsable": float(self.method == UNPARSABLE_GOLD),
-            "env_error": float(self.method == ENV_ERROR),
+            "verify_env_error": float(self.method == ENV_ERROR),
         }
 
     def as_dict(self) -> dict[str, Any]:

@@ -36,7 +36,7 @@ def test_an_infrastructure_outcome_is_no_verdict_and_is_not_cached(status):
     clear_caches()
     verdict = MathVerifier(pool=_FailingPool(status)).verify(GOLD, RIGHT)
     assert verdict.method == ENV_ERROR and not verdict.correct and status in verdict.detail
-    assert verdict.metrics()["env_error"] == 1.0 and verdict.metrics()["verify_error"] == 0.0
+    assert verdict.metrics()["verify_env_error"] == 1.0 and verdict.metrics()["verify_error"] == 0.0
     batch = MathVerifier(pool=_FailingPool(status)).verify_batch([(GOLD, RIGHT)] * 3)
     assert {v.method for v in batch} == {ENV_ERROR}
     healthy = _InProcessPool("ok")
@@ -60,5 +60,5 @@ def test_the_env_scores_an_unverifiable_answer_as_neutral_and_says_so():
     wrong_env = MathEnv(items=items, reward_preset="open-rs-cosine-format", verifier=MathVerifier(pool=_InProcessPool("ok")))
     wrong_env.reset(seed=0)
     _, wrong_reward, *_, wrong_info = wrong_env.step("<think>\nHmm.\n</think>\nSo \\boxed{\\sin(\\pi/3)}.")
-    assert wrong_info["metrics"]["env_error"] == 0.0 and "env_error" not in wrong_info
+    assert wrong_info["metrics"]["env_error"] == 0.0 and wrong_info["env_error"] is False
     assert wrong_reward < reward  # infrastructure failure never scores like a wrong answer
