@@ -4,7 +4,8 @@ Sections (all by default; ``--only NAME`` for one):
 
 * ``fairness``: 32 threads verify symbolic answers on a 2-worker math pool; calls per thread
   (min/max), step latency against the configured deadline (``queue_timeout + timeout``), busy outcomes.
-* ``kill``: threads verify correct answers while a killer ``SIGKILL``\ s random workers mid-check;
+* ``kill``: threads verify correct answers while a killer ``SIGKILL``\ s a random worker in service
+  (both workers busy with checks) every ``--kill-every`` seconds, once the pool is back to full size;
   counts checks tried, correct, ``env_error`` (neutral), wrong (a correct answer scored wrong: must
   be 0), retries, and worker processes left alive after ``close()``.
 * ``bm25``: every corruption of a cached bm25 index (a ranking is correct when ids and scores match) (same-size byte flip, truncation, deletion of
@@ -79,7 +80,7 @@ def _math_pool(workers: int, timeout: float):
 
     pool = ProcessPool(workers, timeout=timeout, preload=_PRELOAD, name="faults")
     assert pool.wait_ready(180), "the math workers did not start"
-    while len(pool.worker_pids()) < workers or pool._ready < workers:
+    while pool.ready_workers < workers:
         time.sleep(0.05)
     return pool
 
@@ -131,6 +132,7 @@ def kill(args: argparse.Namespace) -> None:
     pool = _math_pool(args.workers, args.timeout)
     verifier = MathVerifier(timeout=args.timeout, pool=pool, cache_verdicts=False)
     tally = {"tried": 0, "correct": 0, "env_error": 0, "wrong": 0}
+    reasons: dict[str, int] = {}
     lock = threading.Lock()
     stop = time.monotonic() + args.seconds
     kills = 0
@@ -143,12 +145,16 @@ def kill(args: argparse.Namespace) -> None:
                 tally["tried"] += 1
                 key = "correct" if verdict.correct else "env_error" if verdict.method == ENV_ERROR else "wrong"
                 tally[key] += 1
+                if key != "correct":
+                    reasons[verdict.detail[:70]] = reasons.get(verdict.detail[:70], 0) + 1
 
     def killer() -> None:
         nonlocal kills
         rng = random.Random(7)
         while time.monotonic() < stop:
             time.sleep(args.kill_every)
+            while pool.ready_workers < args.workers and time.monotonic() < stop:
+                time.sleep(0.05)  # kill in service, not while starting: a start takes seconds under load
             pids = pool.worker_pids()
             if pids:
                 with contextlib.suppress(ProcessLookupError):
@@ -164,12 +170,14 @@ def kill(args: argparse.Namespace) -> None:
     pool.close()
     time.sleep(0.2)
     leaked = sum(_alive(pid) for pid in seen)
-    print(f"\n## kill: SIGKILL a random worker every {args.kill_every:g}s for {args.seconds:g}s (8 threads, "
+    print(f"\n## kill: SIGKILL a random worker in service every {args.kill_every:g}s for {args.seconds:g}s (8 threads, "
           f"{args.workers} workers)\n")
     print("| kills | checks | correct | env_error (neutral) | wrong (punished) | task retries | workers replaced | leaked processes |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     print(f"| {kills} | {tally['tried']} | {tally['correct']} | {tally['env_error']} | {tally['wrong']} | {pool.retries} | "
           f"{pool.restarts} | {leaked} |")
+    if reasons:
+        print(f"\nnot correct, by reason: {reasons}")
 
 
 # ---------------------------------------------------------------------------- bm25

@@ -290,6 +290,11 @@ class ProcessPool:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def ready_workers(self) -> int:
+        """Workers that finished starting and are in service (idle or running a task)."""
+        return self._ready
+
     def worker_pids(self) -> list[int]:
         """Process ids of the live workers (fault injection, leak checks)."""
         with self._lock:
@@ -322,13 +327,18 @@ class ProcessPool:
 
     def _bring_up(self) -> None:
         error = ""
-        for attempt in range(2):  # a worker that dies while starting is retried once
+        attempt = failures = 0
+        # A worker that exits by itself while starting (a broken preload, a bad interpreter) is
+        # retried once; one killed by a signal (the OOM killer, an operator) up to five times.
+        while failures < 2 and attempt < 5:
+            attempt += 1
             if self._closed:
                 break
             try:
                 worker = _Worker(self.preload, self._env, self.memory_limit_mb)
             except OSError as exc:
                 error = f"cannot start a worker process: {exc}"
+                failures += 1
                 time.sleep(0.05)
                 continue
             with self._lock:
@@ -347,11 +357,14 @@ class ProcessPool:
             if self._closed:  # close() stopped it while it was starting
                 worker.kill()
                 return
-            error = f"a worker process failed to start (exit code {worker.proc.poll()})"
-            logger.warning("%s: %s (attempt %d)", self.name, error, attempt + 1)
             with self._lock:
                 self._all.discard(worker)
-            worker.kill()
+            worker.kill()  # also reaps it, so the exit code is known
+            code = worker.proc.returncode
+            error = f"a worker process failed to start (exit code {code})"
+            logger.warning("%s: %s (attempt %d)", self.name, error, attempt)
+            if code is None or code >= 0:
+                failures += 1
         with self._lock:
             if self._closed:
                 return
