@@ -52,6 +52,7 @@ from envs.retrieval.base import Passage, RetrievalError, Retriever
 logger = logging.getLogger(__name__)
 
 _SERVER_LOGGERS = ("uvicorn.error", "uvicorn.access", "asyncio", __name__)
+ACCEPT_BACKLOG = 128  # asyncio accepts up to this many connections per event-loop pass
 
 
 @dataclass(frozen=True)
@@ -205,7 +206,7 @@ def _limits(limits: ServerLimits | None, overrides: dict[str, Any]) -> ServerLim
 def connection_cap(limits: ServerLimits) -> int:
     """``max_connections``, kept below this process's file-descriptor limit (raised to its hard limit)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = limits.max_connections + 256
+    wanted = limits.max_connections + 128 + ACCEPT_BACKLOG
     if soft != resource.RLIM_INFINITY and soft < wanted:
         target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
         try:
@@ -215,7 +216,9 @@ def connection_cap(limits: ServerLimits) -> int:
             pass
     if soft == resource.RLIM_INFINITY:
         return limits.max_connections
-    return max(1, min(limits.max_connections, soft - 128))  # room for the index, logs and the listener
+    # Room for the index, logs and the listener, and for one accept batch (``ACCEPT_BACKLOG``
+    # connections are accepted per event-loop pass before any eviction closes one).
+    return max(1, min(limits.max_connections, soft - 128 - ACCEPT_BACKLOG))
 
 
 def hardened_protocol(limits: ServerLimits, cap: int) -> type[H11Protocol]:
@@ -315,7 +318,7 @@ def server_config(retriever: Retriever, *, host: str, port: int, log_level: str,
     cap = connection_cap(limits)
     return uvicorn.Config(create_app(retriever, limits=limits), host=host, port=port, log_level=log_level,
                           lifespan="off", http=hardened_protocol(limits, cap), timeout_keep_alive=limits.keep_alive,
-                          backlog=2048, h11_max_incomplete_event_size=16 * 1024)
+                          backlog=ACCEPT_BACKLOG, h11_max_incomplete_event_size=16 * 1024)
 
 
 class BackgroundServer:
