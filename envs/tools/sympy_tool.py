@@ -85,7 +85,9 @@ def sympy_tool(timeout: float = 5.0, pool: ProcessPool | None = None) -> Tool:
         },
         fn=run,
         tag_argument="expression",
-        timeout=timeout + 15.0,  # the pool enforces ``timeout``; the slack covers a cold worker start
+        # The pool enforces ``timeout`` on the work and answers ``busy`` past its queue deadline; this
+        # last-resort limit (charged to the model) must stay above both plus a worker start.
+        timeout=2 * timeout + 30.0,
         max_output_chars=MAX_OUTPUT_CHARS,
     )
 
