@@ -307,6 +307,7 @@ class ProcessPool:
         self._all = set()
         self._idle = []
         self._waiters = collections.deque()
+        self._slots = self._ready = 0
         self._threads = self._async_threads = None
 
     def __enter__(self) -> ProcessPool:
