@@ -405,7 +405,7 @@ def degenerate_policies(base: Any, adversarial: Sequence[str] = ADVERSARIAL_ACTI
         plans["wrong answer"] = Plan([*demo[:-1], wrong])
         plans["tool spam, then wrong answer"] = Plan([*(spam_turn() for _ in range(turns - 1)), wrong])
     for i, action in enumerate(adversarial):
-        plans[f"junk {action[:24]!r}"] = Plan([action] * (turns + 1))
+        plans[f"junk #{i} {action[:12]!r}"] = Plan([action] * (turns + 1))
     if tools:
         useless = [single_call() for _ in range(PADDING_CALLS)]
         if len(demo) > 1:  # the demonstration's first tool turn makes three more calls
@@ -455,6 +455,28 @@ def reward_audit(env: str | Callable[[], gym.Env], *, make_kwargs: dict[str, Any
     finally:
         instance.close()
     return rows
+
+
+def check_reward_audit(env: str | Callable[[], gym.Env], *, make_kwargs: dict[str, Any] | None = None,
+                       seeds: Sequence[int] = (0,)) -> list[AuditRow]:
+    """Only the reward audit of ``check_env_conformance``; raise ``ConformanceError`` on a failure."""
+    env_id, factory = _factory(env, make_kwargs)
+    report = ConformanceReport(env_id)
+    try:
+        _check_audit(factory, seeds, ADVERSARIAL_ACTIONS[:6], report)
+    except AssertionError as exc:
+        raise ConformanceError(f"{env_id} failed the reward audit: {exc}") from None
+    return report.audit
+
+
+def check_item_replay(env: str | Callable[[], gym.Env], *, make_kwargs: dict[str, Any] | None = None,
+                      seeds: Sequence[int] = (0,)) -> None:
+    """Only the item-replay check of ``check_env_conformance``; raise ``ConformanceError`` on a failure."""
+    env_id, factory = _factory(env, make_kwargs)
+    try:
+        _check_item_replay(factory, seeds)
+    except AssertionError as exc:
+        raise ConformanceError(f"{env_id} failed item replay: {exc}") from None
 
 
 def _check_audit(factory: Callable[[], gym.Env], seeds: Sequence[int], adversarial: Sequence[str],

@@ -16,9 +16,10 @@ sum of named components (``info["reward_components"]``); the final step adds ``i
 The reward design every env inherits (``envs.core.rewards`` has the mechanics):
 
 * process rewards are bounded: each kind at most once per turn, ``tool_call_valid`` once per
-  episode, the episode's penalties at least ``-margin`` and its bonuses at most ``process_cap``, kept below the
-  *outcome margin* (``outcome_margin()``: the least a correct answer earns over a wrong one with
-  valid format), so tool use can never make a wrong answer beat a right one;
+  episode, the episode's bonuses at most ``process_cap`` and its penalties at least ``-margin``.
+  ``margin`` is the *outcome margin* (``outcome_margin()``: the least a correct answer earns over a
+  wrong one with valid format) and the cap stays below it, so tool use can never make a wrong
+  answer beat a right one;
 * an unfinished episode forfeits its positive process rewards and pays ``unfinished`` (by default
   ``-(process_cap + 0.1 * margin)``), so ``unfinished < wrong answer with valid format < correct``;
 * a tool result with an infrastructure status (``envs.core.tools.INFRASTRUCTURE_STATUSES``) is never

@@ -230,9 +230,18 @@ class MathEnv(ItemListEnv):
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         observation, reward, terminated, truncated, info = super().step(action)
-        if (terminated or truncated) and self._state is not None and "verdict" in self._state.extra:
-            info["verdict"] = dict(self._state.extra["verdict"])
+        if terminated or truncated:
+            self._attach_verdict(info)
         return observation, reward, terminated, truncated, info
+
+    def end_unfinished(self, reason: str = "budget") -> tuple[float, dict[str, Any]]:
+        reward, info = super().end_unfinished(reason)
+        self._attach_verdict(info)
+        return reward, info
+
+    def _attach_verdict(self, info: dict[str, Any]) -> None:
+        if self._state is not None and "verdict" in self._state.extra:
+            info["verdict"] = dict(self._state.extra["verdict"])
 
     # ------------------------------------------------------------------ golden response
     def demonstration(self) -> list[str]:

@@ -5,7 +5,21 @@ import pytest
 import envs  # noqa: F401 - registers the ids
 from envs.arithmetic.env import ArithmeticEnv
 from envs.core.tools import ToolResult
-from envs.testing import ConformanceError, check_env_conformance, degenerate_policies, reward_audit, tool_call_text
+from envs.core.registry import suite_envs
+from envs.testing import (
+    ConformanceError,
+    check_env_conformance,
+    check_item_replay,
+    check_reward_audit,
+    degenerate_policies,
+    reward_audit,
+    tool_call_text,
+)
+
+# Every registered id, plugins included, on its offline data; the tool configurations the issue names.
+AUDITED = [(e.env_id, dict(e.offline_kwargs)) for e in suite_envs() if e.offline_kwargs is not None]
+AUDITED += [("AgentR1/Math-v0", {"dataset": "sample", "tools": ("sympy",)}),
+            ("AgentR1/Arithmetic-v0", {"calculator": True, "max_turns": 6})]
 
 
 class FarmableEnv(ArithmeticEnv):
@@ -25,6 +39,20 @@ class ItemIgnoringEnv(ArithmeticEnv):
 
     def _draw_item(self, options):
         return super()._draw_item({k: v for k, v in options.items() if k != "item"})
+
+
+@pytest.mark.parametrize(("env_id", "kwargs"), AUDITED, ids=[f"{i}-{k}" for i, k in AUDITED])
+def test_every_registered_env_passes_the_reward_audit_and_replays_items(env_id, kwargs):
+    rows = check_reward_audit(env_id, make_kwargs=kwargs)
+    assert len(rows) >= 10 and all(r.ok for r in rows)
+    check_item_replay(env_id, make_kwargs=kwargs)
+
+
+def test_the_standalone_checks_raise_conformance_errors():
+    with pytest.raises(ConformanceError, match="reward audit"):
+        check_reward_audit(lambda: FarmableEnv())
+    with pytest.raises(ConformanceError, match="item replay"):
+        check_item_replay(lambda: ItemIgnoringEnv())
 
 
 def test_the_audit_catches_a_farmable_env():
@@ -73,3 +101,22 @@ def test_tool_call_text_fills_required_arguments_by_type():
     t = Tool("t", "", {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "string"}},
                        "required": ["a", "b"]}, fn=str)
     assert tool_call_text(t, 3) == '<tool_call>{"name": "t", "arguments": {"a": 3, "b": "3 + 1"}}</tool_call>'
+
+
+def _rows(env_id, **kwargs):
+    return {r.policy: r for r in reward_audit(env_id, make_kwargs=kwargs)}
+
+
+def test_the_issues_farms_are_closed():
+    """The numbers issue 9 reproduced on main, now: spam 1.60 > demo 1.15 (Arithmetic); spam then a
+    wrong answer 2.2 > 2.0 (Math-v0 with sympy); padding the QA demo with searches paid 12.5 % more."""
+    arithmetic = _rows("AgentR1/Arithmetic-v0")
+    assert arithmetic["tool spam"].episode_reward == pytest.approx(-0.3)
+    assert arithmetic["tool spam"].golden_reward == pytest.approx(1.15)
+    math_tools = _rows("AgentR1/Math-v0", dataset="sample", tools=("sympy",))
+    assert math_tools["tool spam, then wrong answer"].episode_reward == pytest.approx(1.0)
+    assert math_tools["tool spam, then wrong answer"].golden_reward == pytest.approx(2.0)
+    qa = _rows("AgentR1/HotpotQA-v0", data_path="sample", corpus="sample")
+    assert qa["demo padded (extra turns)"].episode_reward == pytest.approx(qa["demo padded (extra turns)"].golden_reward)
+    assert qa["budget cut before the answer"].episode_reward < qa["answer without tags"].episode_reward
+    assert qa["budget cut before the answer"].episode_reward < qa["wrong answer"].episode_reward

@@ -7,7 +7,7 @@ import sys
 import gymnasium as gym
 import pytest
 
-import envs  # noqa: F401 - registers the ids
+import envs
 from envs.core.data import DataError
 from envs.core.registry import resolve_env_id, suite_envs
 from envs.math import MATH_ENV_IDS
@@ -165,3 +165,19 @@ def test_strict_format_demonstration():
     env.reset(seed=1, options={"index": 1})
     _, reward, *_, info = env.step(env.demonstration()[0])
     assert info["metrics"]["format"] == 1.0 and info["metrics"]["acc"] == 1.0 and math.isclose(reward, 2.0)
+
+
+def test_tool_bonus_is_opt_in_and_unfinished_scores_below_a_wrong_answer():
+    env = MathEnv(items=ITEMS, tools=("calculator",), reward_weights={"tool_call_valid": 0.05}, **FAST)
+    env.reset(seed=0, options={"index": 0})
+    calls = "".join('<tool_call>{"name": "calculator", "arguments": {"expression": "%d*7"}}</tool_call>' % k
+                    for k in range(8))
+    assert env.step(calls)[1] == pytest.approx(0.05)  # eight valid calls, one bonus
+    assert env.step(calls.replace("*7", "*8"))[1] == 0.0  # once per episode
+    reward, info = envs.end_unfinished(env, "timeout")
+    assert info["metrics"]["cut_off"] == 1.0 and info["metrics"]["unfinished"] == 1.0
+    assert info["verdict"]["method"] == "no_answer"
+    assert 0.05 + reward == pytest.approx(-0.3)  # bonus forfeited, then the unfinished penalty
+    env.reset(seed=0, options={"index": 0})
+    wrong = env.step("Work.\n</think>\nIt is \\boxed{41}")[1]
+    assert wrong == 1.0 > 0.05 + reward
