@@ -610,7 +610,8 @@ class _ChunkRun:
             if crash:
                 self.crashes[index] += 1
                 if self.crashes[index] < 2 and not pool.closed:
-                    pool.retries += 1
+                    with pool._lock:
+                        pool.retries += 1
                     logger.warning("%s: worker %s died during a task; retrying it on a fresh worker",
                                    pool.name, worker.pid)
                     return False, True
