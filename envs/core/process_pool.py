@@ -18,7 +18,8 @@ The rules, in the order a call meets them:
   So a call returns within ``queue_timeout + timeout``, plus a worker start when no worker is ready
   (a cold pool, or every worker being replaced at once: that is a start-up, not a busy pool).
 * **Work is hard-limited.** A task that overruns ``timeout`` gets its worker killed (``SIGKILL``)
-  and replaced: ``timeout``. Workers run under ``RLIMIT_AS`` (``memory_limit_mb``), so a runaway
+  and replaced: ``timeout``. Workers run under ``RLIMIT_AS`` (``memory_limit_mb``, default
+  ``AGENTR1_WORKER_MEMORY_MB`` or 1024; 0 turns it off), so a runaway
   allocation raises ``MemoryError`` inside the task (an ``error`` outcome) instead of swapping the
   host. A worker that hits ``MemoryError`` is replaced after reporting it.
 * **Crashes are retried once.** A worker that dies mid-task (killed, segfault, OOM killer) or before
@@ -209,7 +210,7 @@ class ProcessPool:
 
     def __init__(self, workers: int | None = None, *, timeout: float = 5.0, preload: Sequence[str] = (),
                  max_tasks_per_worker: int | None = 20_000, name: str = "pool", queue_timeout: float | None = None,
-                 max_waiting: int | None = DEFAULT_MAX_WAITING, memory_limit_mb: int | None = DEFAULT_MEMORY_LIMIT_MB):
+                 max_waiting: int | None = DEFAULT_MAX_WAITING, memory_limit_mb: int | None = None):
         if workers is None:
             workers = default_workers()
         if workers < 1:
@@ -224,7 +225,7 @@ class ProcessPool:
         self.timeout = float(timeout)
         self.queue_timeout = self.timeout if queue_timeout is None else float(queue_timeout)
         self.max_waiting = max_waiting
-        self.memory_limit_mb = memory_limit_mb
+        self.memory_limit_mb = default_memory_limit_mb() if memory_limit_mb is None else memory_limit_mb
         self.preload = tuple(preload)
         self.max_tasks_per_worker = max_tasks_per_worker
         self.name = name
@@ -638,6 +639,12 @@ def default_workers() -> int:
     except AttributeError:  # pragma: no cover - not Linux
         cpus = os.cpu_count() or 1
     return max(1, min(4, cpus))
+
+
+def default_memory_limit_mb() -> int:
+    """``AGENTR1_WORKER_MEMORY_MB`` if set (0 turns the limit off), else ``DEFAULT_MEMORY_LIMIT_MB``."""
+    env = os.environ.get("AGENTR1_WORKER_MEMORY_MB")
+    return max(0, int(env)) if env else DEFAULT_MEMORY_LIMIT_MB
 
 
 def _worker_environment() -> dict[str, str]:
