@@ -43,7 +43,7 @@ from envs.math.rewards import (
     preset_weights,
     response_length,
 )
-from envs.math.verify import MathVerifier, Verdict, gold_content
+from envs.math.verify import ENV_ERROR, MathVerifier, Verdict, gold_content
 
 logger = logging.getLogger(__name__)
 
@@ -208,10 +208,15 @@ class MathEnv(ItemListEnv):
         if state is not None:
             # Timing is left out: step info must be a function of (seed, actions).
             state.extra["verdict"] = {k: v for k, v in verdict.as_dict().items() if k != "seconds"}
+            if verdict.method == ENV_ERROR:  # counted like an infrastructure tool fault: metric and step info
+                state.env_errors += 1
         fmt = format_reward(response, self.format_mode)
         length = response_length(response, self.tokenizer)
         gold_ok = verdict.method != "unparsable_gold"
-        cosine = cosine_reward(verdict.correct, length, self.cosine) if gold_ok else 0.0
+        # An infrastructure failure (``env_error``: no verdict) is neutral: the verdict-based
+        # components are 0, never the wrong-answer value, and the metric lets trainers drop the episode.
+        judged = gold_ok and verdict.method != ENV_ERROR
+        cosine = cosine_reward(verdict.correct, length, self.cosine) if judged else 0.0
         language = language_reward(response, self.language or "en")
         values = {"accuracy": float(verdict.correct), "format": fmt, "cosine": cosine, "language": language}
         for name, value in values.items():

@@ -18,7 +18,9 @@ r"""Hardened answer checking for boxed math answers: math-verify in worker proce
 
 Every outcome is a :class:`Verdict` that says which method decided it (``exact``, ``numeric``,
 ``symbolic``, ``no_answer``, ``too_long``, ``too_large``, ``unparsable_gold``, ``unparsable_answer``,
-``timeout``, ``error``). ``too_large`` answers (say ``9^{9^{9^9}}``) are refused before SymPy tries
+``timeout``, ``error``, ``env_error``). ``env_error`` means no verdict: the check could not run for a
+reason that is not the answer's (its worker crashed again after one retry, or no worker came free
+within the pool's queue deadline); callers score it as neutral and count it. ``too_large`` answers (say ``9^{9^{9^9}}``) are refused before SymPy tries
 to evaluate them inside C arithmetic, where only killing the worker would stop it. A gold that math-verify cannot parse is flagged (``unparsable_gold``) and scores 0, not 1
 (Open-RS's original reward gave 1.0). ``validate(items)`` checks that every gold verifies against
 itself, so users can vet a dataset before training on it.
@@ -48,6 +50,7 @@ logger = logging.getLogger(__name__)
 EXACT, NUMERIC, SYMBOLIC = "exact", "numeric", "symbolic"
 NO_ANSWER, TOO_LONG, UNPARSABLE_GOLD, UNPARSABLE_ANSWER = "no_answer", "too_long", "unparsable_gold", "unparsable_answer"
 TIMEOUT, ERROR, TOO_LARGE = "timeout", "error", "too_large"
+ENV_ERROR = "env_error"  # the check could not run (worker crashed twice, pool busy or closed): no verdict
 FAST_METHODS = frozenset({EXACT, NUMERIC})
 
 POOL_NAME = "agentr1-math"
@@ -79,6 +82,7 @@ class Verdict:
             "verify_timeout": float(self.method == TIMEOUT),
             "verify_error": float(self.method in (ERROR, UNPARSABLE_ANSWER, TOO_LONG, TOO_LARGE)),
             "gold_unparsable": float(self.method == UNPARSABLE_GOLD),
+            "verify_env_error": float(self.method == ENV_ERROR),
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -271,6 +275,9 @@ class MathVerifier:
             return Verdict(bool(correct), method, pre.answer, pre.source)
         if outcome.status == "timeout":
             return Verdict(False, TIMEOUT, pre.answer, pre.source, outcome.error)
+        if outcome.infra:  # not the answer's doing: no verdict, and never cached
+            logger.warning("math verification could not run (%s): %s", outcome.status, outcome.error)
+            return Verdict(False, ENV_ERROR, pre.answer, pre.source, f"{outcome.status}: {outcome.error}")
         logger.debug("verification failed: %s", outcome.error)
         return Verdict(False, ERROR, pre.answer, pre.source, outcome.error)
 

@@ -59,7 +59,9 @@ def _serve(args: argparse.Namespace) -> int:
     from envs.retrieval.server import serve
 
     retriever = _retriever(args)
-    serve(retriever, host=args.host, port=args.port, default_topk=args.topk, log_level=args.log_level)
+    serve(retriever, host=args.host, port=args.port, default_topk=args.topk, log_level=args.log_level,
+          max_topk=args.max_topk, max_body_bytes=args.max_body_bytes, max_query_chars=args.max_query_chars,
+          header_timeout=args.header_timeout, max_connections=args.max_connections)
     return 0
 
 
@@ -89,6 +91,13 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--topk", type=int, default=3, help="topk when a request does not say")
     s.add_argument("--threads", type=int, default=2)
     s.add_argument("--log-level", default="info")
+    s.add_argument("--max-topk", type=int, default=100, help="largest topk a request may ask for")
+    s.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger request bodies get 413")
+    s.add_argument("--max-query-chars", type=int, default=4096, help="longer queries get 413")
+    s.add_argument("--header-timeout", type=float, default=10.0,
+                   help="seconds a connection has to send its request headers (closes half-open sockets)")
+    s.add_argument("--max-connections", type=int, default=1024,
+                   help="open connections; beyond it the oldest idle one is closed")
     s.set_defaults(func=_serve)
     q = sub.add_parser("search", help="print the top passages for queries")
     _add_source(q)

@@ -6,7 +6,10 @@ Each passage is indexed as ``title + text``, like the ``contents`` field of a Lu
 
 The index is built on first use and saved under ``<cache_dir>/indexes/bm25s-<hash>`` (written to a
 temporary directory next to it, then renamed, so a crash or a concurrent builder never leaves a
-half-written index); later runs load it with ``mmap`` in well under a second. With numba
+half-written index); later runs load it with ``mmap`` in well under a second. The last file written is
+an integrity manifest (sizes and SHA-256 of every file, ``envs.retrieval.integrity``): a cache that
+does not match it is rebuilt, and ``from_index`` refuses a directory that does not match it with
+``IndexIntegrityError``, so a corrupted index never ranks silently wrong. With numba
 installed the numba scorer is used (tens of times faster on batches) for corpora of
 ``NUMBA_MIN_PASSAGES`` or more; otherwise numpy.
 """
@@ -26,6 +29,7 @@ from typing import Any
 from envs.core.io import atomic_directory
 from envs.retrieval.base import Passage, RetrievalError
 from envs.retrieval.corpus import corpus_fingerprint, default_cache_dir, load_corpus, write_corpus_jsonl
+from envs.retrieval.integrity import check_manifest, require_intact, write_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +102,7 @@ class BM25Retriever:
         meta_path = index_dir / _META_NAME
         if not meta_path.exists():
             raise RetrievalError(f"{index_dir} is not a bm25 index built by agentr1-gym (no {_META_NAME})")
+        require_intact(index_dir, rebuild_hint="rebuild it with `python -m envs.retrieval build-index`")
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         passages = load_corpus(index_dir / _CORPUS_NAME)
         return cls(passages, backend=backend, _index_dir=index_dir, **meta["params"])
@@ -129,7 +134,10 @@ class BM25Retriever:
         return model
 
     def _load_or_build(self, index_dir: Path) -> Any:
-        if (index_dir / _META_NAME).exists():
+        problem = check_manifest(index_dir) if index_dir.exists() else "no cached index yet"
+        if problem is not None and index_dir.exists():
+            logger.warning("bm25 index cache %s failed its integrity check (%s); rebuilding", index_dir, problem)
+        if problem is None:
             try:
                 model = self._load(index_dir)
                 logger.info("loaded bm25 index from %s", index_dir)
@@ -153,6 +161,7 @@ class BM25Retriever:
             meta = {"format": _FORMAT_VERSION, "params": self.params, "num_passages": len(self.passages),
                     "fingerprint": corpus_fingerprint(self.passages)}
             (tmp / _META_NAME).write_text(json.dumps(meta), encoding="utf-8")
+            write_manifest(tmp)  # last: a directory without a manifest is never trusted
 
     def _warm_up(self) -> None:
         """Compile the numba scorer now (~15 s once per process), not inside a step's tool timeout."""

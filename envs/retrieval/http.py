@@ -2,11 +2,14 @@
 
 ``POST <url>/retrieve`` with ``{"queries": [...], "topk": k, "return_scores": true}`` answers
 ``{"result": [[{"document": {"id", "contents"}, "score"}, ...], ...]}`` where ``contents`` is
-``"\\"Title\\"\\ntext"``. Each request has a timeout; connection errors, timeouts and 5xx answers are
-retried with exponential backoff; then a ``RetrievalError`` says the server is unreachable, which
-the QA environment shows the model as an observation (the episode goes on). ``timeout`` bounds each
-socket operation and the reading of each answer (a server that trickles bytes is cut off), so one
-call takes at most ``max_call_seconds``. Answers larger than ``max_response_bytes`` are refused.
+``"\\"Title\\"\\ntext"``. ``timeout`` is the total deadline of one call, retries and backoff
+included: every socket operation gets only the time left, the answer is read against the same
+deadline (a server that trickles bytes is cut off), and a retry starts only if time is left. So a
+frozen server costs one ``timeout``, not one per attempt. Connection errors, timeouts and 5xx
+answers are retried with exponential backoff within that deadline; then a ``RetrievalError`` says
+the search service is unavailable, which the QA environment shows the model as an observation with
+an infrastructure status (the episode goes on, the model is not charged). Answers larger than
+``max_response_bytes`` are refused.
 Only the standard library is used.
 """
 
@@ -50,10 +53,10 @@ class HttpRetriever:
     @property
     def max_call_seconds(self) -> float:
         """An upper bound on one ``search_many`` call, for the env's hard tool timeout."""
-        waits = sum(min(self.max_backoff, self.backoff * 2**i) for i in range(self.retries))
-        # Per attempt: the answer must be complete ``timeout`` after the attempt starts; a socket
-        # operation already blocked then may overrun that by at most one more ``timeout``.
-        return 2 * self.timeout * (self.retries + 1) + waits
+        # Socket operations get only the time left, so the deadline holds up to scheduling slack;
+        # only a server trickling its *headers* byte by byte can stretch one attempt further, and
+        # the env's hard tool timeout (this bound plus a margin) covers that case.
+        return self.timeout + 0.5
 
     def search(self, query: str, k: int = 5) -> list[Passage]:
         return self.search_many([query], k)[0]
@@ -70,13 +73,21 @@ class HttpRetriever:
 
     def _post(self, payload: bytes) -> Any:
         last = "no attempt made"
+        deadline = time.monotonic() + self.timeout
+        attempts = 0
         for attempt in range(self.retries + 1):
             if attempt:
-                time.sleep(min(self.max_backoff, self.backoff * 2 ** (attempt - 1)))
+                pause = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
+                if time.monotonic() + pause >= deadline:
+                    break
+                time.sleep(pause)
+            left = deadline - time.monotonic()
+            if left <= 0.01:
+                break
+            attempts += 1
             request = urllib.request.Request(self.url, data=payload, headers=self.headers, method="POST")
-            deadline = time.monotonic() + self.timeout
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                with urllib.request.urlopen(request, timeout=left) as response:
                     raw = self._read_body(response, deadline)
             except urllib.error.HTTPError as exc:
                 detail = exc.read()[:300].decode("utf-8", "replace") if exc.fp is not None else ""
@@ -95,15 +106,17 @@ class HttpRetriever:
                 last = "the answer is not JSON"
                 continue
         raise RetrievalError(f"the search service is unavailable: retrieval server {self.url} did not answer "
-                             f"after {self.retries + 1} attempt(s) ({last})")
+                             f"within {self.timeout:g}s ({attempts} attempt(s); {last})")
 
     def _read_body(self, response: Any, deadline: float) -> bytes:
         """The answer's bytes, read in chunks so a trickling server cannot hold the call past ``deadline``."""
         chunks: list[bytes] = []
         size = 0
         while True:
-            if time.monotonic() > deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 raise TimeoutError(f"the answer took longer than {self.timeout:g}s to arrive")
+            _set_socket_timeout(response, left)
             chunk = response.read1(65536)
             if not chunk:
                 return b"".join(chunks)
@@ -112,6 +125,16 @@ class HttpRetriever:
                 raise RetrievalError(f"the answer from retrieval server {self.url} exceeds "
                                      f"{self.max_response_bytes} bytes")
             chunks.append(chunk)
+
+
+def _set_socket_timeout(response: Any, seconds: float) -> None:
+    """Shrink the socket timeout of an open answer to the time left (best effort: private attributes)."""
+    sock = getattr(getattr(getattr(response, "fp", None), "raw", None), "_sock", None)
+    if sock is not None:
+        try:
+            sock.settimeout(max(0.001, seconds))
+        except OSError:
+            pass
 
 
 def _passage(entry: Any) -> Passage:

@@ -36,6 +36,7 @@ from typing import Any
 from envs.core.io import atomic_directory
 from envs.retrieval.base import Passage, RetrievalError, split_contents
 from envs.retrieval.corpus import corpus_fingerprint, default_cache_dir, load_corpus
+from envs.retrieval.integrity import MANIFEST_NAME, check_manifest, require_intact, write_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -227,6 +228,8 @@ class PyseriniRetriever:
     @staticmethod
     def _open(index: str, k1: float, b: float, engine: str) -> Any:
         local = os.path.isdir(index)
+        if local and os.path.exists(os.path.join(index, MANIFEST_NAME)):  # ours: check it (others' have none)
+            require_intact(index, rebuild_hint="rebuild it, or delete it to have it rebuilt from the corpus")
         if engine == "anserini" and not local:
             raise RetrievalError(f"{index!r} is not an index directory (prebuilt names need engine='pyserini' or 'auto')")
         if local and engine != "pyserini":
@@ -254,7 +257,10 @@ class PyseriniRetriever:
         """Index ``passages`` with pyserini's indexer (cached by corpus hash) and open the index."""
         root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
         index_dir = root / "indexes" / f"lucene-{corpus_fingerprint(passages)}"
-        if (index_dir / _META_NAME).exists():
+        problem = check_manifest(index_dir) if index_dir.exists() else "no cached index yet"
+        if problem is not None and index_dir.exists():
+            logger.warning("Lucene index cache %s failed its integrity check (%s); rebuilding", index_dir, problem)
+        if problem is None:
             try:
                 return cls(index_dir, threads=threads, **kwargs)
             except JavaUnavailableError:
@@ -341,6 +347,7 @@ def build_index(passages: Sequence[Passage], out_dir: str | os.PathLike[str], *,
                 raise RetrievalError(f"pyserini's indexer failed (exit {proc.returncode}):\n{tail}")
             meta = {"num_passages": len(passages), "fingerprint": corpus_fingerprint(passages), "format": 1}
             (index_tmp / _META_NAME).write_text(json.dumps(meta), encoding="utf-8")
+            write_manifest(index_tmp)  # last: sizes and checksums of every index file
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return out_dir

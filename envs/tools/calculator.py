@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import operator
+import re
 from fractions import Fraction
 
 from envs.core.tools import Tool, ToolError
@@ -40,17 +41,19 @@ def evaluate_expression(expression: str) -> Fraction:
         tree = ast.parse(text, mode="eval")
     except (SyntaxError, ValueError) as exc:
         raise ToolError(f"cannot parse expression: {getattr(exc, 'msg', exc)}") from None
-    return _eval(tree.body)
+    return _eval(tree.body, text)
 
 
-def _eval(node: ast.AST) -> Fraction:
+def _eval(node: ast.AST, text: str) -> Fraction:
     if isinstance(node, ast.Constant) and isinstance(node.value, int | float) and not isinstance(node.value, bool):
-        return _check_size(Fraction(str(node.value)) if isinstance(node.value, float) else Fraction(node.value))
+        if isinstance(node.value, float):
+            return _check_size(_exact_decimal(ast.get_source_segment(text, node) or repr(node.value)))
+        return _check_size(Fraction(node.value))
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.UAdd | ast.USub):
-        value = _eval(node.operand)
+        value = _eval(node.operand, text)
         return -value if isinstance(node.op, ast.USub) else value
     if isinstance(node, ast.BinOp):
-        left, right = _eval(node.left), _eval(node.right)
+        left, right = _eval(node.left, text), _eval(node.right, text)
         if isinstance(node.op, ast.Pow):
             return _power(left, right)
         op = _BINARY.get(type(node.op))
@@ -60,6 +63,26 @@ def _eval(node: ast.AST) -> Fraction:
             raise ToolError("division by zero")
         return _check_size(Fraction(op(left, right)))
     raise ToolError("only numbers, parentheses and + - * / // % ** are allowed")
+
+
+_DECIMAL = re.compile(r"^(\d*)\.?(\d*)(?:[eE]([+-]?\d+))?$")
+
+
+def _exact_decimal(literal: str) -> Fraction:
+    """The exact value of a decimal literal as written (``1e-400`` is not 0, ``1e999`` is not infinity).
+
+    The exponent is bounded before any arithmetic, so ``1e999999999`` costs nothing."""
+    match = _DECIMAL.match(literal.replace("_", ""))
+    if match is None or not (match.group(1) or match.group(2)):
+        raise ToolError(f"cannot read the number {literal[:40]!r}")
+    whole, fraction, exponent = match.group(1), match.group(2), int(match.group(3) or 0)
+    digits = (whole + fraction).lstrip("0")
+    if not digits:
+        return Fraction(0)
+    scale = exponent - len(fraction)
+    if len(digits) > MAX_DIGITS or abs(scale) > MAX_DIGITS:
+        raise ToolError(f"number out of range: {literal[:40]} is beyond the {MAX_DIGITS}-digit limit of this calculator")
+    return Fraction(int(digits)) * Fraction(10) ** scale
 
 
 def _power(base: Fraction, exponent: Fraction) -> Fraction:
@@ -84,7 +107,7 @@ def _check_size(value: Fraction) -> Fraction:
     # Bit lengths first: str() of a huge int is slow and, past 4300 digits, raises ValueError.
     for part in (abs(value.numerator), value.denominator):
         if part.bit_length() > _MAX_BITS or len(str(part)) > MAX_DIGITS:
-            raise ToolError("number too large")
+            raise ToolError(f"number out of range: a result has more than {MAX_DIGITS} digits")
     return value
 
 

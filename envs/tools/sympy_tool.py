@@ -11,6 +11,7 @@ hard wall-clock timeout; sizes that are obviously out of reach are refused befor
 from __future__ import annotations
 
 import ast
+import math
 import re
 from typing import Any
 
@@ -20,6 +21,7 @@ from envs.core.tools import Tool, ToolError, ToolResult
 OPERATIONS = ("evaluate", "simplify", "expand", "factor", "solve", "diff", "integrate")
 MAX_EXPRESSION_CHARS = 500
 MAX_OUTPUT_CHARS = 2_000
+_SHOW_DIGITS = 1_000  # integers longer than this are summarised rather than printed
 MAX_EXPONENT = 10_000
 MAX_FACTORIAL = 2_000
 MAX_NODES = 400
@@ -59,6 +61,10 @@ def sympy_tool(timeout: float = 5.0, pool: ProcessPool | None = None) -> Tool:
             return ToolResult(str(outcome.value))
         if outcome.status == "timeout":
             return ToolResult(f"Error: the computation did not finish within {timeout:g}s.", ok=False, status="timeout")
+        if outcome.status == "busy":  # infrastructure, not the model: the env core does not charge these
+            return ToolResult("Error: the sympy service is busy; try again.", ok=False, status="busy")
+        if outcome.status == "crashed":
+            return ToolResult("Error: the sympy worker process crashed; try again.", ok=False, status="worker_crashed")
         message = outcome.error.split(": ", 1)[1] if outcome.error.startswith("SympyInputError: ") else outcome.error
         raise ToolError(message)
 
@@ -79,7 +85,9 @@ def sympy_tool(timeout: float = 5.0, pool: ProcessPool | None = None) -> Tool:
         },
         fn=run,
         tag_argument="expression",
-        timeout=timeout + 15.0,  # the pool enforces ``timeout``; the slack covers a cold worker start
+        # The pool enforces ``timeout`` on the work and answers ``busy`` past its queue deadline; this
+        # last-resort limit (charged to the model) must stay above both plus a worker start.
+        timeout=2 * timeout + 30.0,
         max_output_chars=MAX_OUTPUT_CHARS,
     )
 
@@ -126,8 +134,31 @@ def compute(expression: str, operation: str = "evaluate", variable: str | None =
 
 
 def _show(result: Any) -> str:
-    text = str(result)
+    """``result`` as text; a number too long to show is summarised (digit count, leading digits), never cut."""
+    import sympy
+
+    if isinstance(result, sympy.Integer) and abs(int(result)).bit_length() > _SHOW_DIGITS * 3.33:
+        return _summarise_integer(int(result))
+    try:
+        text = str(result)
+    except ValueError:  # Python refuses to print integers of more than sys.get_int_max_str_digits() digits
+        raise SympyInputError("the result contains numbers too long to print; ask for something smaller "
+                              "(for example its logarithm, or the result modulo a number)") from None
     return text if len(text) <= MAX_OUTPUT_CHARS else text[:MAX_OUTPUT_CHARS] + " [truncated]"
+
+
+def _summarise_integer(value: int) -> str:
+    """A huge integer as its approximate value and digit count: an exact prefix, not a cut-off number."""
+    magnitude = abs(value)
+    digits = math.floor(math.log10(magnitude)) + 1
+    power = 10 ** max(0, digits - 16)  # 16 leading digits, computed without printing the whole number
+    if 10 ** (digits - 1) > magnitude:  # log10 rounded up at an exact power of ten
+        digits -= 1
+        power //= 10
+    lead = str(magnitude // power)[:16]
+    mantissa = f"{lead[0]}.{lead[1:]}"
+    sign = "-" if value < 0 else ""
+    return f"{sign}{mantissa}e+{digits - 1} (an integer with {digits} digits, too long to show in full)"
 
 
 def parse_expression(text: str) -> Any:

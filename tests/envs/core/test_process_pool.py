@@ -1,15 +1,17 @@
 """The hard-timeout worker pool: results, failures, timeouts (soft and hard), threads, asyncio, close."""
 
 import asyncio
+import contextlib
 import math
 import operator
 import os
+import signal
 import threading
 import time
 
 import pytest
 
-from envs.core.process_pool import CRASHED, ERROR, OK, TIMEOUT, PoolClosed, ProcessPool, TaskFailed, shared_pool
+from envs.core.process_pool import BUSY, CRASHED, ERROR, OK, TIMEOUT, PoolClosed, ProcessPool, TaskFailed, shared_pool
 
 
 @pytest.fixture(scope="module")
@@ -195,3 +197,108 @@ def test_close_while_tasks_run_ends_them_without_raising_and_waits_once():
     assert all(o is not None and o.status in (CRASHED, TIMEOUT) for o in outcomes)
     assert all(w.proc.poll() is not None for w in workers)
     assert closing < 3.5  # one shared 2 s grace period for both busy workers, not 2 s each
+
+
+# ---------------------------------------------------------------------------- fairness, limits, faults
+def _kill_after(pool: ProcessPool, delay: float) -> threading.Thread:
+    def kill() -> None:
+        time.sleep(delay)
+        for pid in pool.worker_pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    thread = threading.Thread(target=kill)
+    thread.start()
+    return thread
+
+
+def test_a_worker_killed_mid_task_is_replaced_and_the_task_rerun():
+    with ProcessPool(1, timeout=10.0, name="killed") as p:
+        p.run(operator.add, 1, 1)
+        killer = _kill_after(p, 0.3)
+        outcome = p.call(time.sleep, 1.0)
+        killer.join()
+        assert outcome.status == OK and outcome.attempts == 2
+        assert p.retries == 1 and p.restarts == 1
+
+
+def test_a_task_that_crashes_its_worker_twice_is_reported_as_infrastructure():
+    with ProcessPool(1, timeout=5.0, name="crash-twice") as p:
+        outcome = p.call(os._exit, 3)
+        assert outcome.status == CRASHED and outcome.infra and outcome.attempts == 2
+
+
+def test_callers_are_served_in_arrival_order_and_every_thread_progresses():
+    counts = [0] * 8
+    with ProcessPool(1, timeout=5.0, name="fair").start() as p:
+        assert p.wait_ready(60)
+        stop = time.monotonic() + 1.0
+
+        def loop(i: int) -> None:
+            while time.monotonic() < stop:
+                assert p.call(time.sleep, 0.005).ok
+                counts[i] += 1
+
+        threads = [threading.Thread(target=loop, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    # Strict hand-over: every thread gets its turn (the old pool let one thread take hundreds of calls
+    # while another got one or two); the slack only absorbs OS scheduling on a loaded machine.
+    assert min(counts) >= 5 and max(counts) <= 2 * min(counts) + 2, counts
+
+
+def test_waiting_longer_than_the_queue_deadline_is_busy_not_a_timeout():
+    with ProcessPool(1, timeout=5.0, queue_timeout=0.3, name="busy").start() as p:
+        assert p.wait_ready(60)
+        hog = threading.Thread(target=p.call, args=(time.sleep, 3.0))
+        hog.start()
+        time.sleep(0.2)
+        started = time.monotonic()
+        outcome = p.call(operator.add, 1, 2)
+        elapsed = time.monotonic() - started
+        hog.join()
+        assert outcome.status == BUSY and outcome.infra
+        assert 0.25 <= elapsed < 2.0 and outcome.waited >= 0.25
+
+
+def test_a_full_queue_answers_busy_at_once():
+    with ProcessPool(1, timeout=5.0, max_waiting=0, name="full").start() as p:
+        assert p.wait_ready(60)
+        hog = threading.Thread(target=p.call, args=(time.sleep, 1.0))
+        hog.start()
+        time.sleep(0.2)
+        started = time.monotonic()
+        outcome = p.call(operator.add, 1, 2)
+        assert outcome.status == BUSY and "waiting" in outcome.error
+        assert time.monotonic() - started < 0.5  # refused at once, not after the 5 s queue deadline
+        hog.join()
+
+
+def test_workers_run_under_a_memory_limit():
+    with ProcessPool(1, timeout=10.0, memory_limit_mb=512, name="memory") as p:
+        outcome = p.call(bytearray, 1 << 30)  # 1 GiB
+        assert outcome.status == ERROR and "MemoryError" in outcome.error
+        assert p.run(operator.add, 2, 2) == 4  # a fresh worker took over
+
+
+def test_no_worker_outlives_close():
+    p = ProcessPool(2, timeout=5.0, name="leaks").start()
+    assert p.wait_ready(60)
+    p.map(operator.add, [(1, 2)] * 8)
+    pids = p.worker_pids()
+    p.close()
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_a_pool_whose_workers_cannot_start_fails_clearly():
+    p = ProcessPool(1, timeout=5.0, preload=("sys:exit",), name="no-start")  # every worker exits while starting
+    try:
+        outcome = p.call(operator.add, 1, 2)
+        assert outcome.status == CRASHED and outcome.infra and "start" in outcome.error
+        assert p.start_failures == 1
+    finally:
+        p.close()

@@ -219,12 +219,12 @@ def test_silent_server_times_out_in_bounded_time():
     with socket.socket() as listener:  # accepts connections (kernel backlog) but never answers
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)
-        client = HttpRetriever(f"http://127.0.0.1:{listener.getsockname()[1]}", timeout=0.3, retries=1, backoff=0.05)
+        client = HttpRetriever(f"http://127.0.0.1:{listener.getsockname()[1]}", timeout=0.6, retries=3, backoff=0.05)
         start = time.monotonic()
-        with pytest.raises(RetrievalError, match="did not answer after 2 attempt"):
+        with pytest.raises(RetrievalError, match=r"did not answer within 0.6s \(1 attempt"):
             client.search("q", 3)
         elapsed = time.monotonic() - start
-    assert elapsed <= client.max_call_seconds + 1.0
+    assert 0.55 <= elapsed <= 0.6 + 0.3  # a frozen server costs the deadline once, not once per retry
 
 
 def test_http_client_retries_server_errors():
@@ -360,9 +360,9 @@ def test_trickling_server_is_cut_off_in_bounded_time():
     try:
         client = HttpRetriever(url, timeout=0.5, retries=1, backoff=0.05)
         start = time.monotonic()
-        with pytest.raises(RetrievalError, match="did not answer after 2 attempt"):
+        with pytest.raises(RetrievalError, match="did not answer within 0.5s"):
             client.search("q", 3)
-        assert time.monotonic() - start <= client.max_call_seconds + 0.5
+        assert time.monotonic() - start <= 0.5 + 0.3
     finally:
         close()
 
