@@ -134,25 +134,50 @@ class BM25Retriever:
         return model
 
     def _load_or_build(self, index_dir: Path) -> Any:
-        problem = check_manifest(index_dir) if index_dir.exists() else "no cached index yet"
-        if problem is not None and index_dir.exists():
+        model, problem = self._load_checked(index_dir)
+        if model is not None:
+            logger.info("loaded bm25 index from %s", index_dir)
+            return model
+        if index_dir.exists():
             logger.warning("bm25 index cache %s failed its integrity check (%s); rebuilding", index_dir, problem)
-        if problem is None:
-            try:
-                model = self._load(index_dir)
-                logger.info("loaded bm25 index from %s", index_dir)
-                return model
-            except Exception:  # a corrupt cache is rebuilt, never fatal
-                logger.warning("could not load bm25 index %s; rebuilding", index_dir, exc_info=True)
         logger.info("building bm25 index for %d passages", len(self.passages))
         model = self._build()
         self._model = model
         try:
             self._save(index_dir)
-            return self._load(index_dir)  # serve from the mmap'd copy like every later run
         except OSError:
             logger.warning("could not save bm25 index to %s; using it in memory", index_dir, exc_info=True)
             return model
+        loaded, _ = self._load_checked(index_dir)  # serve from the mmap'd copy like every later run
+        return model if loaded is None else loaded
+
+    def _load_checked(self, index_dir: Path, attempts: int = 3) -> tuple[Any | None, str | None]:
+        """Load a cached index that passes its manifest check, as one consistent snapshot.
+
+        Another process building the same cache swaps the whole directory in (a rename, so a new
+        inode). Files read across such a swap could mix two builds whose vocabularies number terms
+        differently, which ranks silently wrong; so the load counts only if the directory checked is
+        still the one in place after loading, and is retried otherwise.
+        """
+        problem: str | None = "no cached index yet"
+        for _ in range(attempts):
+            try:
+                before = index_dir.stat().st_ino
+            except OSError:
+                return None, "no cached index yet"
+            problem = check_manifest(index_dir)
+            if problem is not None:
+                continue  # a swap in progress looks like a bad manifest; look again, then rebuild
+            try:
+                model = self._load(index_dir)
+            except Exception as exc:  # a corrupt cache is rebuilt, never fatal
+                problem = f"could not load it: {exc}"
+                continue
+            with contextlib.suppress(OSError):
+                if index_dir.stat().st_ino == before:
+                    return model, None
+            problem = "replaced by another process while loading"
+        return None, problem
 
     def _save(self, index_dir: Path) -> None:
         with atomic_directory(index_dir) as tmp:
