@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from envs.core import DataError, ItemListEnv, TextEnv, Tool, ToolResult, UnicodeText, tool
+from envs.core import DataError, ItemListEnv, TextEnv, Tool, ToolResult, UnicodeText, end_unfinished, tool
 from envs.core.registry import load_plugins, make, register_env, resolve_env_id, suite_envs
 
 # Each package registers its ids in its own light ``__init__``; add a new built-in package here.
@@ -19,7 +19,7 @@ for _name in BUILTIN_PACKAGES:
 load_plugins()
 
 __all__ = [
-    "DataError", "ItemListEnv", "TextEnv", "Tool", "ToolResult", "UnicodeText", "make", "register_env",
-    "resolve_env_id", "suite_envs", "tool",
+    "DataError", "ItemListEnv", "TextEnv", "Tool", "ToolResult", "UnicodeText", "end_unfinished", "make",
+    "register_env", "resolve_env_id", "suite_envs", "tool",
 ]
 __version__ = "0.1.0"

@@ -9,11 +9,18 @@ Contributors run ``check_env_conformance("AgentR1/MyEnv-v0")`` in their env's te
 * a model that keeps calling tools is stopped by ``max_turns`` (``truncated=True``);
 * every reward (golden steps included) equals the sum of ``info["reward_components"]``; final steps
   report ``info["metrics"]``;
-* ``demonstration()`` (the golden actions) ends the episode with ``acc == 1`` and the highest return.
+* ``demonstration()`` (the golden actions) ends the episode with ``acc == 1``;
+* ``reset(options={"item": info["item"]})`` replays the episode exactly (adapters rely on it);
+* the reward audit (``reward_audit``): every degenerate policy (tool spam at the per-turn maximum,
+  repeated calls, never answering, a wrong answer after spam, answering without tags, empty turns,
+  junk, stopping at a token budget via ``end_unfinished``) earns strictly less episode reward than
+  the demonstration, and the demonstration padded with useless tool calls earns no more than it.
 """
 
 from __future__ import annotations
 
+import inspect
+import json
 import math
 import pickle
 import time
@@ -25,7 +32,10 @@ from typing import Any
 import gymnasium as gym
 from gymnasium.utils.env_checker import check_env
 
+from envs.core.env import end_unfinished
+from envs.core.parsing import parse_turn
 from envs.core.registry import resolve_env_id
+from envs.core.tools import Tool
 
 ADVERSARIAL_ACTIONS: tuple[str, ...] = (
     "",
@@ -70,6 +80,7 @@ class ConformanceReport:
     checks: list[str] = field(default_factory=list)
     slowest_step_s: float = 0.0
     golden_return: float = 0.0
+    audit: list[AuditRow] = field(default_factory=list)
 
 
 def check_env_conformance(
@@ -82,14 +93,7 @@ def check_env_conformance(
     run_gymnasium_checker: bool = True,
 ) -> ConformanceReport:
     """Run every check on ``env`` (an id/alias, or a zero-argument factory); raise ``ConformanceError``."""
-    if isinstance(env, str):
-        env_id = resolve_env_id(env)
-        kwargs = dict(make_kwargs or {})
-
-        def factory() -> gym.Env:
-            return gym.make(env_id, **kwargs)
-    else:
-        env_id, factory = getattr(env, "__name__", "env"), env
+    env_id, factory = _factory(env, make_kwargs)
     report = ConformanceReport(env_id)
     failures: list[str] = []
 
@@ -106,7 +110,9 @@ def check_env_conformance(
     check("reset leaves no state", lambda: _check_no_state_leak(factory, seeds))
     check("adversarial actions", lambda: _check_adversarial(factory, seeds[0], adversarial_actions, max_step_seconds, report))
     check("max_turns truncates", lambda: _check_truncation(factory, seeds[0], max_step_seconds))
-    check("golden answer", lambda: _check_golden(factory, seeds, adversarial_actions[:6], max_step_seconds, report))
+    check("golden answer", lambda: _check_golden(factory, seeds, max_step_seconds, report))
+    check("item replay", lambda: _check_item_replay(factory, seeds))
+    check("reward audit", lambda: _check_audit(factory, seeds[:1], adversarial_actions[:6], report))
     if failures:
         raise ConformanceError(f"{env_id} failed {len(failures)} check(s):\n  " + "\n  ".join(failures))
     return report
@@ -250,7 +256,7 @@ def _check_truncation(factory: Callable[[], gym.Env], seed: int, max_seconds: fl
         env.close()
 
 
-def _check_golden(factory: Callable[[], gym.Env], seeds: Sequence[int], junk: Sequence[str], max_seconds: float,
+def _check_golden(factory: Callable[[], gym.Env], seeds: Sequence[int], max_seconds: float,
                   report: ConformanceReport) -> None:
     env = factory()
     try:
@@ -261,13 +267,29 @@ def _check_golden(factory: Callable[[], gym.Env], seeds: Sequence[int], junk: Se
             _require(last[2] is True and last[3] is False, f"seed {seed}: the demonstration did not end the episode (terminated)")
             metrics = last[4]["metrics"]
             _require(metrics["acc"] == 1.0, f"seed {seed}: the demonstration scored acc={metrics['acc']}")
-            golden = sum(step[1] for step in trace[1:])
-            report.golden_return = golden
-            for action in junk:
-                played = _play(env, seed, [action] * (env.unwrapped.max_turns + 1), max_step_seconds=max_seconds,
-                               what=f"seed {seed}: junk {action[:30]!r}")
-                other = sum(step[1] for step in played[1:])
-                _require(golden > other, f"seed {seed}: junk action {action[:30]!r} earned {other} >= golden {golden}")
+            report.golden_return = sum(step[1] for step in trace[1:])
+    finally:
+        env.close()
+
+
+def _check_item_replay(factory: Callable[[], gym.Env], seeds: Sequence[int]) -> None:
+    """``reset(options={"item": info["item"]})`` under another seed must replay the episode exactly."""
+    env = factory()
+    try:
+        for seed in seeds:
+            _, info = env.reset(seed=seed)
+            item = info["item"]
+            actions = env.unwrapped.demonstration()
+            original = _play(env, seed, actions)
+            # A seed that would pose a different item, so an env that ignores the option shows it.
+            other = next((s for s in range(seed + 1, seed + 33) if repr(env.reset(seed=s)[1]["item"]) != repr(item)),
+                         seed + 1)
+            env.reset(seed=other, options={"item": item})
+            _require(env.unwrapped.demonstration() == actions,
+                     f"seed {seed}: the replayed item gives a different demonstration")
+            replayed = _play(env, other, actions, options={"item": item})
+            _require(replayed == original, f"seed {seed}: reset(options={{'item': info['item']}}) did not replay the "
+                                           "episode (different prompt, item, rewards or metrics)")
     finally:
         env.close()
 
@@ -275,3 +297,186 @@ def _check_golden(factory: Callable[[], gym.Env], seeds: Sequence[int], junk: Se
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise AssertionError(message)
+
+
+# ---------------------------------------------------------------------------- the reward audit
+@dataclass(frozen=True)
+class AuditRow:
+    """One policy's episode reward against the demonstration's on the same item."""
+
+    policy: str
+    seed: int
+    episode_reward: float
+    golden_reward: float
+    may_tie: bool = False  # padded demonstrations may equal the golden reward; degenerate policies may not
+    unfinished: bool = False  # the episode ended without a final answer (out of turns, or cut)
+    acc: float = 0.0
+
+    @property
+    def margin(self) -> float:
+        return self.golden_reward - self.episode_reward
+
+    @property
+    def ok(self) -> bool:
+        return self.margin >= -1e-9 if self.may_tie else self.margin > 1e-9
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A policy's actions for one episode; if they run out first, the episode is cut at a budget."""
+
+    actions: list[str]
+    may_tie: bool = False
+
+
+PADDING_CALLS = 3  # useless calls added to the demonstration
+
+
+def _calls_per_turn() -> int:
+    """The most tool calls one turn may hold (``parse_turn``'s limit): spam at the maximum."""
+    return int(inspect.signature(parse_turn).parameters["max_calls"].default)
+
+
+def _argument_value(schema: dict[str, Any], n: int) -> Any:
+    kind = schema.get("type")
+    if kind == "integer":
+        return n
+    if kind == "number":
+        return n + 0.5
+    if kind == "boolean":
+        return True
+    if kind == "array":
+        return []
+    if kind == "object":
+        return {}
+    return f"{n} + 1"  # a string every built-in tool accepts: an expression, or a query that finds nothing
+
+
+def tool_call_text(tool: Tool, n: int) -> str:
+    """A well-formed call of ``tool`` whose arguments depend on ``n`` (distinct ``n``: distinct calls)."""
+    props: dict[str, Any] = tool.parameters.get("properties", {})
+    names = list(tool.parameters.get("required") or list(props)[:1])
+    arguments = {name: _argument_value(props.get(name, {}), n) for name in names}
+    return "<tool_call>" + json.dumps({"name": tool.name, "arguments": arguments}) + "</tool_call>"
+
+
+def _gold_strings(item: dict[str, Any]) -> list[str]:
+    golds = [item.get("answer"), *(item.get("answers") or ())]
+    return [g for g in golds if isinstance(g, str) and g.strip()]
+
+
+def degenerate_policies(base: Any, adversarial: Sequence[str] = ADVERSARIAL_ACTIONS[:6]) -> dict[str, Plan]:
+    """The policies the audit plays on ``base``'s current episode (its item is already drawn).
+
+    Every plan but the padded demonstrations must earn strictly less than ``base.demonstration()``.
+    """
+    demo = list(base.demonstration())
+    tools: list[Tool] = list(getattr(base, "tools", {}).values())
+    turns = int(base.max_turns)
+    per_turn = _calls_per_turn()
+    counter = iter(range(10, 10**9))
+
+    # Without tools, "tool" turns still write calls (of a calculator the env does not have): text a
+    # model trained elsewhere would emit, which must end the episode as a poor final answer.
+    callable_tools = tools or [Tool("calculator", "", {"type": "object", "properties": {"expression": {"type": "string"}},
+                                                       "required": ["expression"]}, fn=str)]
+
+    def spam_turn() -> str:
+        return "".join(tool_call_text(callable_tools[i % len(callable_tools)], next(counter)) for i in range(per_turn))
+
+    def single_call() -> str:
+        return tool_call_text(callable_tools[0], next(counter))
+
+    golds = _gold_strings(base.item)
+    final = demo[-1]
+    gold = next((g for g in golds if g in final), None)
+    wrong = final.replace(gold, "987654321") if gold is not None else None
+    plans: dict[str, Plan] = {
+        "tool spam": Plan([spam_turn() for _ in range(turns)]),
+        "repeated call": Plan([tool_call_text(callable_tools[0], 1)] * turns),
+        "never answering": Plan([single_call() for _ in range(turns)]),
+        "empty turns": Plan([""] * (turns + 1)),
+        "budget cut before the answer": Plan(demo[:-1]),
+        "budget cut after spam": Plan([spam_turn() for _ in range(turns - 1)]),
+    }
+    if golds:
+        plans["answer without tags"] = Plan([golds[0]])
+    if wrong is not None:
+        plans["wrong answer"] = Plan([*demo[:-1], wrong])
+        plans["tool spam, then wrong answer"] = Plan([*(spam_turn() for _ in range(turns - 1)), wrong])
+    for i, action in enumerate(adversarial):
+        plans[f"junk #{i}"] = Plan([action] * (turns + 1))
+    if tools:
+        useless = [single_call() for _ in range(PADDING_CALLS)]
+        if len(demo) > 1:  # the demonstration's first tool turn makes three more calls
+            padded = list(demo)
+            padded[0] = padded[0] + "\n" + "".join(useless)
+            plans["demo padded (same turn)"] = Plan(padded, may_tie=True)
+        room = min(PADDING_CALLS, turns - len(demo))
+        if room > 0:
+            plans["demo padded (extra turns)"] = Plan([*demo[:-1], *useless[:room], final], may_tie=True)
+    unique: dict[str, Plan] = {}
+    for name, plan in plans.items():  # a one-turn env makes some plans the same; play each once
+        if all(plan.actions != other.actions for other in unique.values()):
+            unique[name] = plan
+    return unique
+
+
+def _play_episode(env: gym.Env, seed: int, options: dict[str, Any], actions: Sequence[str]) -> tuple[float, dict]:
+    """The episode reward and final metrics of ``actions``; cut at a budget if they run out first."""
+    env.reset(seed=seed, options=options)
+    total = 0.0
+    for action in actions:
+        _, reward, terminated, truncated, info = env.step(action)
+        total += float(reward)
+        if terminated or truncated:
+            return total, info["metrics"]
+    reward, info = end_unfinished(env, "budget")  # the policy ran out of actions: a trainer's budget cut
+    return total + reward, info["metrics"]
+
+
+def reward_audit(env: str | Callable[[], gym.Env], *, make_kwargs: dict[str, Any] | None = None,
+                 seeds: Sequence[int] = (0,), adversarial: Sequence[str] = ADVERSARIAL_ACTIONS[:6]) -> list[AuditRow]:
+    """Play every degenerate policy against the demonstration on each seed's item; one row per (policy, seed)."""
+    factory = _factory(env, make_kwargs)[1]
+    instance = factory()
+    rows: list[AuditRow] = []
+    try:
+        for seed in seeds:
+            _, info = instance.reset(seed=seed)
+            options = {"item": info["item"]}
+            base = instance.unwrapped
+            plans = degenerate_policies(base, adversarial)
+            golden, _ = _play_episode(instance, seed, options, base.demonstration())
+            for name, plan in plans.items():
+                reward, metrics = _play_episode(instance, seed, options, plan.actions)
+                rows.append(AuditRow(name, seed, reward, golden, plan.may_tie,
+                                     unfinished=metrics.get("unfinished") == 1.0, acc=float(metrics.get("acc", 0.0))))
+    finally:
+        instance.close()
+    return rows
+
+
+def _check_audit(factory: Callable[[], gym.Env], seeds: Sequence[int], adversarial: Sequence[str],
+                 report: ConformanceReport) -> None:
+    report.audit = reward_audit(factory, seeds=seeds, adversarial=adversarial)
+    bad = [f"seed {r.seed}: {r.policy!r} earned {r.episode_reward:.4f} {'>' if r.may_tie else '>='} golden "
+           f"{r.golden_reward:.4f}" for r in report.audit if not r.ok]
+    # unfinished < a finished wrong answer with valid format (the demonstration's, gold replaced)
+    for wrong in (r for r in report.audit if r.policy == "wrong answer" and r.acc == 0.0 and not r.unfinished):
+        bad += [f"seed {r.seed}: {r.policy!r} ended unfinished with {r.episode_reward:.4f} >= a wrong answer's "
+                f"{wrong.episode_reward:.4f}" for r in report.audit
+                if r.seed == wrong.seed and r.unfinished and r.episode_reward >= wrong.episode_reward - 1e-9]
+    _require(not bad, "; ".join(bad))
+
+
+def _factory(env: str | Callable[[], gym.Env], make_kwargs: dict[str, Any] | None) -> tuple[str, Callable[[], gym.Env]]:
+    if isinstance(env, str):
+        env_id = resolve_env_id(env)
+        kwargs = dict(make_kwargs or {})
+
+        def factory() -> gym.Env:
+            return gym.make(env_id, **kwargs)
+
+        return env_id, factory
+    return getattr(env, "__name__", "env"), env

@@ -112,6 +112,10 @@ class ArithmeticEnv(TextEnv):
         ledger.add("format", float(well_formed))
         return {"acc": float(correct), "format": float(well_formed), "answered": float(boxed is not None)}
 
+    def outcome_margin(self) -> float:
+        """A correct answer earns ``answer`` more than a wrong one; both earn ``format``."""
+        return self.reward_weights["answer"]
+
     def demonstration(self) -> list[str]:
         item = self.item
         final = f"The answer is \\boxed{{{item['answer']}}}."

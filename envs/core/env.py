@@ -5,11 +5,24 @@ One episode is one task item (a problem, a question). Each ``step`` takes one as
 * a turn with tool calls runs them, and the tool results become the next observation;
 * a turn without tool calls is the final response, which the env scores and which ends the episode
   (``terminated=True``);
-* running out of ``max_turns`` after a tool turn ends it with ``truncated=True``.
+* running out of ``max_turns`` after a tool turn ends it with ``truncated=True``, scored as
+  *unfinished*; a trainer that cuts an episode itself (token budget, timeout) ends it the same way
+  with ``end_unfinished(env, reason)``.
 
 Subclasses supply the data (``_draw_item``), the prompt (``build_prompt``), the scoring of the final
 response (``score_final``) and a golden action sequence (``demonstration``). Every step's reward is a
 sum of named components (``info["reward_components"]``); the final step adds ``info["metrics"]``.
+
+The reward design every env inherits (``envs.core.rewards`` has the mechanics):
+
+* process rewards are bounded: each kind at most once per turn, ``tool_call_valid`` once per
+  episode, the episode's penalties at least ``-margin`` and its bonuses at most ``process_cap``, kept below the
+  *outcome margin* (``outcome_margin()``: the least a correct answer earns over a wrong one with
+  valid format), so tool use can never make a wrong answer beat a right one;
+* an unfinished episode forfeits its positive process rewards and pays ``unfinished`` (by default
+  ``-(process_cap + 0.1 * margin)``), so ``unfinished < wrong answer with valid format < correct``;
+* a tool result with an infrastructure status (``envs.core.tools.INFRASTRUCTURE_STATUSES``) is never
+  charged to the model; it is counted in the ``env_error`` metric.
 """
 
 from __future__ import annotations
@@ -23,7 +36,16 @@ import gymnasium as gym
 
 from envs.core.data import DataError
 from envs.core.parsing import ParsedTurn, ToolCall, parse_turn
-from envs.core.rewards import RewardLedger, resolve_weights
+from envs.core.rewards import (
+    PROCESS_CAP_SHARE,
+    PROCESS_FORFEIT,
+    UNFINISHED,
+    UNFINISHED_MARGIN_SHARE,
+    ProcessBudget,
+    ProcessRule,
+    RewardLedger,
+    resolve_weights,
+)
 from envs.core.spaces import UnicodeText
 from envs.core.tools import Tool, ToolResult, run_tool
 
@@ -37,11 +59,20 @@ OBSERVATION_MAX_CHARS = 1 << 18
 
 # Components every tool-using env has; subclasses extend ``default_reward_weights``.
 TOOL_REWARD_WEIGHTS: dict[str, float] = {
-    "tool_call_valid": 0.05,  # a call that ran and was not a repeat
+    "tool_call_valid": 0.05,  # the episode's first call that ran and was not a repeat
     "invalid_action": -0.1,  # a tool call that could not be parsed (Agent-R1: -0.1)
     "tool_error": -0.05,  # unknown tool, bad arguments, error, timeout (Agent-R1: -0.05)
     "repeated_call": -0.05,  # the same call (name and arguments) made again in the episode
 }
+# All four are process components: at most once per turn; a valid call pays once per episode (it
+# teaches the call syntax; paying per call made tool spam the best policy).
+TOOL_PROCESS_RULES: dict[str, ProcessRule] = {
+    "tool_call_valid": ProcessRule(per_episode=1.0),
+    "invalid_action": ProcessRule(),
+    "tool_error": ProcessRule(),
+    "repeated_call": ProcessRule(),
+}
+UNFINISHED_REASONS = ("max_turns", "budget", "timeout")
 
 
 @dataclass
@@ -57,6 +88,8 @@ class EpisodeState:
     invalid_actions: int = 0
     seen_calls: set[str] = field(default_factory=set)
     component_totals: dict[str, float] = field(default_factory=dict)
+    budget: ProcessBudget = field(default_factory=lambda: ProcessBudget({}, 0.0))
+    env_errors: int = 0
     done: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -66,6 +99,8 @@ class TextEnv(gym.Env[str, str]):
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "human"], "render_fps": 1}
     default_reward_weights: ClassVar[dict[str, float]] = {}
+    # Which of the env's own components are process rewards (the tool ones are added with tools).
+    process_rules: ClassVar[dict[str, ProcessRule]] = {}
     default_system_prompt: ClassVar[str | None] = None
 
     def __init__(
@@ -78,6 +113,7 @@ class TextEnv(gym.Env[str, str]):
         max_action_chars: int = 65_536,
         max_observation_chars: int = 8_000,
         render_mode: str | None = None,
+        process_cap: float | None = None,
     ):
         if max_turns < 1:
             raise ValueError(f"max_turns must be >= 1, got {max_turns}")
@@ -87,9 +123,14 @@ class TextEnv(gym.Env[str, str]):
         self.tag_tools = {t.name: t.tag_argument for t in tools if t.tag_argument}
         self.max_turns = int(max_turns)
         weights = dict(self.default_reward_weights)
+        rules = dict(self.process_rules)
         if self.tools:
             weights = {**TOOL_REWARD_WEIGHTS, **weights}
+            rules = {**TOOL_PROCESS_RULES, **rules}
+        weights = {**weights, UNFINISHED: 0.0, PROCESS_FORFEIT: 1.0}
         self.reward_weights = resolve_weights(weights, reward_weights)
+        self.active_process_rules = {k: v for k, v in rules.items() if k in self.reward_weights}
+        self._set_reward_bounds(process_cap, set(reward_weights or ()))
         self.system_prompt = self.default_system_prompt if system_prompt is None else system_prompt
         self.max_action_chars = int(max_action_chars)
         self.max_observation_chars = int(max_observation_chars)
@@ -98,6 +139,20 @@ class TextEnv(gym.Env[str, str]):
         self.observation_space = UnicodeText(max_length=max(OBSERVATION_MAX_CHARS, self.max_observation_chars + 64))
         self.action_space = UnicodeText(max_length=max(1 << 20, self.max_action_chars))
         self._state: EpisodeState | None = None
+
+    def _set_reward_bounds(self, process_cap: float | None, overridden: set[str]) -> None:
+        """Derive ``process_cap`` and the ``unfinished`` penalty from the outcome margin (module doc)."""
+        margin = float(self.outcome_margin())
+        if not margin > 0:
+            raise ValueError(f"{type(self).__name__}: with these reward weights a correct answer earns no more than a "
+                             f"wrong one (outcome margin {margin:g}); raise the outcome weights")
+        cap = PROCESS_CAP_SHARE * margin if process_cap is None else float(process_cap)
+        if not 0.0 <= cap < margin:
+            raise ValueError(f"process_cap must be in [0, {margin:g}) (the outcome margin), got {cap:g}")
+        self.outcome_margin_value = margin
+        self.process_cap = round(cap, 12)
+        if UNFINISHED not in overridden:
+            self.reward_weights[UNFINISHED] = round(-(cap + UNFINISHED_MARGIN_SHARE * margin), 12)
 
     # ------------------------------------------------------------------ subclass hooks
     def _draw_item(self, options: Mapping[str, Any]) -> Item:
@@ -113,12 +168,24 @@ class TextEnv(gym.Env[str, str]):
         raise NotImplementedError
 
     def score_unfinished(self, item: Item, ledger: RewardLedger) -> dict[str, float]:
-        """Score an episode that ran out of turns without a final response."""
+        """The outcome of an episode that ended without a final response (before the ``unfinished``
+        penalty, which the core adds): never more than a finished answer with valid format earns."""
         return {"acc": 0.0, "format": 0.0}
 
+    def outcome_margin(self) -> float:
+        """The least a correct final answer earns over a wrong one with valid format, under the env's
+        current weights. ``process_cap`` and the ``unfinished`` penalty are set from it; override it
+        when the outcome is not one weight-1 correctness component."""
+        return 1.0
+
     def on_tool_result(self, call: ToolCall, result: ToolResult, ledger: RewardLedger) -> None:
-        """Turn a tool's report into process-reward components (override to add e.g. retrieval hits)."""
+        """Turn a tool's report into process-reward components (override to add e.g. retrieval hits).
+
+        Results with an infrastructure status never arrive here (see ``on_infrastructure_fault``)."""
         ledger.add("tool_call_valid" if result.ok else "tool_error")
+
+    def on_infrastructure_fault(self, call: ToolCall, result: ToolResult) -> None:
+        """A tool failed for a reason that is not the model's (``result.infra``); it is never charged."""
 
     def demonstration(self) -> list[str]:
         """A golden action sequence for the current episode (uses the ground truth)."""
@@ -135,7 +202,9 @@ class TextEnv(gym.Env[str, str]):
                             f"observation space's {self.observation_space.max_length}")
         messages = ([{"role": "system", "content": self.system_prompt}] if self.system_prompt else [])
         messages.append({"role": "user", "content": prompt})
-        self._state = EpisodeState(item=item, messages=[dict(m) for m in messages])
+        self._state = EpisodeState(item=item, messages=[dict(m) for m in messages],
+                                   budget=ProcessBudget(self.active_process_rules, self.process_cap,
+                                                        floor=-self.outcome_margin_value))
         info = {
             "messages": messages,  # the caller's copy: editing it cannot change the env's transcript
             "item": dict(item),
@@ -155,33 +224,50 @@ class TextEnv(gym.Env[str, str]):
         text = coerce_action(action, self.max_action_chars)
         state.turn += 1
         state.messages.append({"role": "assistant", "content": text})
-        ledger = RewardLedger(self.reward_weights)
+        ledger = RewardLedger(self.reward_weights, state.budget)
+        env_errors_before = state.env_errors
         turn = parse_turn(text, tag_tools=self.tag_tools, json_tools=bool(self.tools)) if self.tools else None
         info: dict[str, Any] = {"turn": state.turn}
         observation = ""
         terminated = truncated = False
         metrics: dict[str, float] | None = None
+        end_reason = "answer"
         if turn is not None and turn.attempted_tool_use:
             observation, info["tool_calls"] = self._run_tool_turn(turn, ledger)
             state.messages.append({"role": "user", "content": observation})
             info["new_messages"] = [{"role": "user", "content": observation}]
             if state.turn >= self.max_turns:
-                truncated = True
-                metrics = self.score_unfinished(state.item, ledger)
+                truncated, end_reason = True, "max_turns"
+                metrics = self._score_unfinished_episode(ledger)
         else:
             terminated = True
             metrics = self.score_final(state.item, text, ledger)
             info["new_messages"] = []
-        for name, value in ledger.as_dict().items():
-            state.component_totals[name] = state.component_totals.get(name, 0.0) + value
-        info["reward_components"] = ledger.as_dict()
-        if metrics is not None:
-            state.done = True
-            info["metrics"] = self._episode_metrics(metrics, truncated)
-            info["episode_reward_components"] = dict(state.component_totals)
-        if self.render_mode == "human":
-            self.render()
+        info["env_error"] = state.env_errors > env_errors_before
+        self._settle_step(ledger, info, metrics, truncated, end_reason)
         return observation, ledger.total, terminated, truncated, info
+
+    def end_unfinished(self, reason: str = "budget") -> tuple[float, dict[str, Any]]:
+        """End the running episode without a final answer; return ``(reward, info)`` as a last step would.
+
+        Trainers call it when they cut an episode themselves: ``"budget"`` (the token budget ran
+        out), ``"timeout"`` (a step deadline passed), ``"max_turns"`` (their own turn limit). The
+        episode is scored as unfinished: the env's no-answer outcome, its positive process rewards
+        forfeited (``process_forfeit``) and the ``unfinished`` penalty; ``info["metrics"]`` has
+        ``unfinished=1.0`` and ``truncated=1.0``, ``info["end_reason"]`` the reason.
+        """
+        state = self._state
+        if state is None:
+            raise gym.error.ResetNeeded("call reset() before end_unfinished()")
+        if state.done:
+            raise gym.error.ResetNeeded("the episode is over; call reset() before end_unfinished()")
+        if reason not in UNFINISHED_REASONS:
+            raise ValueError(f"reason must be one of {UNFINISHED_REASONS}, got {reason!r}")
+        ledger = RewardLedger(self.reward_weights, state.budget)
+        metrics = self._score_unfinished_episode(ledger)
+        info: dict[str, Any] = {"turn": state.turn, "new_messages": [], "env_error": False}
+        self._settle_step(ledger, info, metrics, True, reason)
+        return ledger.total, info
 
     def render(self) -> str | None:
         text = self.transcript()
@@ -191,6 +277,32 @@ class TextEnv(gym.Env[str, str]):
         return text
 
     # ------------------------------------------------------------------ helpers
+    def _score_unfinished_episode(self, ledger: RewardLedger) -> dict[str, float]:
+        state = self._state
+        assert state is not None
+        metrics = dict(self.score_unfinished(state.item, ledger))
+        if state.budget.bonus_total > 0:
+            ledger.add(PROCESS_FORFEIT, -state.budget.bonus_total)
+        ledger.add(UNFINISHED)
+        metrics["unfinished"] = 1.0
+        return metrics
+
+    def _settle_step(self, ledger: RewardLedger, info: dict[str, Any], metrics: Mapping[str, float] | None,
+                     truncated: bool, end_reason: str) -> None:
+        """Book the step's components; on the last step, close the episode and report its metrics."""
+        state = self._state
+        assert state is not None
+        for name, value in ledger.as_dict().items():
+            state.component_totals[name] = state.component_totals.get(name, 0.0) + value
+        info["reward_components"] = ledger.as_dict()
+        if metrics is not None:
+            state.done = True
+            info["metrics"] = self._episode_metrics(metrics, truncated)
+            info["episode_reward_components"] = dict(state.component_totals)
+            info["end_reason"] = end_reason
+        if self.render_mode == "human":
+            self.render()
+
     @property
     def item(self) -> Item:
         """The current episode's item (ground truth included)."""
@@ -224,10 +336,14 @@ class TextEnv(gym.Env[str, str]):
                 ledger.add("repeated_call")
                 result = ToolResult("Error: you already made this exact call; its result is above.", ok=False, status="repeated")
             else:
-                state.seen_calls.add(key)
                 result = run_tool(self.tools, call)
-                self.on_tool_result(call, result, ledger)
-            if not result.ok:
+                if result.infra:  # not the model's fault: no charge, and trying again is no repeat
+                    state.env_errors += 1
+                    self.on_infrastructure_fault(call, result)
+                else:
+                    state.seen_calls.add(key)
+                    self.on_tool_result(call, result, ledger)
+            if not result.ok and not result.infra:
                 state.failed_tool_calls += 1
             parts.append(self.format_tool_result(call, result))
             records.append({"name": call.name, "arguments": call.arguments, "status": result.status})
@@ -255,6 +371,9 @@ class TextEnv(gym.Env[str, str]):
             "failed_tool_calls": float(state.failed_tool_calls),
             "invalid_actions": float(state.invalid_actions),
             "truncated": float(truncated),
+            "unfinished": 0.0,
+            "env_error": float(state.env_errors),
+            "process_reward": float(state.budget.bonus_total + state.budget.penalty_total),
             "episode_reward": float(sum(state.component_totals.values())),
         }
         out.update({k: float(v) for k, v in metrics.items()})
@@ -289,6 +408,14 @@ class ItemListEnv(TextEnv):
                 raise IndexError(f"index {index} is out of range for {len(self.items)} items")
             return dict(self.items[index])
         return dict(self.items[int(self.np_random.integers(len(self.items)))])
+
+
+def end_unfinished(env: gym.Env, reason: str = "budget") -> tuple[float, dict[str, Any]]:
+    """``TextEnv.end_unfinished`` through any Gymnasium wrappers (it acts on ``env.unwrapped``)."""
+    base = getattr(env, "unwrapped", env)
+    if not isinstance(base, TextEnv):
+        raise TypeError(f"end_unfinished needs a TextEnv (or a wrapper of one), got {type(base).__name__}")
+    return base.end_unfinished(reason)
 
 
 def coerce_action(action: Any, max_chars: int) -> str:

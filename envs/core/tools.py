@@ -32,6 +32,10 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
 
 # Statuses a ToolResult can carry; environments map them to reward components.
 OK, UNKNOWN_TOOL, BAD_ARGUMENTS, ERROR, TIMEOUT = "ok", "unknown_tool", "bad_arguments", "error", "timeout"
+# Statuses that report a fault of the infrastructure, not of the model's call (a backend that is
+# down, a worker that crashed, a pool with no free slot, a deadline spent queueing). The env core
+# never charges them to the model; it counts them in the ``env_error`` metric instead.
+INFRASTRUCTURE_STATUSES = frozenset({"unavailable", "worker_crashed", "busy", "infra_timeout"})
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,11 @@ class ToolResult:
     status: str = OK
     metadata: dict[str, Any] = field(default_factory=dict)
     truncated: bool = False
+
+    @property
+    def infra(self) -> bool:
+        """Did the infrastructure fail (``INFRASTRUCTURE_STATUSES``) rather than the call?"""
+        return self.status in INFRASTRUCTURE_STATUSES
 
 
 class ToolError(Exception):

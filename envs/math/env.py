@@ -7,12 +7,13 @@ turns before answering; a turn without a tool call is the final answer.
 Rewards are named components (``envs.math.rewards``) chosen by ``reward_preset`` and re-weighted by
 ``reward_weights``. Whatever the weights, the final step's ``info["metrics"]`` reports ``acc`` (the
 verifier's verdict alone, comparable with papers' pass@1), ``format``, ``length`` (tokens with a
-tokenizer, else characters), ``truncated``, the raw ``cosine`` / ``language`` values and the
+tokenizer, else characters), ``cut_off``, the raw ``cosine`` / ``language`` values and the
 verifier's details (``answer_found``, ``verify_fast_path``, ``verify_timeout``, ...); the full
-verdict (method, extracted answer) is in ``info["verdict"]``. ``truncated`` is 1.0 when the episode
-ran out of turns, when the response stops inside its reasoning block without a boxed answer (a
-generation cut by the token limit; see ``MathEnv.cut_off``), or when it reaches
-``max_response_length``.
+verdict (method, extracted answer) is in ``info["verdict"]``. ``cut_off`` is 1.0 when the episode
+ended unfinished (out of turns, or ``end_unfinished``), when the response stops inside its
+reasoning block without a boxed answer (a generation cut by the token limit; see
+``MathEnv.cut_off``), or when it reaches ``max_response_length``. (``truncated`` keeps
+Gymnasium's meaning, as in every env: the episode was ended by a limit, not by an answer.)
 """
 
 from __future__ import annotations
@@ -129,6 +130,10 @@ class MathEnv(ItemListEnv):
         # Per-instance weights: every component is declared so any can be turned on by reward_weights.
         self.default_reward_weights = preset_weights(preset)  # type: ignore[misc]
         resolved_tools = [_resolve_tool(t, verify_timeout) for t in tools]
+        if resolved_tools:
+            # Open-RS pays no process reward: a valid tool call earns nothing by itself (turn it on with
+            # reward_weights={"tool_call_valid": ...}); malformed and failed calls still cost.
+            self.default_reward_weights["tool_call_valid"] = 0.0
         self.verifier = verifier or MathVerifier(timeout=verify_timeout, require_boxed=require_boxed)
         self.dataset_name = str(dataset)
         if items is None:
@@ -197,13 +202,22 @@ class MathEnv(ItemListEnv):
         if self.max_response_length is not None and length >= self.max_response_length:
             cut_off = True
         metrics = {"acc": float(verdict.correct), "format": fmt, "length": float(length),
-                   "truncated": float(cut_off), "cosine": cosine, "language": language}
+                   "cut_off": float(cut_off), "cosine": cosine, "language": language}
         metrics.update(verdict.metrics())
         return metrics
 
+    def outcome_margin(self) -> float:
+        """Correct minus wrong under these weights: ``accuracy``, plus ``cosine``'s least value for a
+        correct answer over its most for a wrong one, less what ``language`` could swing; ``format``
+        is the same for both (a wrong answer with valid format is the comparison)."""
+        w = self.reward_weights
+        c = self.cosine
+        cosine_gap = min(c.min_value_correct, c.max_value_correct) - max(c.min_value_wrong, c.max_value_wrong)
+        return w.get("accuracy", 0.0) + w.get("cosine", 0.0) * cosine_gap - abs(w.get("language", 0.0))
+
     def score_unfinished(self, item: Item, ledger: RewardLedger) -> dict[str, float]:
         empty = Verdict(False, "no_answer")
-        metrics = {"acc": 0.0, "format": 0.0, "length": 0.0, "cosine": 0.0, "language": 0.0}
+        metrics = {"acc": 0.0, "format": 0.0, "length": 0.0, "cut_off": 1.0, "cosine": 0.0, "language": 0.0}
         metrics.update(empty.metrics())
         if self._state is not None:
             self._state.extra["verdict"] = {k: v for k, v in empty.as_dict().items() if k != "seconds"}

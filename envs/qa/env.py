@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 from envs.core.data import DataError
 from envs.core.env import Item, ItemListEnv
 from envs.core.parsing import ToolCall, count_think_blocks, extract_tag, strip_reasoning
-from envs.core.rewards import RewardLedger
+from envs.core.rewards import ProcessRule, RewardLedger
 from envs.core.tools import BAD_ARGUMENTS, UNKNOWN_TOOL, Tool, ToolError, ToolResult
 from envs.qa.datasets import SAMPLE_CORPUS_PATH, SAMPLE_PATH, load_items, normalize_item
 from envs.qa.scoring import answer_scores
@@ -122,6 +122,9 @@ class QAEnv(ItemListEnv):
         "retrieval_hit": 0.1,
         "repeated_query": -0.05,
     }
+    # retrieval_hit is the share of gold titles found: at most all of them, once.
+    process_rules: ClassVar[dict[str, ProcessRule]] = {"retrieval_hit": ProcessRule(per_episode=1.0),
+                                                       "repeated_query": ProcessRule()}
 
     def __init__(self, *, data_path: str | Path | None = None, items: Sequence[Mapping[str, Any]] | None = None,
                  split: str | None = None, hf_name: str | None = None, hf_config: str | None = None,
@@ -219,7 +222,7 @@ class QAEnv(ItemListEnv):
             self._active = _DISTRACTORS.get(self.item)
         assert self._state is not None
         self._state.extra.update({"queries": set(), "retrieved": set(), "syntax_errors": 0, "searches": 0,
-                                  "unavailable": 0, "last_call_notice": False, "rewarded_turns": set()})
+                                  "unavailable": 0, "last_call_notice": False})
         return prompt, info
 
     def build_prompt(self, item: Item) -> str:
@@ -254,13 +257,7 @@ class QAEnv(ItemListEnv):
                 ledger.add("repeated_query")
             else:
                 queries.add(key)
-                # At most once per turn: several searches in one turn (up to the parser's cap) must not
-                # multiply the bonus past what an answer is worth.
-                rewarded_turns = extra.setdefault("rewarded_turns", set())
-                turn = self._state.turn if self._state is not None else 0
-                if turn not in rewarded_turns:
-                    rewarded_turns.add(turn)
-                    ledger.add("tool_call_valid")
+                ledger.add("tool_call_valid")  # the core's rules pay it once per episode
             gold = {_norm_title(t) for t in self.item.get("supporting_titles") or ()}
             retrieved = extra.setdefault("retrieved", set())
             found = {_norm_title(t) for t in result.metadata.get("titles", ())}
@@ -268,12 +265,14 @@ class QAEnv(ItemListEnv):
             retrieved |= found
             if gold and new_hits:
                 ledger.add("retrieval_hit", len(new_hits) / len(gold))
-        elif result.status == UNAVAILABLE:
-            extra["unavailable"] = extra.get("unavailable", 0) + 1
         else:
             if result.status in (UNKNOWN_TOOL, BAD_ARGUMENTS):
                 extra["syntax_errors"] = extra.get("syntax_errors", 0) + 1
             ledger.add("tool_error")
+
+    def on_infrastructure_fault(self, call: ToolCall, result: ToolResult) -> None:
+        if self._state is not None and result.status == UNAVAILABLE:
+            self._state.extra["unavailable"] = self._state.extra.get("unavailable", 0) + 1
 
     def format_tool_result(self, call: ToolCall, result: ToolResult) -> str:
         content = result.content

@@ -64,7 +64,7 @@ def test_metrics_and_accuracy_independent_of_format():
     _, reward, terminated, truncated, info = _final(env, env.demonstration()[0] if env.reset(seed=0, options={"index": 0}) else "")
     m = info["metrics"]
     assert terminated and not truncated and reward == 2.0
-    assert m["acc"] == 1.0 and m["format"] == 1.0 and m["truncated"] == 0.0 and m["length"] > 0
+    assert m["acc"] == 1.0 and m["format"] == 1.0 and m["cut_off"] == 0.0 and m["truncated"] == 0.0 and m["length"] > 0
     assert m["answer_found"] == 1.0 and m["verify_fast_path"] == 1.0
     assert info["verdict"]["method"] == "exact" and info["verdict"]["answer"] == "42"
 
@@ -76,7 +76,7 @@ def test_metrics_and_accuracy_independent_of_format():
     assert info["reward_components"] == {"accuracy": 0.0, "format": 1.0}
 
     _, reward, *_, info = _final(env, "<think>\nLet me see, 6 * 7 is")
-    assert info["metrics"]["truncated"] == 1.0 and reward == 0.0
+    assert info["metrics"]["cut_off"] == 1.0 and info["metrics"]["truncated"] == 0.0 and reward == 0.0
 
     _, reward, *_, info = _final(env, "\\boxed{\\dfrac{2}{4}}", index=1)
     assert info["metrics"]["acc"] == 1.0
@@ -141,7 +141,7 @@ def test_multi_turn_with_the_sympy_tool():
     assert "sympy" in obs and info["tools"][0]["function"]["name"] == "sympy"
     call = '<tool_call>{"name": "sympy", "arguments": {"expression": "6*7"}}</tool_call>'
     obs, reward, terminated, truncated, info = env.step(call)
-    assert "42" in obs and not terminated and reward == pytest.approx(0.05)
+    assert "42" in obs and not terminated and reward == 0.0  # Open-RS pays no process reward by default
     obs, reward, terminated, _, info = env.step("<sympy>__import__('os')</sympy>")
     assert "not allowed" in obs or "Error" in obs
     _, reward, terminated, _, info = env.step("Checked.\n</think>\n\\boxed{42}")

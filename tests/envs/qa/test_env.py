@@ -112,17 +112,17 @@ def test_repeated_queries_and_retrieval_hits():
     assert "already made this exact call" in env.unwrapped.transcript()
 
 
-def test_many_searches_in_one_turn_earn_the_valid_call_bonus_once():
+def test_many_searches_earn_the_valid_call_bonus_once_per_episode():
     env = make(max_tool_turns=3)
     env.reset(seed=0, options={"index": 0})
     spam = "".join(f"<search>Velmora Textiles question {i}</search>" for i in range(8))
     _, reward, _, _, info = env.step(spam)
     assert len(info["tool_calls"]) == 8 and all(c["status"] == "ok" for c in info["tool_calls"])
     assert info["reward_components"]["tool_call_valid"] == pytest.approx(0.05)  # not 8 x 0.05
-    _, _, _, _, info = env.step("<search>Idris Hallowell</search>")  # a new turn earns it again
-    assert info["reward_components"]["tool_call_valid"] == pytest.approx(0.05)
+    _, _, _, _, info = env.step("<search>Idris Hallowell</search>")  # nor again in a new turn
+    assert "tool_call_valid" not in info["reward_components"]
     *_, info = env.step("<answer>wrong</answer>")
-    assert info["episode_reward_components"]["tool_call_valid"] == pytest.approx(0.1)
+    assert info["episode_reward_components"]["tool_call_valid"] == pytest.approx(0.05)
 
 
 def test_http_tool_timeout_covers_the_clients_retries():
