@@ -56,8 +56,6 @@ def _demo_conversation(env, index: int) -> list[dict]:
 
 def _texts(tools) -> list[str]:
     """Warm-up / tokenizer corpus: golden Arithmetic (with calculator) and Math episodes, Qwen2.5-rendered."""
-    from transformers import PreTrainedTokenizerFast  # noqa: F401 (the template renders through jinja only)
-
     render = _Renderer()
     arithmetic, math_env = make_env("arithmetic-v0", ARITHMETIC), make_env("math-v0", MATH)
     texts = [render(_demo_conversation(arithmetic, 1000 + i), tools) for i in range(48)]
@@ -79,21 +77,41 @@ class _Renderer:
         return rendered[0]
 
 
+WARMUP = {"steps": 120, "batch": 6, "lr": 1e-2, "vocab": 1200, "v": 1}
+
+
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny():
+    return tiny_model_dir()
+
+
+def tiny_model_dir():
     """A tiny Qwen2 model and a BPE tokenizer fitted to the rendered episodes, warmed up on golden tool calls.
 
     A random model never writes a well-formed ``<tool_call>``; a short causal-LM warm-up on golden
-    episodes (random-looking to the model: it learns the format, not arithmetic) makes most rollouts
-    call the calculator.
+    episodes (loss on the assistant turns only; the numbers carry no arithmetic the model could
+    learn in so few steps) makes most rollouts call the calculator. Built once per settings and
+    cached like ``baselines.tiny`` (``envs.core.io.default_cache_dir``).
     """
+    import hashlib
+
+    from envs.core.io import atomic_directory, default_cache_dir
+
+    schema_env = make_trl_environment("arithmetic-v0", processing_class=_Placeholder(), **ARITHMETIC)
+    texts = _texts([getattr(schema_env, name) for name in schema_env.tool_names])
+    key = hashlib.sha256(json.dumps({**WARMUP, "texts": texts}, sort_keys=True).encode()).hexdigest()[:12]
+    target = default_cache_dir() / f"tiny-trl-qwen2-{key}"
+    if not (target / "config.json").is_file():
+        with atomic_directory(target) as tmp:
+            _build_tiny(texts, tmp)
+    return target
+
+
+def _build_tiny(texts: list[str], out) -> None:
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
     from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
-    schema_env = make_trl_environment("arithmetic-v0", processing_class=_Placeholder(), **ARITHMETIC)
-    tools = [getattr(schema_env, name) for name in schema_env.tool_names]
-    texts = _texts(tools)
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     bpe = Tokenizer(models.BPE())
     bpe.normalizer = normalizers.NFC()
@@ -102,7 +120,8 @@ def tiny(tmp_path_factory):
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
     bpe.decoder = decoders.ByteLevel()
     bpe.train_from_iterator(texts * 4, trainer=trainers.BpeTrainer(
-        vocab_size=1200, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+        vocab_size=WARMUP["vocab"], special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False))
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                         unk_token="<|endoftext|>", additional_special_tokens=["<|im_start|>"],
                                         clean_up_tokenization_spaces=False)
@@ -111,27 +130,37 @@ def tiny(tmp_path_factory):
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
                          tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id, bos_token_id=None)
+    header = tokenizer("<|im_start|>assistant\n")["input_ids"]
+    samples = []
+    for text in texts:  # (ids, labels): loss only on what follows an assistant header, up to its <|im_end|>
+        ids = tokenizer(text)["input_ids"]
+        labels, inside = [], False
+        for i, token in enumerate(ids):
+            labels.append(token if inside else -100)
+            if ids[max(0, i - len(header) + 1): i + 1] == header:
+                inside = True
+            elif token == tokenizer.eos_token_id:
+                inside = False
+        samples.append((ids, labels))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = Qwen2ForCausalLM(config)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
-        encoded = [tokenizer(t)["input_ids"] for t in texts]
-        for step in range(60):
-            batch = [encoded[int(i)] for i in torch.randint(len(encoded), (8,))]
-            width = max(map(len, batch))
-            ids = torch.tensor([b + [tokenizer.pad_token_id] * (width - len(b)) for b in batch])
-            labels = torch.tensor([b + [-100] * (width - len(b)) for b in batch])
-            loss = model(input_ids=ids, attention_mask=(labels != -100).long(), labels=labels).loss
+        optimizer = torch.optim.AdamW(model.parameters(), lr=WARMUP["lr"])
+        for _ in range(WARMUP["steps"]):
+            batch = [samples[int(i)] for i in torch.randint(len(samples), (WARMUP["batch"],))]
+            width = max(len(ids) for ids, _ in batch)
+            pad = tokenizer.pad_token_id
+            ids = torch.tensor([b + [pad] * (width - len(b)) for b, _ in batch])
+            mask = torch.tensor([[1] * len(b) + [0] * (width - len(b)) for b, _ in batch])
+            labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in batch])
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-    model.eval()
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    path = tmp_path_factory.mktemp("tiny-trl")
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path, float(loss)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
 
 
 class _Placeholder:
@@ -160,21 +189,16 @@ def _train(model_dir, env_id, make_kwargs, output_dir, *, rows, max_completion_l
             results.append(result)
             return result
 
-    Recording.reward_funcs = [_rebind(f, base, Recording) for f in base.reward_funcs]
     args = GRPOConfig(output_dir=str(output_dir), per_device_train_batch_size=4, num_generations=4,
                       max_completion_length=max_completion_length, max_steps=3, learning_rate=1e-4, logging_steps=1,
                       report_to=[], use_cpu=True, bf16=False, save_strategy="no", beta=0.0, seed=0,
                       max_tool_calling_iterations=iterations, reward_weights=base.reward_weights,
                       dataloader_num_workers=0, disable_tqdm=True)
-    trainer = GRPOTrainer(model=model, processing_class=tokenizer, reward_funcs=Recording.reward_funcs, args=args,
+    # the reward functions accept the subclass (they check isinstance against the generated class)
+    trainer = GRPOTrainer(model=model, processing_class=tokenizer, reward_funcs=base.reward_funcs, args=args,
                           train_dataset=Dataset.from_list(rows), environment_factory=Recording)
     trainer.train()
     return trainer, base, seen_calls, results
-
-
-def _rebind(reward, base, cls):
-    """The same reward function, accepting instances of the recording subclass (it checks the class)."""
-    return reward  # isinstance() accepts subclasses: nothing to rebind
 
 
 def _assert_logged_sums(trainer, env_cls):
@@ -197,7 +221,7 @@ def _assert_episode_results(results, env_cls):
 
 @pytest.mark.slow
 def test_grpo_trains_on_arithmetic_with_the_calculator(tiny, tmp_path):
-    model_dir, _ = tiny
+    model_dir = tiny
     rows = trl_rows("arithmetic-v0", ARITHMETIC, count=12)
     trainer, env_cls, seen_calls, results = _train(model_dir, "arithmetic-v0", ARITHMETIC, tmp_path, rows=rows,
                                                    max_completion_length=64)
@@ -213,7 +237,7 @@ def test_grpo_trains_on_arithmetic_with_the_calculator(tiny, tmp_path):
 
 @pytest.mark.slow
 def test_grpo_trains_on_math(tiny, tmp_path):
-    model_dir, _ = tiny
+    model_dir = tiny
     rows = trl_rows("math-v0", MATH)
     trainer, env_cls, seen_calls, results = _train(model_dir, "math-v0", MATH, tmp_path, rows=rows[:4] * 3,
                                                    max_completion_length=32)
@@ -246,7 +270,7 @@ class _Chat:
 def _episode(env_cls, text: str, messages: list[dict], ids=(5, 1), row=None):
     env = env_cls()
     env.reset(**(row or trl_rows(env_cls.env_id, env_cls.make_kwargs, count=1)[0]))
-    type(env)._tokenizer = _Chat(text)
+    env._tokenizer = _Chat(text)
     return env, env._finish(messages, list(ids))
 
 
