@@ -278,14 +278,74 @@ def _reward_function(cls: type[SuiteEnvironment], component: str, weight: float,
             result = env._finish(messages, ids)
             results.append(result)
             values.append(result["components"].get(component, 0.0) / weight)
-        if log and log_metric is not None and results:
-            for key in cls.metric_keys:
-                log_metric(METRIC_PREFIX + key, sum(r["metrics"].get(key, 0.0) for r in results) / len(results))
-            log_metric(METRIC_PREFIX + "reward", sum(r["reward"] for r in results) / len(results))
+        if log:
+            _log_metrics(log_metric, cls.metric_keys, results)
         return values
 
     reward.__name__ = reward.__qualname__ = component
     return reward
+
+
+def plain_reward_functions(env_id: str, **make_kwargs: Any) -> tuple[list[Callable[..., list[float]]], list[float]]:
+    """``(reward_funcs, reward_weights)`` that score single-turn completions without an environment class.
+
+    For chat templates TRL refuses with ``environment_factory`` (they render no tool calls, e.g.
+    DeepSeek-R1-Distill's, the Open-RS model): each completion is the final answer of the episode
+    its row's label describes. The first function steps a pooled env per completion; the others
+    reuse its results for the same batch.
+    """
+    import envs
+    from adapters.episodes import episode_log_keys
+
+    env_id = envs.resolve_env_id(env_id)
+    probe = make_env(env_id, make_kwargs)
+    try:
+        weights = {k: float(v) for k, v in sorted(getattr(probe.unwrapped, "reward_weights", {}).items()) if v != 0.0}
+    finally:
+        probe.close()
+    metric_keys = tuple(dict.fromkeys([*episode_log_keys(env_id, make_kwargs)[0], "unfinished", "env_error"]))
+    last: dict[str, Any] = {"batch": None, "results": []}
+    lock = threading.Lock()
+
+    def score(completions: list, labels: list) -> list[dict[str, Any]]:
+        with lock:
+            if last["batch"] is completions:
+                return last["results"]
+            results = []
+            for completion, label in zip(completions, labels, strict=True):
+                spec = EpisodeSpec.from_label(label)
+                env = _POOL.acquire(spec.env_id, spec.make_kwargs)
+                env.reset(seed=spec.seed, options={"item": spec.item})
+                text = completion[-1]["content"] if isinstance(completion, list) else str(completion)
+                _, _, terminated, truncated, info = env.step(text)
+                if not (terminated or truncated):  # a tool call in a run without tools: no further turn
+                    info = end_unfinished(env, "max_turns")[1]
+                _POOL.release(spec.env_id, spec.make_kwargs, env)
+                results.append(_result(info))
+            last["batch"], last["results"] = completions, results
+            return results
+
+    def make(component: str, weight: float, log: bool) -> Callable[..., list[float]]:
+        def reward(completions: list, log_metric: Any = None, **columns: Any) -> list[float]:
+            if LABEL_KEY not in columns:
+                raise ValueError(f"the dataset has no {LABEL_KEY!r} column; write rows with adapters.trl.trl_rows")
+            results = score(completions, columns[LABEL_KEY])
+            if log:
+                _log_metrics(log_metric, metric_keys, results)
+            return [r["components"].get(component, 0.0) / weight for r in results]
+
+        reward.__name__ = reward.__qualname__ = component
+        return reward
+
+    return [make(c, w, i == 0) for i, (c, w) in enumerate(weights.items())], list(weights.values())
+
+
+def _log_metrics(log_metric: Any, keys: Sequence[str], results: Sequence[Mapping[str, Any]]) -> None:
+    if log_metric is None or not results:
+        return
+    for key in keys:
+        log_metric(METRIC_PREFIX + key, sum(r["metrics"].get(key, 0.0) for r in results) / len(results))
+    log_metric(METRIC_PREFIX + "reward", sum(r["reward"] for r in results) / len(results))
 
 
 def _result(info: Mapping[str, Any]) -> dict[str, Any]:

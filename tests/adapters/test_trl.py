@@ -243,7 +243,7 @@ def test_grpo_trains_on_math(tiny, tmp_path):
                                                    max_completion_length=32)
     assert trainer.state.global_step == 3
     assert not seen_calls and env_cls.tool_names == ()
-    assert [f.__name__ for f in env_cls.reward_funcs] == ["accuracy", "format"]
+    assert {"accuracy", "format", "unfinished"} <= {f.__name__ for f in env_cls.reward_funcs}
     _assert_logged_sums(trainer, env_cls)
     _assert_episode_results(results, env_cls)
     assert len(results) == 12
@@ -364,3 +364,40 @@ def test_cut_rollouts_are_scored_unfinished(arithmetic_cls):
     answer = json.loads(row["label"])["item"]["answer"]
     _, finished = _episode(arithmetic_cls, f"\\boxed{{{answer}}}<|im_end|>", [{"role": "assistant", "content": "x"}], row=row)
     assert finished["reward"] > no_eos["reward"] and math.isfinite(cut["reward"])
+
+
+def test_plain_reward_functions_score_single_turn_completions():
+    from adapters.trl.environment import plain_reward_functions
+
+    funcs, weights = plain_reward_functions("math-v0", **MATH)
+    rows = trl_rows("math-v0", MATH)[:2]
+    gold = json.loads(rows[0]["label"])["item"]["answer"]
+    completions = [[{"role": "assistant", "content": f"<think>\nok\n</think>\nSo $\\boxed{{{gold}}}$."}],
+                   [{"role": "assistant", "content": "no idea"}]]
+    logged = {}
+    values = [f(completions=completions, label=[r["label"] for r in rows], log_metric=logged.__setitem__) for f in funcs]
+    total = [sum(w * v[i] for w, v in zip(weights, values)) for i in range(2)]
+    assert dict(zip((f.__name__ for f in funcs), (v[0] for v in values)))["accuracy"] == 1.0
+    assert total[0] > total[1] and logged["env/acc"] == 0.5
+
+
+def test_cli_dry_run_picks_the_environment_path_by_template(tiny, tmp_path, capsys):
+    from adapters.trl.__main__ import PRESETS, main
+    from baselines.tiny import build_tiny_model
+    from trl import GRPOConfig
+
+    assert main(["--env", "arithmetic-v0", "--model", str(tiny), "--num-prompts", "3", "--output-dir", str(tmp_path / "a"),
+                 "--dry-run"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["environment_factory"] is True and report["preset"] == "small"
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert config["reward_weights"] and len((tmp_path / "a" / "train.jsonl").read_text().splitlines()) == 3
+    for preset in PRESETS.values():  # every preset argument is a GRPOConfig field
+        assert set(preset) <= set(GRPOConfig.__dataclass_fields__)
+    chatml = str(build_tiny_model())  # its template renders no tool calls: TRL would refuse environment_factory
+    assert main(["--env", "math-v0", "--offline", "--model", chatml, "--output-dir", str(tmp_path / "m"), "--dry-run"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["environment_factory"] is False and report["preset"] == "open-rs"
+    assert report["grpo_config"]["num_generations"] == 6 and report["grpo_config"]["beta"] == 0.04
+    with pytest.raises(SystemExit, match="cannot render tool calls"):
+        main(["--env", "arithmetic-v0", "--model", chatml, "--num-prompts", "2", "--output-dir", str(tmp_path / "x"), "--dry-run"])

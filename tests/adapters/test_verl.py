@@ -197,7 +197,7 @@ def _has_key(cfg, dotted: str) -> bool:
 
     parent, _, leaf = dotted.rpartition(".")
     node = OmegaConf.select(cfg, parent) if parent else cfg
-    return node is not None and leaf in node
+    return node is not None and leaf in list(node.keys())  # ("in" is False for mandatory "???" values)
 
 
 def test_dataset_rows_and_cli_overrides(tmp_path):
