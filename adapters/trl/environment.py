@@ -67,11 +67,10 @@ class ToolCallFailed(RuntimeError):
 
 
 class _Episode:
-    """What one rollout has done to its env: the calls it ran and, once over, the result."""
+    """One rollout's episode: its spec and, once over, its result."""
 
     def __init__(self, spec: EpisodeSpec):
         self.spec = spec
-        self.calls_run = 0
         self.result: dict[str, Any] | None = None  # {"components": ..., "metrics": ..., "reward": ...}
 
 
@@ -112,7 +111,6 @@ class SuiteEnvironment:
         with self._lock:
             if episode.result is not None:
                 raise ToolCallFailed("the episode is over: no more tool calls")
-            episode.calls_run += 1
             observation, _, terminated, truncated, info = self._env.step(_hermes_call(name, arguments))
             if terminated or truncated:
                 episode.result = _result(info)
