@@ -2,7 +2,8 @@
 
     python -m adapters.verl --env hotpotqa-v0 --model Qwen/Qwen2.5-3B-Instruct --gpus-per-node 8 --dry-run
 
-writes ``<output-dir>/train.parquet`` and ``<output-dir>/command.txt`` and runs (without
+writes ``<output-dir>/train.parquet``, ``<output-dir>/agent_loop.yaml`` (our loop's registry entry,
+with the preset's per-turn token cap) and ``<output-dir>/command.txt`` and runs (without
 ``--dry-run``) ``python -m verl.trainer.main_ppo`` with the preset's overrides, the wiring (data,
 model, our agent loop's config file) and your overrides after ``--`` (which win).
 
@@ -81,6 +82,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "actor_rollout_ref.rollout.val_kwargs.do_sample": True,
     },
 }
+# Per-turn generation caps, written into the run's agent-loop YAML entry (not a verl config key).
+TURN_CAPS: dict[str, int | None] = {"agent-r1-qa": 1024, "open-rs": None}
+
 _DEFAULTS = (("agentr1/math*", "open-rs"), ("agentr1/*qa*", "agent-r1-qa"), ("agentr1/*hop*", "agent-r1-qa"),
              ("agentr1/musique*", "agent-r1-qa"), ("agentr1/2wiki*", "agent-r1-qa"))
 
@@ -116,15 +120,23 @@ def _format(value: Any) -> str:
     return str(value)
 
 
+def write_agent_loop_config(path: Path, *, max_tokens_per_turn: int | None) -> Path:
+    """The run's agent-loop registry file: ``adapters/verl/agent_loop.yaml``'s entry plus the turn cap."""
+    text = AGENT_LOOP_CONFIG.read_text()
+    if max_tokens_per_turn:
+        text = text.rstrip("\n") + f"\n  max_tokens_per_turn: {int(max_tokens_per_turn)}\n"
+    return atomic_write_text(path, text)
+
+
 def build_command(*, preset: str, model: str, train_file: Path, env_id: str, nodes: int, gpus_per_node: int,
-                  overrides: Sequence[str] = ()) -> list[str]:
+                  agent_loop_config: Path = AGENT_LOOP_CONFIG, overrides: Sequence[str] = ()) -> list[str]:
     """The ``verl.trainer.main_ppo`` command line (hydra ``key=value`` overrides)."""
     settings = {
         **PRESETS[preset],
         "data.train_files": str(train_file),
         "data.val_files": str(train_file),
         "actor_rollout_ref.model.path": model,
-        "actor_rollout_ref.rollout.agent.agent_loop_config_path": str(AGENT_LOOP_CONFIG),
+        "actor_rollout_ref.rollout.agent.agent_loop_config_path": str(agent_loop_config),
         "trainer.nnodes": nodes,
         "trainer.n_gpus_per_node": gpus_per_node,
         "trainer.project_name": "agentr1-gym",
@@ -163,8 +175,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         count = DEFAULT_PROCEDURAL_PROMPTS
     rows = verl_rows(env_id, make_kwargs, count=count, seed=args.seed)
     train_file = write_parquet(out / "train.parquet", rows)
+    loop_config = write_agent_loop_config(out / "agent_loop.yaml", max_tokens_per_turn=TURN_CAPS.get(preset))
     command = build_command(preset=preset, model=args.model, train_file=train_file, env_id=env_id, nodes=args.nodes,
-                            gpus_per_node=args.gpus_per_node, overrides=args.overrides)
+                            gpus_per_node=args.gpus_per_node, agent_loop_config=loop_config, overrides=args.overrides)
     text = shlex.join(command)
     atomic_write_text(out / "command.txt", text + "\n")
     print(text)  # noqa: T201 - the CLI's output

@@ -14,6 +14,8 @@ builder, which handles each model family's turn boundaries) with mask 0.
 * ``extra_fields["reward_extra_info"]`` holds the episode metrics (``acc``, ``format``, ``turns``,
   ...) and the per-component sums (``reward/<component>``) under a fixed key set, because verl
   stacks the keys of the first sample across the batch; verl logs them with the validation metrics.
+* Each turn may generate up to the remaining response budget, or ``max_tokens_per_turn`` when the
+  loop's YAML entry sets it (Agent-R1: 1024); a turn cut by that cap is still a turn the env plays.
 * A cut episode (the response budget ``rollout.response_length`` is spent, or verl's
   ``multi_turn.max_assistant_turns`` is reached) is ended with ``envs.end_unfinished`` (reasons
   ``budget`` / ``max_turns``).
@@ -70,9 +72,11 @@ def label_of(row: Mapping[str, Any]) -> Any:
 class AgentR1AgentLoop(AgentLoopBase):
     """One episode of a suite env per row (see the module docstring)."""
 
-    def __init__(self, *args: Any, **kwargs: Any):
+    def __init__(self, *args: Any, max_tokens_per_turn: int | None = None, **kwargs: Any):
         kwargs.pop("tools", None)  # verl's own tool list: the env brings its tools
         super().__init__(*args, **kwargs)
+        # Extra keys of the loop's entry in agent_loop.yaml arrive here (hydra.utils.instantiate passes them).
+        self.max_tokens_per_turn = int(max_tokens_per_turn) if max_tokens_per_turn else None
         self.response_length = int(self.rollout_config.response_length)
         multi_turn = self.rollout_config.get("multi_turn", {}) or {}
         self.max_assistant_turns = multi_turn.get("max_assistant_turns") or None
@@ -104,6 +108,8 @@ class AgentR1AgentLoop(AgentLoopBase):
         while final is None:
             params = dict(sampling_params)
             params["max_tokens"] = self.response_length - len(mask)
+            if self.max_tokens_per_turn:
+                params["max_tokens"] = min(params["max_tokens"], self.max_tokens_per_turn)
             with simple_timer("generate_sequences", timing):
                 output = await self.server_manager.generate(request_id=request_id, prompt_ids=runtime_ids,
                                                             sampling_params=params)

@@ -42,14 +42,14 @@ def tokenizer(tiny_model_dir):
     return AutoTokenizer.from_pretrained(tiny_model_dir)
 
 
-def _config(model_dir, **rollout):
+def _config(model_dir, loop_config=AGENT_LOOP_CONFIG, **rollout):
     import verl
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.load(os.path.join(os.path.dirname(verl.__file__), "trainer/config/_generated_ppo_trainer.yaml"))
     OmegaConf.update(cfg, "actor_rollout_ref.model.path", str(model_dir))
     OmegaConf.update(cfg, "actor_rollout_ref.rollout.name", "vllm")
-    OmegaConf.update(cfg, "actor_rollout_ref.rollout.agent.agent_loop_config_path", str(AGENT_LOOP_CONFIG))
+    OmegaConf.update(cfg, "actor_rollout_ref.rollout.agent.agent_loop_config_path", str(loop_config))
     OmegaConf.update(cfg, "data.max_prompt_length", 2048)
     OmegaConf.update(cfg, "data.max_response_length", rollout.pop("response_length", 4096))
     for key, value in rollout.items():
@@ -192,6 +192,24 @@ def test_cut_episodes_are_scored_unfinished(tiny_model_dir, tokenizer):
     assert float(out.batch["rm_scores"][0].sum()) < finished_reward
 
 
+def test_a_per_turn_cap_in_the_yaml_entry_bounds_every_turn(tiny_model_dir, tokenizer, tmp_path):
+    from adapters.verl.__main__ import write_agent_loop_config
+
+    row = verl_rows("arithmetic-v0", count=1)[0]
+    seen = []
+
+    class Recording(ScriptedServer):
+        async def generate(self, request_id, prompt_ids, sampling_params, **kw):
+            seen.append(sampling_params["max_tokens"])
+            return await super().generate(request_id, prompt_ids, sampling_params, **kw)
+
+    server = Recording(tokenizer, ["Let me think about this for a long while " * 5])
+    loop_config = write_agent_loop_config(tmp_path / "loop.yaml", max_tokens_per_turn=6)
+    _, out = _run(_config(tiny_model_dir, loop_config), server, [row])
+    assert seen and all(m == 6 for m in seen) and all(len(ids) <= 6 for ids in server.outputs)
+    assert out.non_tensor_batch["acc"][0] == 0.0
+
+
 def _has_key(cfg, dotted: str) -> bool:
     from omegaconf import OmegaConf
 
@@ -219,8 +237,13 @@ def test_dataset_rows_and_cli_overrides(tmp_path):
     assert main(["--env", "math-v0", "--offline", "--model", "m", "--output-dir", str(tmp_path / "run"), "--dry-run"]) == 0
     command = (tmp_path / "run" / "command.txt").read_text()
     assert "actor_rollout_ref.rollout.n=6" in command and "actor_rollout_ref.actor.kl_loss_coef=0.04" in command
-    assert f"agent_loop_config_path={AGENT_LOOP_CONFIG}" in command
+    assert f"agent_loop_config_path={tmp_path / 'run' / 'agent_loop.yaml'}" in command
     for arg in command.split()[3:]:
         key = arg.strip("'").split("=", 1)[0]
         assert _has_key(cfg, key), key
     assert json.loads(pq.read_table(tmp_path / "run" / "train.parquet").to_pylist()[0]["extra_info"]["agentr1"])["env_id"] == "AgentR1/Math-v0"
+    assert "max_tokens_per_turn" not in (tmp_path / "run" / "agent_loop.yaml").read_text()
+    assert main(["--env", "hotpotqa-v0", "--offline", "--model", "m", "--output-dir", str(tmp_path / "qa"), "--dry-run"]) == 0
+    assert "actor_rollout_ref.rollout.n=5" in (tmp_path / "qa" / "command.txt").read_text()
+    loop = OmegaConf.load(tmp_path / "qa" / "agent_loop.yaml")
+    assert loop[0]["name"] == "agentr1" and loop[0]["max_tokens_per_turn"] == 1024
