@@ -119,8 +119,7 @@ class AgentR1AgentLoop(AgentLoopBase):
             text = self.tokenizer.decode(output.token_ids, skip_special_tokens=True)
             messages.append({"role": "assistant", "content": text})
             if not self._ended_turn(output.token_ids) and len(mask) >= self.response_length:
-                final = await self._off_loop(end_unfinished, env, "budget")
-                final = final[1]
+                final = await self._cut(env, "budget", turn_scores)
                 break
             with simple_timer("tool_calls", timing):
                 _, reward, terminated, truncated, info = await self._off_loop(env.step, text)
@@ -129,10 +128,10 @@ class AgentR1AgentLoop(AgentLoopBase):
                 final = info
                 break
             if len(mask) >= self.response_length:
-                final = (await self._off_loop(end_unfinished, env, "budget"))[1]
+                final = await self._cut(env, "budget", turn_scores)
                 break
             if self.max_assistant_turns and assistant_turns >= self.max_assistant_turns:
-                final = (await self._off_loop(end_unfinished, env, "max_turns"))[1]
+                final = await self._cut(env, "max_turns", turn_scores)
                 break
             previous = list(messages)
             messages.extend(dict(m) for m in info.get("new_messages", []))
@@ -140,7 +139,7 @@ class AgentR1AgentLoop(AgentLoopBase):
             runtime_ids = merged.token_ids
             user_turns += 1
             if len(mask) >= self.response_length:
-                final = (await self._off_loop(end_unfinished, env, "budget"))[1]
+                final = await self._cut(env, "budget", turn_scores)
         return self._output(runtime_ids, prompt_len, mask, final, turn_scores, timing, metric_keys, component_keys,
                             user_turns + assistant_turns + 1)
 
@@ -165,6 +164,12 @@ class AgentR1AgentLoop(AgentLoopBase):
             extra_fields={"reward_extra_info": extra, "turn_scores": turn_scores, "tool_rewards": [],
                           "end_reason": str(final.get("end_reason", "answer"))},
         )
+
+    async def _cut(self, env: Any, reason: str, turn_scores: list[float]) -> dict[str, Any]:
+        """End the episode unfinished (``envs.end_unfinished``); its reward joins the per-step scores."""
+        reward, info = await self._off_loop(end_unfinished, env, reason)
+        turn_scores.append(float(reward))
+        return info
 
     def _ended_turn(self, token_ids: list[int]) -> bool:
         return bool(token_ids) and int(token_ids[-1]) in {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}

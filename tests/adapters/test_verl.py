@@ -157,6 +157,7 @@ def test_verl_loads_our_loop_from_the_config_file_and_plays_every_offline_env(ti
         assert [t for t, m in zip(response_ids, mask) if m] == [t for ids in server.outputs for t in ids]
         assert len(server.outputs) == len(actions)
         assert float(out.batch["rm_scores"][0].sum()) == pytest.approx(reward, abs=1e-6), entry.env_id
+        assert sum(out.non_tensor_batch["turn_scores"][0]) == pytest.approx(reward, abs=1e-6)
         for name, value in components.items():
             assert out.non_tensor_batch[f"reward/{name}"][0] == pytest.approx(value)
         assert out.non_tensor_batch["acc"][0] == 1.0, entry.env_id  # the demonstration is correct
@@ -182,6 +183,7 @@ def test_cut_episodes_are_scored_unfinished(tiny_model_dir, tokenizer):
     _, out = _run(_config(tiny_model_dir, **{"multi_turn.max_assistant_turns": 2}), server, [row])
     assert out.non_tensor_batch["end_reason"][0] == "max_turns" and out.non_tensor_batch["unfinished"][0] == 1.0
     assert len(server.outputs) == 2
+    assert sum(out.non_tensor_batch["turn_scores"][0]) == pytest.approx(float(out.batch["rm_scores"][0].sum()), abs=1e-6)
     # the response budget runs out in the middle of a turn: no stop token, scored as "budget"
     server = ScriptedServer(tokenizer, ["Let me think about this for a long while " * 20], eos=False)
     _, out = _run(_config(tiny_model_dir, response_length=32), server, [row])
