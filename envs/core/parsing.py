@@ -194,13 +194,21 @@ def extract_last_boxed(text: str) -> str | None:
     Only the last complete box counts: several boxes are not merged into a set. Linear time: braces
     are paired in one pass, so adversarial nesting cannot make it slow.
     """
-    spans = boxed_spans(text)
-    return None if not spans else text[spans[-1][0]:spans[-1][1]].strip()
+    closing = _pair_braces(text)
+    best: tuple[int, int] | None = None  # matches come in text order: the last usable one wins
+    for match in _BOX_RE.finditer(text):
+        if match.group(1) is not None:  # "\boxed 5" form
+            best = match.span(1)
+        else:
+            brace = match.end() - 1
+            if brace in closing:
+                best = (brace + 1, closing[brace])
+    return None if best is None else text[best[0]:best[1]].strip()
 
 
 def boxed_spans(text: str) -> list[tuple[int, int]]:
-    r"""``(start, end)`` of every complete ``\boxed{...}`` / ``\fbox{...}`` content, in text order
-    (a box nested in another box counts once, as part of the outer one). Linear time."""
+    r"""``(start, end)`` of every complete outermost ``\boxed{...}`` / ``\fbox{...}`` content, in text
+    order (a box nested in another counts once, as part of the outer one). Linear time."""
     closing = _pair_braces(text)
     spans: list[tuple[int, int]] = []
     for match in _BOX_RE.finditer(text):

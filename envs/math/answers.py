@@ -27,6 +27,10 @@ MAX_PARTS = 8  # a multi-part gold with more parts is compared as one expression
 _TAIL_CHARS = 2_000  # the final text math-verify reads when the answer is not boxed (training protocol)
 _EVAL_CHARS = 20_000  # lighteval reads the whole response; this bounds the regex work on runaway outputs
 _FINAL_ANCHOR = re.compile(r"final answer", re.IGNORECASE)
+# What may stand between the boxes of one multi-part gold: "\boxed{1} papers and \boxed{2} bins".
+_CONNECTIVE = re.compile(r"^[^\\]{0,40}?(?:,|;|\band\b|&)[^\\]{0,40}$", re.IGNORECASE)
+_DELIMITERS = re.compile(r"\$|\\[()\[\]]")
+_BOX_OPEN = re.compile(r"\\(?:boxed|fbox)\s*\{?\s*$")
 _THOUSANDS = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 
 
@@ -64,13 +68,14 @@ def parse_gold(gold: Any) -> GoldAnswer:
         gold = gold[0]
     text = str(gold).strip()
     if "\\boxed" in text or "\\fbox" in text:
-        boxes = [text[a:b].strip() for a, b in boxed_spans(text)]
-        boxes = [b for b in boxes if b]
-        if len(boxes) == 1:
-            text = boxes[0]
-        elif boxes:
+        spans = [(a, b) for a, b in boxed_spans(text) if text[a:b].strip()]
+        boxes = [text[a:b].strip() for a, b in spans]
+        gaps = [text[end + 1:start] for (_, end), (start, _) in zip(spans, spans[1:])]
+        if len(boxes) > 1 and all(_joins(gap, text) for gap in gaps):
             return GoldAnswer(", ".join(boxes), tuple(boxes))
-    if len(text) >= 2 and text[0] == "$" and text[-1] == "$":
+        if boxes:
+            text = boxes[-1]  # boxes not joined as one answer: the last one, as math-verify reads it
+    if len(text) >= 2 and text[0] == "$" and text[-1] == "$" and "$" not in text.strip("$"):
         text = text.strip("$").strip()
     return GoldAnswer(text, list_elements(text))
 
@@ -84,6 +89,8 @@ def list_elements(text: str) -> tuple[str, ...]:
     inner = text.strip()
     if inner.startswith("\\{") and inner.endswith("\\}"):
         inner = inner[2:-2]
+    elif inner.startswith("{") and inner.endswith("}") and _balanced(inner[1:-1]):
+        inner = inner[1:-1]  # "{1,2,3}": LaTeX grouping around a list
     elif _THOUSANDS.match(inner) or "," not in inner:
         return (text,)
     parts: list[str] = []
@@ -109,6 +116,25 @@ def list_elements(text: str) -> tuple[str, ...]:
     if any(_THOUSANDS.match(f"{a},{b}") and not b[:1].isspace() for a, b in _pairs(inner)):
         return (text,)  # "1,000, 2": a thousands separator inside a list is math-verify's call
     return tuple(parts)
+
+
+def _joins(gap: str, gold: str) -> bool:
+    """Do two boxes of a gold form one answer? They do when joined by ``and`` / a comma
+    (``\boxed{1} papers and \boxed{2} bins``) or written in one maths span (``$\boxed{a} + \boxed{b}$``,
+    which math-verify reads as a set); ``\boxed{1} no no \boxed{2}`` is the last box, as math-verify reads it."""
+    gap = _BOX_OPEN.sub("", gap)
+    if _CONNECTIVE.match(_DELIMITERS.sub(" ", gap)):
+        return True
+    return gold.lstrip()[:1] == "$" and not _DELIMITERS.search(gap)
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for ch in text:
+        depth += (ch == "{") - (ch == "}")
+        if depth < 0:
+            return False
+    return depth == 0
 
 
 def _pairs(inner: str) -> list[tuple[str, str]]:

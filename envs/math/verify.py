@@ -27,9 +27,10 @@ r"""Math answer checking at least as good as math-verify: worker processes plus 
    ``\text{}`` wrappers); two plain exact numbers (integers with or without thousands separators,
    decimals, ``a/b``, ``\frac{a}{b}``) are compared as fractions; times of day (``4:30 p.m.``) as
    times. A comma followed by a space separates list items, never thousands (``10, 100`` is not
-   10100). Only verdicts math-verify would also reach are decided here, with two deliberate
-   exceptions that fix math-verify's misreadings: a trailing period in a box is punctuation, and a
-   time of day is not a ratio (math-verify reads ``4:30 \text{ p.m.}`` as 2/15 and rejects it).
+   10100). Only verdicts math-verify would also reach are decided here, with three deliberate
+   exceptions, each accepting only the same value: a trailing period in a box is punctuation; a
+   time of day is not a ratio (math-verify reads ``4:30 \text{ p.m.}`` as 2/15 and rejects it); a
+   percentage gold also equals its value as a number (``25\%`` and ``0.25``).
 4. **Symbolic check** (in a worker process): math-verify's ``parse`` and ``verify(gold, answer)``
    (gold first, as its API intends) with a hard wall-clock timeout; multi-part answers are matched
    part by part (a perfect matching, any order). The gold's parse is cached in the worker. Parsed
@@ -142,12 +143,14 @@ class MathVerifier:
     unless ``pool`` is given. ``timeout`` is the hard wall-clock limit of one symbolic check.
     ``protocol`` (``"agentr1"`` or ``"open-rs"``) and ``gold_format`` (``"any"``, ``"latex"``,
     ``"expr"``) choose how answers are read; :func:`open_rs_verifier` builds the benchmark ids' one.
+    ``text_extraction`` names the math-verify configs that read an unboxed answer (default: the
+    protocol's; ``"latex"``, ``"latex-boxed-first"``, ``"expr"``).
     """
 
     def __init__(self, *, timeout: float = 5.0, max_answer_chars: int = 1_000, max_gold_chars: int = 2_000,
                  float_rounding: int = 6, strict: bool = True, require_boxed: bool = False, fast_path: bool = True,
                  cache_verdicts: bool = True, pool: ProcessPool | None = None, workers: int | None = None,
-                 protocol: str = TRAINING, gold_format: str = "any"):
+                 protocol: str = TRAINING, gold_format: str = "any", text_extraction: Sequence[str] | None = None):
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0, got {timeout}")
         if protocol not in PROTOCOLS:
@@ -156,6 +159,10 @@ class MathVerifier:
             raise ValueError(f"gold_format must be one of {', '.join(GOLD_FORMATS)}, got {gold_format!r}")
         self.protocol = protocol
         self.gold_format = gold_format
+        default = OPEN_RS_EXTRACTION if protocol == OPEN_RS else DEFAULT_EXTRACTION
+        self.text_extraction = tuple(text_extraction) if text_extraction is not None else default
+        if not self.text_extraction or set(self.text_extraction) - {"latex", "latex-boxed-first", "expr"}:
+            raise ValueError(f"text_extraction names math-verify configs: latex, latex-boxed-first, expr; got {text_extraction!r}")
         self.timeout = float(timeout)
         self.max_answer_chars = int(max_answer_chars)
         self.max_gold_chars = int(max_gold_chars)
@@ -257,7 +264,7 @@ class MathVerifier:
         probe = MathVerifier(timeout=self.timeout, max_answer_chars=max(self.max_answer_chars, self.max_gold_chars),
                              max_gold_chars=self.max_gold_chars, float_rounding=self.float_rounding,
                              strict=self.strict, fast_path=False, pool=self.pool, protocol=self.protocol,
-                             gold_format=self.gold_format)
+                             gold_format=self.gold_format, text_extraction=self.text_extraction)
         verdicts = probe.verify_batch([(g, f"\\boxed{{{_content_or_empty(g)}}}") for g in golds])
         report = ValidationReport(total=len(golds))
         for row, (gold, verdict) in enumerate(zip(golds, verdicts, strict=True)):
@@ -299,8 +306,8 @@ class MathVerifier:
             bad = self._bad_golds.get(gold_text)
         if bad is not None:
             return Verdict(False, UNPARSABLE_GOLD, answer, source, bad)
-        task = (gold_text, whole, source == "boxed", self.float_rounding, self.strict, self.gold_format, self.protocol,
-                parsed.parts if parts else (), parts)
+        task = (gold_text, whole, source == "boxed", self.float_rounding, self.strict, self.gold_format,
+                self.text_extraction, parsed.parts if parts else (), parts)
         if self.cache_verdicts:
             with _VERDICT_LOCK:
                 cached = _VERDICT_CACHE.get(task)
@@ -469,9 +476,10 @@ def fast_compare(gold: str, answer: str, float_rounding: int = 6) -> tuple[bool,
     * bracketed lists of numbers with the same brackets (tuples, intervals, ``\\{sets\\}``) are
       compared element by element (sets as sets); different brackets are left to math-verify.
 
-    Anything else (expressions, units, matrices, mixed forms) returns ``None``. One deliberate
-    difference besides times of day: a trailing period (``\\boxed{5.}``) is read as punctuation;
-    math-verify rejects it.
+    Anything else (expressions, units, matrices, mixed forms) returns ``None``. Deliberate
+    differences from math-verify, each accepting only the same value: a time of day is not a ratio;
+    a percentage gold also equals its value as a number (``25\\%`` and ``0.25``; math-verify drops
+    the ``%`` and compares 25); a trailing period (``\\boxed{5.}``) is punctuation.
     """
     g, a = _analyse(gold), _analyse(answer)
     if g.norm and g.norm == a.norm:
@@ -488,6 +496,8 @@ def fast_compare(gold: str, answer: str, float_rounding: int = 6) -> tuple[bool,
         (gv, g_dec), (av, a_dec) = g.number, a.number
         if gv == av:
             return True, NUMERIC
+        if g.percent and not a.percent and av * 100 == gv:
+            return True, NUMERIC  # 25% written as 0.25 or 1/4: the same value (math-verify drops the %)
         if g.percent != a.percent:
             return None
         if g_dec or a_dec:  # math-verify rounds to float_rounding places: only a clear gap is decisive
@@ -658,19 +668,31 @@ def warm_up() -> None:
     clear_cache()  # keep only the warmed code paths, not the warm-up's own expressions
 
 
-def _parse(text: str, configs: str = "default") -> list:
-    """math-verify's ``parse`` with one of the extraction setups used here (no SIGALRM timeout)."""
+# lighteval's prediction extraction in the Open-RS / open-r1 evaluation
+OPEN_RS_EXTRACTION = ("expr", "latex-boxed-first")
+DEFAULT_EXTRACTION = ("latex", "expr")  # math-verify's defaults
+
+
+def _parse(text: str, configs: tuple[str, ...] = DEFAULT_EXTRACTION) -> list:
+    """math-verify's ``parse`` with the named extraction configs (no SIGALRM timeout):
+    ``"latex"`` (``LatexExtractionConfig()``), ``"latex-boxed-first"`` (``boxed_match_priority=0``),
+    ``"expr"`` (``ExprExtractionConfig()``)."""
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
 
-    if configs == "latex":  # lighteval's LaTeX gold metric
-        extraction = [LatexExtractionConfig()]
-    elif configs == "expr":  # lighteval's expression gold metric
-        extraction = [ExprExtractionConfig()]
-    elif configs == OPEN_RS:  # lighteval's prediction extraction in the Open-RS / open-r1 evaluation
-        extraction = [ExprExtractionConfig(), LatexExtractionConfig(boxed_match_priority=0)]
-    else:
-        extraction = [LatexExtractionConfig(), ExprExtractionConfig()]
-    return parse(text, extraction_config=extraction, parsing_timeout=None)
+    made = {"latex": LatexExtractionConfig, "expr": ExprExtractionConfig,
+            "latex-boxed-first": lambda: LatexExtractionConfig(boxed_match_priority=0)}
+    return parse(text, extraction_config=[made[name]() for name in configs], parsing_timeout=None)
+
+
+def _parse_boxed(text: str) -> list:
+    r"""``text`` parsed as a box's content; if that yields only strings (math-verify cannot read
+    ``\boxed{25\%}`` as a number, though it reads ``$25\%$``), as inline maths instead."""
+    parsed = _parse(f"\\boxed{{{text}}}")
+    if all(isinstance(p, str) for p in parsed) and "$" not in text:
+        inline = _parse(f"${text}$")
+        if any(not isinstance(p, str) for p in inline):
+            return inline
+    return parsed
 
 
 def _parse_gold(gold: str, gold_format: str) -> list:
@@ -680,13 +702,19 @@ def _parse_gold(gold: str, gold_format: str) -> list:
         _GOLD_CACHE.move_to_end(key)
         return parsed
     if gold_format == "expr":
-        parsed = _parse(gold, "expr")
-    elif gold_format == "latex":
-        parsed = _parse(f"\\boxed{{{gold}}}", "latex")
+        parsed = _parse(gold, ("expr",))
     else:
-        parsed = _parse(f"\\boxed{{{gold}}}")
-        if not parsed:  # e.g. plain text without a box wrapper parse
-            parsed = _parse(gold)
+        # "latex": as lighteval reads a boxed solution (a box's content, else inline maths); "any":
+        # wrapped as math-verify expects a gold ("$...$"), else as a box's content, else as it is
+        wraps = [f"\\boxed{{{gold}}}", f"${gold}$"] if gold_format == "latex" else [f"${gold}$", f"\\boxed{{{gold}}}", gold]
+        configs = ("latex",) if gold_format == "latex" else DEFAULT_EXTRACTION
+        parsed = []
+        for text in wraps if "$" not in gold else [f"\\boxed{{{gold}}}", gold]:
+            attempt = _parse(text, configs)
+            if any(not isinstance(p, str) for p in attempt):
+                parsed = attempt
+                break
+            parsed = parsed or attempt
     _GOLD_CACHE[key] = parsed
     if len(_GOLD_CACHE) > _GOLD_CACHE_SIZE:
         _GOLD_CACHE.popitem(last=False)
@@ -694,8 +722,8 @@ def _parse_gold(gold: str, gold_format: str) -> list:
 
 
 def _symbolic_check(gold: str, answer: str | None, boxed: bool, float_rounding: int, strict: bool,
-                    gold_format: str = "any", protocol: str = TRAINING, gold_parts: tuple[str, ...] = (),
-                    answer_parts: tuple[str, ...] = ()) -> tuple[bool, str]:
+                    gold_format: str = "any", text_extraction: tuple[str, ...] = DEFAULT_EXTRACTION,
+                    gold_parts: tuple[str, ...] = (), answer_parts: tuple[str, ...] = ()) -> tuple[bool, str]:
     """Runs in a worker: math-verify's parse and ``verify(gold, answer)``; the gold parse is cached.
 
     ``answer`` (if given) is compared with the whole gold; ``answer_parts`` (if given) with
@@ -710,9 +738,9 @@ def _symbolic_check(gold: str, answer: str | None, boxed: bool, float_rounding: 
     method = UNPARSABLE_ANSWER
     if answer is not None:
         if boxed:
-            parsed_answer = _parse(f"\\boxed{{{answer}}}")
+            parsed_answer = _parse_boxed(answer)
         else:
-            parsed_answer = _parse(answer, OPEN_RS if protocol == OPEN_RS else "default")
+            parsed_answer = _parse(answer, text_extraction)
         if parsed_answer:
             if any(_too_large(p) for p in parsed_answer):
                 return False, TOO_LARGE
@@ -721,7 +749,7 @@ def _symbolic_check(gold: str, answer: str | None, boxed: bool, float_rounding: 
             method = SYMBOLIC
     if answer_parts and len(answer_parts) == len(gold_parts):
         golds = [_parse_gold(g, gold_format) for g in gold_parts]
-        answers = [_parse(f"\\boxed{{{a}}}") for a in answer_parts]
+        answers = [_parse_boxed(a) for a in answer_parts]
         if any(_too_large(p) for parsed in answers for p in parsed):
             return False, TOO_LARGE
         if all(golds) and all(answers):

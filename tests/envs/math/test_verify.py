@@ -98,10 +98,12 @@ def test_batch_agrees_with_single_calls(verifier):
     assert [v.correct for v in batch] == [True] * len(EQUIVALENT) + [False] * len(DIFFERENT)
 
 
-def test_several_boxes_use_the_last_and_do_not_merge(verifier):
+def test_several_boxes_merge_only_as_far_as_the_gold_asks(verifier):
     verdict = verifier.verify("5", "\\boxed{3} and \\boxed{5}")
     assert verdict.correct and verdict.answer == "5" and verdict.source == "boxed"
-    assert not verifier.verify("\\{3, 5\\}", "\\boxed{3} and \\boxed{5}").correct
+    assert not verifier.verify("3", "\\boxed{3} and \\boxed{5}").correct
+    assert verifier.verify("\\{3, 5\\}", "\\boxed{3} and \\boxed{5}").correct  # a two-part gold takes two boxes
+    assert not verifier.verify("\\{3, 5\\}", "\\boxed{3} and \\boxed{3}").correct
 
 
 def test_methods_are_reported(verifier):
