@@ -28,7 +28,9 @@ _TAIL_CHARS = 2_000  # the final text math-verify reads when the answer is not b
 _EVAL_CHARS = 20_000  # lighteval reads the whole response; this bounds the regex work on runaway outputs
 _FINAL_ANCHOR = re.compile(r"final answer", re.IGNORECASE)
 # What may stand between the boxes of one multi-part gold: "\boxed{1} papers and \boxed{2} bins".
-_CONNECTIVE = re.compile(r"^[^\\]{0,40}?(?:,|;|\band\b|&)[^\\]{0,40}$", re.IGNORECASE)
+_CONNECTIVE = re.compile(r"^\s*(?:,|;|&|and|or)\s*$", re.IGNORECASE)
+# a gold may name what each box counts: "\boxed{1} papers and \boxed{2} bins"
+_GOLD_CONNECTIVE = re.compile(r"^\s*(?:[A-Za-z]+\s+){0,2}(?:,|;|&|and|or)(?:\s+[A-Za-z]+){0,2}\s*$", re.IGNORECASE)
 _DELIMITERS = re.compile(r"\$|\\[()\[\]]")
 _BOX_OPEN = re.compile(r"\\(?:boxed|fbox)\s*\{?\s*$")
 _THOUSANDS = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
@@ -71,7 +73,7 @@ def parse_gold(gold: Any) -> GoldAnswer:
         spans = [(a, b) for a, b in boxed_spans(text) if text[a:b].strip()]
         boxes = [text[a:b].strip() for a, b in spans]
         gaps = [text[end + 1:start] for (_, end), (start, _) in zip(spans, spans[1:])]
-        if len(boxes) > 1 and all(_joins(gap, text) for gap in gaps):
+        if len(boxes) > 1 and all(_joins(gap, text.lstrip()[:1] == "$", gold=True) for gap in gaps):
             return GoldAnswer(", ".join(boxes), tuple(boxes))
         if boxes:
             text = boxes[-1]  # boxes not joined as one answer: the last one, as math-verify reads it
@@ -118,14 +120,16 @@ def list_elements(text: str) -> tuple[str, ...]:
     return tuple(parts)
 
 
-def _joins(gap: str, gold: str) -> bool:
-    """Do two boxes of a gold form one answer? They do when joined by ``and`` / a comma
-    (``\boxed{1} papers and \boxed{2} bins``) or written in one maths span (``$\boxed{a} + \boxed{b}$``,
-    which math-verify reads as a set); ``\boxed{1} no no \boxed{2}`` is the last box, as math-verify reads it."""
+def _joins(gap: str, in_maths: bool = False, gold: bool = False) -> bool:
+    """Do two boxes form one answer? They do when joined by ``and``, ``or`` or a comma
+    (``\boxed{1} papers and \boxed{2} bins``, ``\boxed{3} or \boxed{5}``), or, in a gold written as
+    maths (``in_maths``), when no delimiter separates them (``$\boxed{a} + \boxed{b}$``, which
+    math-verify reads as a set); ``\boxed{1} no no \boxed{2}`` is the last box, as math-verify reads it."""
     gap = _BOX_OPEN.sub("", gap)
-    if _CONNECTIVE.match(_DELIMITERS.sub(" ", gap)):
+    words = _SPACING.sub(" ", _DELIMITERS.sub(" ", flatten_text(gap)))
+    if (_GOLD_CONNECTIVE if gold else _CONNECTIVE).match(words):
         return True
-    return gold.lstrip()[:1] == "$" and not _DELIMITERS.search(gap)
+    return in_maths and not _DELIMITERS.search(gap)
 
 
 def _balanced(text: str) -> bool:
@@ -165,10 +169,14 @@ def final_answer(response: str, gold: GoldAnswer, protocol: str = TRAINING) -> F
             # "\boxed{255} ... so the final answer is $10,455$": the later statement is the answer
             return FinalAnswer(after[anchor.start():][:_TAIL_CHARS], "text")
     if boxes:
+        group = 1  # the last box and the boxes joined to it ("\boxed{3} or \boxed{5}") answer together
+        while group < len(spans) and _joins(text[spans[-group - 1][1] + 1:spans[-group][0]]):
+            group += 1
         parts: tuple[str, ...] = ()
         if gold.multi_part and len(boxes) >= len(gold.parts):
             parts = tuple(boxes[-len(gold.parts):])
-        return FinalAnswer(boxes[-1], "boxed", parts)
+        whole = boxes[-1] if group == 1 else joined(boxes[-group:])
+        return FinalAnswer(whole, "boxed", parts)
     if protocol == OPEN_RS:
         tail = text[-_EVAL_CHARS:]
     else:
@@ -190,7 +198,8 @@ def remove_reasoning_pairs(text: str, start_tag: str = "<think>", end_tag: str =
 
 # ---------------------------------------------------------------------------- normal forms
 _SPACING = re.compile(r"\\[!,;:> ]|\\(?:q?quad|displaystyle|left|right)(?![A-Za-z])|\\mathrm\{\s*\}|\\\$|~|\$")
-_LIST_COMMA = re.compile(r",(?:\s|\\[!,;: ]|~)+")
+_LIST_COMMA = re.compile(r",(?:\\!)?(?:\s|\\[,;: ]|~)+")  # "1,\!000" is a thousands separator
+_DIGIT_GAP = re.compile(r"(?<=\d)(?:\s|\\[,;: ]|~)+(?=\d)")
 _FRAC_CMD = re.compile(r"\\[dt]frac")
 _COMPACT_FRAC = re.compile(r"\\frac(\d)(\d)")
 _DEGREES = re.compile(r"\^\s*\{?\\circ\}?|°")
@@ -213,9 +222,10 @@ def normalize_answer(text: str) -> str:
 
     Spacing commands, ``\dfrac``, degrees, dollar signs and ``\text{}`` wrappers go; a comma followed
     by a space becomes ``;`` (a list separator), so ``10, 100`` never reads as ``10,100`` (ten
-    thousand one hundred).
+    thousand one hundred), and a space between two digits stays (as ``·``): ``2 3`` is not ``23``.
     """
     text = _LIST_COMMA.sub(";", text)
+    text = _DIGIT_GAP.sub("\u00b7", text)  # "2 3" is not 23 (math-verify reads a product): keep the gap
     text = flatten_text(text)
     text = _SPACING.sub("", text)
     text = _FRAC_CMD.sub(r"\\frac", text)

@@ -289,6 +289,13 @@ class MathVerifier:
             return Verdict(False, UNPARSABLE_GOLD, answer, source, "gold answer is empty or too long")
         whole: str | None = answer
         parts = found.parts
+        if self.fast_path and source == "text":
+            # "... The final answer is $X$." at the very end: math-verify's extraction (either
+            # protocol's configs; no box, no "I hope" anchor) reads exactly X, so X's fast verdict is its
+            stated = _FINAL_STATEMENT.search(answer[-400:])
+            decided = fast_compare(gold_text, stated.group(1), self.float_rounding) if stated else None
+            if decided is not None:
+                return Verdict(decided[0], decided[1], stated.group(1), source)
         if self.fast_path and source == "boxed":
             decided = fast_compare(gold_text, answer, self.float_rounding)
             if decided is not None and decided[0]:
@@ -387,6 +394,8 @@ _POWER = re.compile(r"^(-?)(\d{1,4})\^\{?(\d{1,2})\}?$")
 _WORD = re.compile(r"^[A-Za-z]+$")
 _STRUCT = re.compile(r"^(\\\{|\(|\[)(.*)(\\\}|\)|\])$")
 _ASSIGNMENT = re.compile(r"^[A-Za-z](?:_\{?\w+\}?)?=")
+# A response that ends by stating its answer in inline maths; math-verify's extraction reads exactly this span.
+_FINAL_STATEMENT = re.compile(r"final answer is:?\s*\$([^$]{1,200})\$\s*\.?\s*$", re.IGNORECASE)
 _THOUSANDS_LIKE = re.compile(r"\d,\d{3}(?!\d)")
 _INFINITY = {"\\infty": math.inf, "+\\infty": math.inf, "-\\infty": -math.inf}
 
@@ -411,10 +420,15 @@ def _analyse(text: str) -> _Fast:
 
 
 def _structure(norm: str) -> tuple[str, str, tuple] | None:
-    match = _STRUCT.match(norm)
-    if not match or len(norm) > 200:
+    if len(norm) > 200:
         return None
-    inner = match.group(2)
+    match = _STRUCT.match(norm)
+    if match:
+        opening, inner, closing = match.groups()
+    elif ";" in norm or "," in norm:
+        opening, inner, closing = "\\{", norm, "\\}"  # a bare list: math-verify compares it as a set
+    else:
+        return None
     if any(c in inner for c in "()[]{}") or _THOUSANDS_LIKE.search(inner):
         return None  # nested, or "1,000" that may be a thousands separator: math-verify decides
     parts = re.split(r"[,;]", inner)
@@ -429,7 +443,7 @@ def _structure(norm: str) -> tuple[str, str, tuple] | None:
         if number is None:
             return None
         values.append(number)
-    return match.group(1), match.group(3), tuple(values)
+    return opening, closing, tuple(values)
 
 
 def exact_number(text: str) -> tuple[Fraction, bool] | None:
@@ -542,6 +556,10 @@ def _perfect_matching(equal: list[list[bool]]) -> bool:
 def _compare_structures(gold: tuple[str, str, tuple], answer: tuple[str, str, tuple]) -> tuple[bool, str] | None:
     (g_open, g_close, g_vals), (a_open, a_close, a_vals) = gold, answer
     if (g_open, g_close) != (a_open, a_close):
+        intervals = all(o in "([" and c in ")]" and len(v) == 2 and v[0][0] < v[1][0]
+                        for o, c, v in (gold, answer))
+        if intervals and [x for x, _ in g_vals] == [x for x, _ in a_vals]:
+            return False, NUMERIC  # the same endpoints, one open where the other is closed
         return None
     decimals = any(d for _, d in g_vals) or any(d for _, d in a_vals)
     if g_open == "\\{":
