@@ -37,6 +37,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -131,13 +132,18 @@ def run_ours(rows: list[Row], workers: int, mode: str = "batch") -> tuple[list[b
                                                         text_extraction=types, gold_format=gold_format,
                                                         cache_verdicts=mode != "nocache")
     out: list = [None] * len(rows)
-    start = time.perf_counter()
-    for key, idx in groups.items():
+
+    def run_group(key: tuple, idx: list[int]) -> None:
         pairs = [(rows[i]["gold"], rows[i]["pred"]) for i in idx]
         verdicts = (verifiers[key].verify_batch(pairs) if mode != "single"
                     else [verifiers[key].verify(g, r) for g, r in pairs])
         for i, v in zip(idx, verdicts, strict=True):
             out[i] = v
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=len(groups)) as threads:  # groups share the workers, none waits for another
+        for future in [threads.submit(run_group, key, idx) for key, idx in groups.items()]:
+            future.result()
     elapsed = time.perf_counter() - start
     pool.close()
     methods: dict[str, int] = defaultdict(int)
