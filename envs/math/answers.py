@@ -149,20 +149,24 @@ def _pairs(inner: str) -> list[tuple[str, str]]:
     return out
 
 
-def final_answer(response: str, gold: GoldAnswer, protocol: str = TRAINING) -> FinalAnswer:
-    r"""The response's final answer under ``protocol`` (see ``MathVerifier``)."""
+def final_answer(response: str, gold: GoldAnswer, protocol: str = TRAINING,
+                 require_boxed: bool = False) -> FinalAnswer:
+    r"""The response's final answer under ``protocol`` (see ``MathVerifier``); with ``require_boxed``
+    only a box is an answer."""
     if not isinstance(response, str) or not response.strip():
         return FinalAnswer(None, "none")
     if protocol == OPEN_RS:
         text = remove_reasoning_pairs(response)
     else:
-        text = response
-        opened = text.rfind("<think>")
-        if opened >= 0 and "</think>" not in text[opened:] and not boxed_spans(text[opened:]):
+        opened = response.rfind("<think>")
+        if opened >= 0 and "</think>" not in response[opened:] and not boxed_spans(response[opened:]):
             return FinalAnswer(None, "none")  # cut off inside its reasoning: nothing was answered
+        text = strip_reasoning(response)  # only what follows the reasoning is the answer
     spans = boxed_spans(text)
     boxes = [text[a:b].strip() for a, b in spans]
-    if spans and protocol == TRAINING:
+    if require_boxed and not boxes:
+        return FinalAnswer(None, "none")
+    if spans and protocol == TRAINING and not require_boxed:
         after = text[spans[-1][1] + 1:]
         anchor = _FINAL_ANCHOR.search(after)
         if anchor is not None and any(ch.isdigit() or ch == "\\" for ch in after[anchor.end():]):
@@ -177,10 +181,7 @@ def final_answer(response: str, gold: GoldAnswer, protocol: str = TRAINING) -> F
             parts = tuple(boxes[-len(gold.parts):])
         whole = boxes[-1] if group == 1 else joined(boxes[-group:])
         return FinalAnswer(whole, "boxed", parts)
-    if protocol == OPEN_RS:
-        tail = text[-_EVAL_CHARS:]
-    else:
-        tail = strip_reasoning(text).strip()[-_TAIL_CHARS:]
+    tail = text[-_EVAL_CHARS:] if protocol == OPEN_RS else text.strip()[-_TAIL_CHARS:]
     return FinalAnswer(tail, "text") if tail.strip() else FinalAnswer(None, "none")
 
 

@@ -6,22 +6,28 @@ r"""Math answer checking at least as good as math-verify: worker processes plus 
    an unordered list (``1, -2``, ``\{1, -2\}``) make a *multi-part* gold, compared as a set.
 2. **Final answer** (``envs.math.answers.final_answer``), by ``protocol``:
 
-   * ``"agentr1"`` (training, the default): the content of the *last* ``\boxed{}``; for a multi-part
-     gold with ``k`` parts also the last ``k`` boxes, as a set (``\boxed{-2} and \boxed{1}`` for
-     ``1, -2``). Boxes are never merged beyond what the gold's structure asks for. A ``final
-     answer`` statement written *after* the last box wins over it (``\boxed{255} ... so the final
-     answer is $10,455$`` answers 10455, as plain math-verify reads it): it is the response's last
-     word. Without a box, the final text (after the reasoning) goes to math-verify's own LaTeX /
-     expression extraction. A response that opens ``<think>`` and never closes it (and has no
-     box) answered nothing: it was cut off mid-reasoning. ``require_boxed=True`` accepts boxes only.
+   * ``"agentr1"`` (training, the default): only the text after the last ``</think>`` (if any) is
+     read. The answer is the *last* ``\boxed{}``, together with any boxes joined to it by ``and``,
+     ``or`` or a comma (``\boxed{3} or \boxed{5}`` is the two-part answer ``{3, 5}``: a hedge earns
+     nothing for gold 5); a box followed by more reasoning and another box is superseded. For a
+     multi-part gold with ``k`` parts the last ``k`` boxes are also tried, as a set
+     (``\boxed{-2} ... \boxed{1}`` for ``1, -2``). A ``final answer`` statement written *after* the
+     last box wins over it (``\boxed{255} ... so the final answer is $10,455$`` answers 10455, as
+     plain math-verify reads it): it is the response's last word. Without a box, the final text
+     goes to math-verify's own LaTeX / expression extraction. A response that opens ``<think>`` and
+     never closes it (and has no box) answered nothing: it was cut off mid-reasoning.
+     ``require_boxed=True`` accepts boxes only.
    * ``"open-rs"`` (the benchmark ids; the Open-RS / open-r1 lighteval protocol): ``<think>...</think>``
      pairs are removed as lighteval does; a box wins over any other statement
-     (``boxed_match_priority=0``), the last box (or last ``k`` boxes, as above) is the answer; without
-     a box the whole text goes to math-verify's extraction with lighteval's prediction configs
-     ``(ExprExtractionConfig(), LatexExtractionConfig(boxed_match_priority=0))``; the gold is read with
-     ``gold_format`` (``"latex"``: ``LatexExtractionConfig()``; ``"expr"``: ``ExprExtractionConfig()``),
-     and numbers are compared at ``float_rounding=5``. Unlike lighteval, boxes that the gold does not
-     ask for are never merged into a set (lighteval reads ``$\boxed{3}$ and $\boxed{5}$`` as ``{3, 5}``).
+     (``boxed_match_priority=0``); boxes are grouped as above (lighteval also reads
+     ``$\boxed{3}$ and $\boxed{5}$`` as ``{3, 5}``); without a box the whole text goes to math-verify's
+     extraction with lighteval's prediction configs ``(ExprExtractionConfig(),
+     LatexExtractionConfig(boxed_match_priority=0))``; the gold is read with ``gold_format``
+     (``"latex"``: ``LatexExtractionConfig()``; ``"expr"``: ``ExprExtractionConfig()``) and numbers
+     are compared at ``float_rounding=5``. Where lighteval goes wrong this does not: it never merges
+     boxes that are not joined (lighteval's ``boxed="all"`` normalisation merges every box inside one
+     maths span), it reads the last ``k`` boxes of a ``k``-part gold as a set, and its fast path and
+     normal forms fix the misreadings listed below.
 
 3. **Fast path** (in the caller): equal normal forms are equal (spacing, ``\dfrac``, degrees, ``\$``,
    ``\text{}`` wrappers); two plain exact numbers (integers with or without thousands separators,
@@ -201,10 +207,7 @@ class MathVerifier:
         return found.text, found.source
 
     def _final(self, response: str, gold: GoldAnswer) -> FinalAnswer:
-        found = final_answer(response, gold, self.protocol)
-        if found.source == "text" and self.require_boxed:
-            return FinalAnswer(None, "none")
-        return found
+        return final_answer(response, gold, self.protocol, self.require_boxed)
 
     # ------------------------------------------------------------------ verification
     def verify(self, gold: Any, response: str) -> Verdict:

@@ -36,6 +36,10 @@ def test_final_answer_rules_per_protocol():
     late = "\\boxed{255} and so on, so the final answer is $10,455$."
     assert final_answer(late, gold).source == "text"  # training: the statement after the box wins
     assert final_answer(late, gold, OPEN_RS).text == "255"  # lighteval: boxes first
+    assert final_answer(late, gold, require_boxed=True).text == "255"
+    inside = "<think>\nmaybe \\boxed{3}\n</think>\nThe answer is $5$."
+    assert final_answer(inside, gold).source == "text"  # a box inside the reasoning is no answer
+    assert final_answer(inside, gold, OPEN_RS).source == "text"  # lighteval drops the think block too
     assert final_answer("<think>\nit is 5", gold).source == "none"  # cut off inside the reasoning
     assert final_answer("<think>\nit is 5", gold, OPEN_RS).source == "text"  # lighteval reads it anyway
     assert final_answer("The final answer is $5$.", gold).source == "text"
