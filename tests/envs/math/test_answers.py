@@ -119,3 +119,17 @@ def test_fast_path_verdicts_are_math_verifys(pair):
         return
     reference, _ = _symbolic_check(gold, answer, True, 6, True)
     assert decided[0] == reference, (gold, answer, decided)
+
+
+_PIECES = ["\\boxed{", "}", "{", "$", ",", ", ", " and ", " or ", "<think>", "</think>", "final answer is ", "1", "000",
+           "\\{", "\\}", "(", ")", "\\text{", "p.m.", ":", "30", "\\!", " "]
+
+
+@given(text=st.one_of(st.lists(st.sampled_from(_PIECES), max_size=25).map("".join), st.text(max_size=80)))
+def test_reading_answers_never_raises(text):
+    gold = parse_gold(text) if text.strip() else parse_gold("1")
+    assert gold.parts and all(isinstance(p, str) for p in gold.parts)
+    for protocol in ("agentr1", OPEN_RS):
+        found = final_answer(text, gold, protocol)
+        assert found.source in ("boxed", "text", "none") and (found.text is None) == (found.source == "none")
+    assert isinstance(normalize_answer(text), str)
