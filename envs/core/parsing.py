@@ -206,6 +206,25 @@ def extract_last_boxed(text: str) -> str | None:
     return None if best is None else text[best[0]:best[1]].strip()
 
 
+def boxed_spans(text: str) -> list[tuple[int, int]]:
+    r"""``(start, end)`` of every complete outermost ``\boxed{...}`` / ``\fbox{...}`` content, in text
+    order (a box nested in another counts once, as part of the outer one). Linear time."""
+    closing = _pair_braces(text)
+    spans: list[tuple[int, int]] = []
+    for match in _BOX_RE.finditer(text):
+        if match.group(1) is not None:  # "\boxed 5" form
+            span = match.span(1)
+        else:
+            brace = match.end() - 1
+            if brace not in closing:
+                continue
+            span = (brace + 1, closing[brace])
+        if spans and span[0] < spans[-1][1]:  # inside the previous box
+            continue
+        spans.append(span)
+    return spans
+
+
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)(?: +([^\s${}]+)| *\{)")
 
 

@@ -24,8 +24,12 @@ _EVALUATION = (
     ("GSM8K", "gsm8k", ["gsm8k-v0"], "GSM8K test (answers after ####)", "gsm8k-sample"),
 )
 
+# How lighteval reads each benchmark's gold in the Open-RS evaluation (acc follows that protocol).
+EVAL_PROTOCOLS = {"MATH500": "latex", "AIME24": "expr", "AMC23": "expr", "Minerva": "latex", "OlympiadBench": "latex"}
+
 for _name, _dataset, _aliases, _summary, _offline in _EVALUATION:
-    register_env(f"AgentR1/{_name}-v0", _ENTRY, aliases=_aliases, kwargs={"dataset": _dataset},
+    _protocol = {"eval_protocol": EVAL_PROTOCOLS[_name]} if _name in EVAL_PROTOCOLS else {}
+    register_env(f"AgentR1/{_name}-v0", _ENTRY, aliases=_aliases, kwargs={"dataset": _dataset, **_protocol},
                  offline_kwargs={"dataset": _offline}, summary=f"evaluation: {_summary}")
 
 MATH_ENV_IDS = ("AgentR1/Math-v0", *(f"AgentR1/{name}-v0" for name, *_ in _EVALUATION))

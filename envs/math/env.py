@@ -43,7 +43,7 @@ from envs.math.rewards import (
     preset_weights,
     response_length,
 )
-from envs.math.verify import ENV_ERROR, MathVerifier, Verdict, gold_content
+from envs.math.verify import ENV_ERROR, MathVerifier, Verdict, gold_content, open_rs_verifier
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,11 @@ class MathEnv(ItemListEnv):
     component measures), ``cosine`` (a ``CosineConfig`` or its fields as a dict),
     ``tokenizer`` (an object with ``encode``, or a Hugging Face name) to count lengths in tokens.
     Tools: ``tools=("sympy",)`` and ``max_turns`` (default 4 with tools, else 1). Verification:
-    ``verify_timeout`` (hard, seconds), ``require_boxed``, or a ready ``verifier``.
+    ``verify_timeout`` (hard, seconds), ``require_boxed``, or a ready ``verifier``;
+    ``eval_protocol="latex"`` or ``"expr"`` scores ``acc`` with the Open-RS evaluation protocol
+    (lighteval's math metric, gold read as LaTeX or as an expression; the benchmark ids set it).
+    ``acc`` is the verifier's verdict alone: the same response gets the same ``acc`` in every
+    ``format_mode`` and under any reward weights.
     """
 
     # The paper's evaluation protocol (a trainer concern; exposed for evaluation scripts).
@@ -115,6 +119,7 @@ class MathEnv(ItemListEnv):
         verifier: MathVerifier | None = None,
         verify_timeout: float = 5.0,
         require_boxed: bool = False,
+        eval_protocol: str | None = None,
         max_response_length: int | None = None,
         validate: bool = False,
         system_prompt: str | None = None,
@@ -144,6 +149,8 @@ class MathEnv(ItemListEnv):
             # Open-RS pays no process reward: a valid tool call earns nothing by itself (turn it on with
             # reward_weights={"tool_call_valid": ...}); malformed and failed calls still cost.
             self.default_reward_weights["tool_call_valid"] = 0.0
+        if verifier is None and eval_protocol is not None:
+            verifier = open_rs_verifier(eval_protocol, timeout=verify_timeout, require_boxed=require_boxed)
         self.verifier = verifier or MathVerifier(timeout=verify_timeout, require_boxed=require_boxed)
         source = data_path if data_path is not None else dataset
         self.dataset_name = str(source)
@@ -183,10 +190,9 @@ class MathEnv(ItemListEnv):
 
     # ------------------------------------------------------------------ scoring
     def score_final(self, item: Item, response: str, ledger: RewardLedger) -> dict[str, float]:
-        if self.cut_off(response):  # never credit a number read from unfinished reasoning
-            verdict = Verdict(False, "no_answer", detail="the response ends inside its reasoning block")
-        else:
-            verdict = self.verifier.verify(item["answer"], response)
+        # acc is the verifier's alone, whatever the format mode: a response cut inside an explicit
+        # <think> block answers nothing (the verifier's rule), one without tags is read as written.
+        verdict = self.verifier.verify(item["answer"], response)
         return self._score(verdict, response, ledger)
 
     def cut_off(self, response: str) -> bool:

@@ -1,20 +1,46 @@
-r"""Hardened answer checking for boxed math answers: math-verify in worker processes, plus a fast path.
+r"""Math answer checking at least as good as math-verify: worker processes plus a fast path.
 
 ``MathVerifier.verify(gold, response)`` decides whether ``response``'s final answer equals ``gold``:
 
-1. **Extraction** (in the caller, pure Python): the content of the *last* ``\boxed{}`` is the answer;
-   several boxes are never merged into a set (math-verify alone would read ``\boxed{3} ... \boxed{5}``
-   as ``{3, 5}``). Without a box, the text after the reasoning is handed to math-verify's own
-   extraction, unless ``require_boxed=True``. Answers longer than ``max_answer_chars`` are rejected.
-2. **Fast path** (in the caller): identical normalised strings are equal; two plain exact numbers
-   (integers with or without thousands separators, decimals, ``a/b``, ``\frac{a}{b}``, ``\dfrac``)
-   are compared as fractions. Only verdicts math-verify would also reach are decided here; anything
-   else goes on.
-3. **Symbolic check** (in a worker process): math-verify's ``parse`` and ``verify(gold, answer)``
-   (gold first, as its API intends) with a hard wall-clock timeout. The gold's parse is cached in the
-   worker, so a problem's gold is parsed once per worker, not once per sampled response. Parsed
-   SymPy objects never cross the process boundary; only the verdict does, and the caller caches it
-   per (gold, answer), so identical answers among a prompt's samples are checked once.
+1. **Gold** (``envs.math.answers.parse_gold``): the content of its box or ``$...$``; several boxes or
+   an unordered list (``1, -2``, ``\{1, -2\}``) make a *multi-part* gold, compared as a set.
+2. **Final answer** (``envs.math.answers.final_answer``), by ``protocol``:
+
+   * ``"agentr1"`` (training, the default): only the text after the last ``</think>`` (if any) is
+     read. The answer is the *last* ``\boxed{}``, together with any boxes joined to it by ``and``,
+     ``or`` or a comma (``\boxed{3} or \boxed{5}`` is the two-part answer ``{3, 5}``: a hedge earns
+     nothing for gold 5); a box followed by more reasoning and another box is superseded. For a
+     multi-part gold with ``k`` parts the last ``k`` boxes are also tried, as a set
+     (``\boxed{-2} ... \boxed{1}`` for ``1, -2``). A ``final answer`` statement written *after* the
+     last box wins over it (``\boxed{255} ... so the final answer is $10,455$`` answers 10455, as
+     plain math-verify reads it): it is the response's last word. Without a box, the final text
+     goes to math-verify's own LaTeX / expression extraction. A response that opens ``<think>`` and
+     never closes it (and has no box) answered nothing: it was cut off mid-reasoning.
+     ``require_boxed=True`` accepts boxes only.
+   * ``"open-rs"`` (the benchmark ids; the Open-RS / open-r1 lighteval protocol): ``<think>...</think>``
+     pairs are removed as lighteval does; a box wins over any other statement
+     (``boxed_match_priority=0``); boxes are grouped as above (lighteval also reads
+     ``$\boxed{3}$ and $\boxed{5}$`` as ``{3, 5}``); without a box the whole text goes to math-verify's
+     extraction with lighteval's prediction configs ``(ExprExtractionConfig(),
+     LatexExtractionConfig(boxed_match_priority=0))``; the gold is read with ``gold_format``
+     (``"latex"``: ``LatexExtractionConfig()``; ``"expr"``: ``ExprExtractionConfig()``) and numbers
+     are compared at ``float_rounding=5``. Where lighteval goes wrong this does not: it never merges
+     boxes that are not joined (lighteval's ``boxed="all"`` normalisation merges every box inside one
+     maths span), it reads the last ``k`` boxes of a ``k``-part gold as a set, and its fast path and
+     normal forms fix the misreadings listed below.
+
+3. **Fast path** (in the caller): equal normal forms are equal (spacing, ``\dfrac``, degrees, ``\$``,
+   ``\text{}`` wrappers); two plain exact numbers (integers with or without thousands separators,
+   decimals, ``a/b``, ``\frac{a}{b}``) are compared as fractions; times of day (``4:30 p.m.``) as
+   times. A comma followed by a space separates list items, never thousands (``10, 100`` is not
+   10100). Only verdicts math-verify would also reach are decided here, with three deliberate
+   exceptions, each accepting only the same value: a trailing period in a box is punctuation; a
+   time of day is not a ratio (math-verify reads ``4:30 \text{ p.m.}`` as 2/15 and rejects it); a
+   percentage gold also equals its value as a number (``25\%`` and ``0.25``).
+4. **Symbolic check** (in a worker process): math-verify's ``parse`` and ``verify(gold, answer)``
+   (gold first, as its API intends) with a hard wall-clock timeout; multi-part answers are matched
+   part by part (a perfect matching, any order). The gold's parse is cached in the worker. Parsed
+   SymPy objects never cross the process boundary; only the verdict does, and the caller caches it.
 
 Every outcome is a :class:`Verdict` that says which method decided it (``exact``, ``numeric``,
 ``symbolic``, ``no_answer``, ``too_long``, ``too_large``, ``unparsable_gold``, ``unparsable_answer``,
@@ -29,7 +55,6 @@ itself, so users can vet a dataset before training on it.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import math
 import os
@@ -39,23 +64,42 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from fractions import Fraction
 from typing import Any
 
-from envs.core.parsing import extract_last_boxed, strip_reasoning
 from envs.core.process_pool import Outcome, PoolClosed, PoolFailure, ProcessPool, shared_pool
+from envs.math.answers import (
+    GOLD_FORMATS,
+    OPEN_RS,
+    PROTOCOLS,
+    TRAINING,
+    FinalAnswer,
+    GoldAnswer,
+    final_answer,
+    parse_gold,
+)
+from envs.math.answers import normalize_answer  # noqa: F401 - re-exported
+from envs.math.fast_path import (  # noqa: F401 - re-exported: the fast path's public names
+    EXACT,
+    NUMERIC,
+    _analyse,
+    _perfect_matching,
+    exact_number,
+    fast_compare,
+    fast_match_parts,
+)
 
 logger = logging.getLogger(__name__)
 
-EXACT, NUMERIC, SYMBOLIC = "exact", "numeric", "symbolic"
+SYMBOLIC = "symbolic"
 NO_ANSWER, TOO_LONG, UNPARSABLE_GOLD, UNPARSABLE_ANSWER = "no_answer", "too_long", "unparsable_gold", "unparsable_answer"
 TIMEOUT, ERROR, TOO_LARGE = "timeout", "error", "too_large"
 ENV_ERROR = "env_error"  # the check could not run (worker crashed twice, pool busy or closed): no verdict
 FAST_METHODS = frozenset({EXACT, NUMERIC})
 
+# A response that ends by stating its answer in inline maths; math-verify's extraction reads exactly this span.
+_FINAL_STATEMENT = re.compile(r"final answer is:?\s*\$([^$]{1,200})\$\s*\.?\s*$", re.IGNORECASE)
 POOL_NAME = "agentr1-math"
 _PRELOAD = ("envs.math.verify:warm_up",)
-_TAIL_CHARS = 2_000  # without a box, math-verify reads at most this much of the final text
 
 
 @dataclass(frozen=True)
@@ -114,13 +158,28 @@ class MathVerifier:
 
     Thread-safe and cheap to create: instances share one process pool per process (``POOL_NAME``)
     unless ``pool`` is given. ``timeout`` is the hard wall-clock limit of one symbolic check.
+    ``protocol`` (``"agentr1"`` or ``"open-rs"``) and ``gold_format`` (``"any"``, ``"latex"``,
+    ``"expr"``) choose how answers are read; :func:`open_rs_verifier` builds the benchmark ids' one.
+    ``text_extraction`` names the math-verify configs that read an unboxed answer (default: the
+    protocol's; ``"latex"``, ``"latex-boxed-first"``, ``"expr"``).
     """
 
     def __init__(self, *, timeout: float = 5.0, max_answer_chars: int = 1_000, max_gold_chars: int = 2_000,
                  float_rounding: int = 6, strict: bool = True, require_boxed: bool = False, fast_path: bool = True,
-                 cache_verdicts: bool = True, pool: ProcessPool | None = None, workers: int | None = None):
+                 cache_verdicts: bool = True, pool: ProcessPool | None = None, workers: int | None = None,
+                 protocol: str = TRAINING, gold_format: str = "any", text_extraction: Sequence[str] | None = None):
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0, got {timeout}")
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+        if gold_format not in GOLD_FORMATS:
+            raise ValueError(f"gold_format must be one of {', '.join(GOLD_FORMATS)}, got {gold_format!r}")
+        self.protocol = protocol
+        self.gold_format = gold_format
+        default = OPEN_RS_EXTRACTION if protocol == OPEN_RS else DEFAULT_EXTRACTION
+        self.text_extraction = tuple(text_extraction) if text_extraction is not None else default
+        if not self.text_extraction or set(self.text_extraction) - {"latex", "latex-boxed-first", "expr"}:
+            raise ValueError(f"text_extraction names math-verify configs: latex, latex-boxed-first, expr; got {text_extraction!r}")
         self.timeout = float(timeout)
         self.max_answer_chars = int(max_answer_chars)
         self.max_gold_chars = int(max_gold_chars)
@@ -148,18 +207,18 @@ class MathVerifier:
         return self._pool
 
     # ------------------------------------------------------------------ extraction
-    def extract_answer(self, response: str) -> tuple[str | None, str]:
-        r"""``(answer, source)``: the last ``\boxed{}`` content (``"boxed"``), else the final text for
-        math-verify's own extraction (``"text"``), else ``(None, "none")``."""
-        if not isinstance(response, str):
-            return None, "none"
-        boxed = extract_last_boxed(response)  # linear time, whatever the nesting
-        if boxed is not None:
-            return boxed, "boxed"
-        if self.require_boxed:
-            return None, "none"
-        tail = strip_reasoning(response).strip()[-_TAIL_CHARS:]
-        return (tail, "text") if tail else (None, "none")
+    def extract_answer(self, response: str, gold: Any = "0") -> tuple[str | None, str]:
+        r"""``(answer, source)``: the final answer's text and where it came from (``"boxed"``,
+        ``"text"`` for math-verify's own extraction, or ``"none"``), read as for ``gold``."""
+        try:
+            parsed = parse_gold(gold)
+        except ValueError:
+            parsed = GoldAnswer("0", ("0",))
+        found = self._final(response, parsed)
+        return found.text, found.source
+
+    def _final(self, response: str, gold: GoldAnswer) -> FinalAnswer:
+        return final_answer(response, gold, self.protocol, self.require_boxed)
 
     # ------------------------------------------------------------------ verification
     def verify(self, gold: Any, response: str) -> Verdict:
@@ -218,7 +277,8 @@ class MathVerifier:
         golds = [it.get(answer_key) if isinstance(it, Mapping) else it for it in items]
         probe = MathVerifier(timeout=self.timeout, max_answer_chars=max(self.max_answer_chars, self.max_gold_chars),
                              max_gold_chars=self.max_gold_chars, float_rounding=self.float_rounding,
-                             strict=self.strict, fast_path=False, pool=self.pool)
+                             strict=self.strict, fast_path=False, pool=self.pool, protocol=self.protocol,
+                             gold_format=self.gold_format, text_extraction=self.text_extraction)
         verdicts = probe.verify_batch([(g, f"\\boxed{{{_content_or_empty(g)}}}") for g in golds])
         report = ValidationReport(total=len(golds))
         for row, (gold, verdict) in enumerate(zip(golds, verdicts, strict=True)):
@@ -229,26 +289,46 @@ class MathVerifier:
     # ------------------------------------------------------------------ internals
     def _prepare(self, gold: Any, response: str) -> Verdict | _Pending:
         try:
-            gold_text = gold_content(gold)
+            parsed = parse_gold(gold)
         except Exception as exc:  # a gold we cannot even turn into text
             return Verdict(False, UNPARSABLE_GOLD, detail=f"{type(exc).__name__}: {exc}")
-        answer, source = self.extract_answer(response)
+        gold_text = parsed.text
+        found = self._final(response, parsed)
+        answer, source = found.text, found.source
         if answer is None:
             return Verdict(False, NO_ANSWER)
-        if source == "boxed" and len(answer) > self.max_answer_chars:
+        if source == "boxed" and max(len(answer), len(", ".join(found.parts))) > self.max_answer_chars:
             return Verdict(False, TOO_LONG, answer[:80] + "...", source, f"answer longer than {self.max_answer_chars} characters")
         if not gold_text or len(gold_text) > self.max_gold_chars:
             return Verdict(False, UNPARSABLE_GOLD, answer, source, "gold answer is empty or too long")
+        whole: str | None = answer
+        parts = found.parts
+        if self.fast_path and source == "text":
+            # "... The final answer is $X$." at the very end: math-verify's extraction (either
+            # protocol's configs; no box, no "I hope" anchor) reads exactly X, so X's fast verdict is its
+            stated = _FINAL_STATEMENT.search(answer[-400:])
+            decided = fast_compare(gold_text, stated.group(1), self.float_rounding) if stated else None
+            if decided is not None:
+                return Verdict(decided[0], decided[1], stated.group(1), source)
         if self.fast_path and source == "boxed":
             decided = fast_compare(gold_text, answer, self.float_rounding)
+            if decided is not None and decided[0]:
+                return Verdict(True, decided[1], answer, source)
+            by_parts = fast_match_parts(parsed.parts, parts, self.float_rounding) if parts else None
+            if by_parts is not None and by_parts[0]:
+                return Verdict(True, by_parts[1], ", ".join(parts), source)
             if decided is not None:
-                correct, method = decided
-                return Verdict(correct, method, answer, source)
+                whole = None  # settled: not equal as a whole
+            if by_parts is not None:
+                parts = ()  # settled: not equal part by part
+            if whole is None and not parts:
+                return Verdict(False, decided[1] if decided else NUMERIC, answer, source)
         with self._lock:
             bad = self._bad_golds.get(gold_text)
         if bad is not None:
             return Verdict(False, UNPARSABLE_GOLD, answer, source, bad)
-        task = (gold_text, answer, source == "boxed", self.float_rounding, self.strict)
+        task = (gold_text, whole, source == "boxed", self.float_rounding, self.strict, self.gold_format,
+                self.text_extraction, parsed.parts if parts else (), parts)
         if self.cache_verdicts:
             with _VERDICT_LOCK:
                 cached = _VERDICT_CACHE.get(task)
@@ -310,21 +390,9 @@ def _timed(verdict: Verdict, started: float) -> Verdict:
 
 # ---------------------------------------------------------------------------- gold answers
 def gold_content(gold: Any) -> str:
-    r"""The gold answer as the text inside its box: ``"\boxed{5}"``, ``"$5$"`` and ``5`` all give ``"5"``."""
-    if isinstance(gold, bool) or gold is None:
-        raise ValueError(f"not a usable gold answer: {gold!r}")
-    if isinstance(gold, (list, tuple)):
-        if len(gold) != 1:
-            raise ValueError(f"a gold answer list must have one element, got {len(gold)}")
-        gold = gold[0]
-    text = str(gold).strip()
-    if "\\boxed" in text or "\\fbox" in text:
-        boxed = extract_last_boxed(text)
-        if boxed is not None:
-            text = boxed
-    if len(text) >= 2 and text[0] == "$" and text[-1] == "$":
-        text = text.strip("$").strip()
-    return text
+    r"""The gold answer as the text inside its box: ``"\boxed{5}"``, ``"$5$"`` and ``5`` all give ``"5"``;
+    several boxes give their contents as one list (``"1, 2"``)."""
+    return parse_gold(gold).text
 
 
 def _content_or_empty(gold: Any) -> str:
@@ -334,157 +402,8 @@ def _content_or_empty(gold: Any) -> str:
         return ""
 
 
-# ---------------------------------------------------------------------------- fast path
-_SPACING = re.compile(r"\\[!,;:> ]|\\(?:q?quad|displaystyle|left|right)(?![A-Za-z])|\\mathrm\{\s*\}|\\\$|~|\$")
-_FRAC_CMD = re.compile(r"\\[dt]frac")
-_COMPACT_FRAC = re.compile(r"\\frac(\d)(\d)")
-_DEGREES = re.compile(r"\^\s*\{?\\circ\}?")
-_TEXT_WRAP = re.compile(r"^\\(?:text|textbf|mathrm|mathbf|textnormal|operatorname)\{([^{}]*)\}$")
-_INT = r"-?(?:\d{1,3}(?:(?:,|\{,\})\d{3})+|\d+)"
-_NUMBER = re.compile(rf"^{_INT}$|^-?\d*\.\d+$|^-?\d+\.$")
-_SLASH = re.compile(rf"^({_INT})/(\d+)$")
-_LATEX_FRAC = re.compile(r"^(-?)\\frac\{(-?\d+)\}\{(\d+)\}$")
-_POWER = re.compile(r"^(-?)(\d{1,4})\^\{?(\d{1,2})\}?$")
-_WORD = re.compile(r"^[A-Za-z]+$")
-_STRUCT = re.compile(r"^(\\\{|\(|\[)(.*)(\\\}|\)|\])$")
-_ASSIGNMENT = re.compile(r"^[A-Za-z](?:_\{?\w+\}?)?=")
-_INFINITY = {"\\infty": math.inf, "+\\infty": math.inf, "-\\infty": -math.inf}
-
-
-def normalize_answer(text: str) -> str:
-    """A light, meaning-preserving normal form for string comparison (spacing, ``\\dfrac``, degrees)."""
-    text = _SPACING.sub("", text)
-    text = _FRAC_CMD.sub(r"\\frac", text)
-    text = _COMPACT_FRAC.sub(r"\\frac{\1}{\2}", text)
-    text = _DEGREES.sub("", text)
-    text = re.sub(r"\s+", "", text).rstrip(".")
-    match = _TEXT_WRAP.match(text)
-    return match.group(1).strip() if match else text
-
-
-@dataclass(frozen=True)
-class _Fast:
-    """What the fast path knows about one answer string."""
-
-    norm: str
-    number: tuple[Fraction, bool] | None  # (value, written with a decimal point)
-    percent: bool
-    structure: tuple[str, str, tuple] | None  # (open, close, elements) of a bracketed list of numbers
-
-
-@functools.lru_cache(maxsize=65_536)
-def _analyse(text: str) -> _Fast:
-    norm = normalize_answer(text)
-    percent = norm.endswith("\\%") or norm.endswith("%")
-    bare = norm[:-2] if norm.endswith("\\%") else norm[:-1] if norm.endswith("%") else norm
-    return _Fast(norm, exact_number(bare), percent, _structure(norm))
-
-
-def _structure(norm: str) -> tuple[str, str, tuple] | None:
-    match = _STRUCT.match(norm)
-    if not match or len(norm) > 200:
-        return None
-    inner = match.group(2)
-    if any(c in inner for c in "()[]{}"):
-        return None
-    parts = inner.split(",")
-    if len(parts) < 2:
-        return None
-    values = []
-    for part in parts:
-        if part in _INFINITY:
-            values.append((_INFINITY[part], False))
-            continue
-        number = exact_number(part)
-        if number is None:
-            return None
-        values.append(number)
-    return match.group(1), match.group(3), tuple(values)
-
-
-def exact_number(text: str) -> tuple[Fraction, bool] | None:
-    r"""``(value, is_decimal)`` for a plain number (``-1,234``, ``0.5``, ``3/4``, ``\frac{3}{4}``, ``10^3``), else ``None``."""
-    if not text or len(text) > 64:
-        return None
-    try:
-        if _NUMBER.match(text):
-            return Fraction(text.replace("{,}", "").replace(",", "")), "." in text
-        match = _SLASH.match(text)
-        if match:
-            num = int(match.group(1).replace("{,}", "").replace(",", ""))
-            den = int(match.group(2))
-            return (Fraction(num, den), False) if den else None
-        match = _LATEX_FRAC.match(text)
-        if match:
-            den = int(match.group(3))
-            if not den:
-                return None
-            value = Fraction(int(match.group(2)), den)
-            return (-value if match.group(1) else value), False
-        match = _POWER.match(text)
-        if match:
-            value = Fraction(int(match.group(2)) ** int(match.group(3)))  # -2^2 is -(2^2)
-            return (-value if match.group(1) else value), False
-    except (ValueError, ZeroDivisionError):
-        return None
-    return None
-
-
-def fast_compare(gold: str, answer: str, float_rounding: int = 6) -> tuple[bool, str] | None:
-    """``(correct, method)`` when a cheap check settles it the way math-verify would, else ``None``.
-
-    * equal normal forms are equal (``EXACT``); so are two words that differ only in case
-      (math-verify lower-cases ``\\text{}``);
-    * ``x = 5`` against a gold without ``=`` is read as ``5`` (math-verify compares the right side);
-    * two exact numbers (no decimal point) are equal iff their values are (``NUMERIC``); a decimal
-      that equals the gold's value is equal, a decimal that differs is left to math-verify, which
-      rounds to ``float_rounding`` places (``1/3`` vs ``0.333333``), unless the gap is ten times
-      the rounding step; ``50\\%`` equals ``50`` as in math-verify;
-    * bracketed lists of numbers with the same brackets (tuples, intervals, ``\\{sets\\}``) are
-      compared element by element (sets as sets); different brackets are left to math-verify.
-
-    Anything else (expressions, units, matrices, mixed forms) returns ``None``. One deliberate
-    difference: a trailing period (``\\boxed{5.}``) is read as punctuation; math-verify rejects it.
-    """
-    g, a = _analyse(gold), _analyse(answer)
-    if g.norm and g.norm == a.norm:
-        return True, EXACT
-    if _WORD.match(g.norm) and _WORD.match(a.norm) and g.norm.lower() == a.norm.lower():
-        return True, EXACT
-    if a.number is None and "=" not in g.norm and "," not in a.norm and _ASSIGNMENT.match(a.norm):
-        a = _analyse(a.norm.rsplit("=", 1)[1])
-        if g.norm and g.norm == a.norm:
-            return True, EXACT
-    if g.number is not None and a.number is not None:
-        (gv, g_dec), (av, a_dec) = g.number, a.number
-        if gv == av:
-            return True, NUMERIC
-        if g.percent != a.percent:
-            return None
-        if g_dec or a_dec:  # math-verify rounds to float_rounding places: only a clear gap is decisive
-            return (False, NUMERIC) if abs(gv - av) > Fraction(1, 10 ** (float_rounding - 1)) else None
-        return False, NUMERIC
-    if g.structure is not None and a.structure is not None:
-        return _compare_structures(g.structure, a.structure)
-    return None
-
-
-def _compare_structures(gold: tuple[str, str, tuple], answer: tuple[str, str, tuple]) -> tuple[bool, str] | None:
-    (g_open, g_close, g_vals), (a_open, a_close, a_vals) = gold, answer
-    if (g_open, g_close) != (a_open, a_close):
-        return None
-    decimals = any(d for _, d in g_vals) or any(d for _, d in a_vals)
-    if g_open == "\\{":
-        same = {v for v, _ in g_vals} == {v for v, _ in a_vals}
-    else:
-        same = len(g_vals) == len(a_vals) and all(gv == av for (gv, _), (av, _) in zip(g_vals, a_vals))
-    if same:
-        return True, NUMERIC
-    return None if decimals else (False, NUMERIC)
-
-
 # ---------------------------------------------------------------------------- worker side
-_GOLD_CACHE: OrderedDict[str, list] = OrderedDict()
+_GOLD_CACHE: OrderedDict[tuple[str, str], list] = OrderedDict()
 _GOLD_CACHE_SIZE = 8_192
 _READY = False
 
@@ -598,36 +517,95 @@ def warm_up() -> None:
     clear_cache()  # keep only the warmed code paths, not the warm-up's own expressions
 
 
-def _parse(text: str) -> list:
+# lighteval's prediction extraction in the Open-RS / open-r1 evaluation
+OPEN_RS_EXTRACTION = ("expr", "latex-boxed-first")
+DEFAULT_EXTRACTION = ("latex", "expr")  # math-verify's defaults
+
+
+def _parse(text: str, configs: tuple[str, ...] = DEFAULT_EXTRACTION) -> list:
+    """math-verify's ``parse`` with the named extraction configs (no SIGALRM timeout):
+    ``"latex"`` (``LatexExtractionConfig()``), ``"latex-boxed-first"`` (``boxed_match_priority=0``),
+    ``"expr"`` (``ExprExtractionConfig()``)."""
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
 
-    return parse(text, extraction_config=[LatexExtractionConfig(), ExprExtractionConfig()], parsing_timeout=None)
+    made = {"latex": LatexExtractionConfig, "expr": ExprExtractionConfig,
+            "latex-boxed-first": lambda: LatexExtractionConfig(boxed_match_priority=0)}
+    return parse(text, extraction_config=[made[name]() for name in configs], parsing_timeout=None)
 
 
-def _symbolic_check(gold: str, answer: str, boxed: bool, float_rounding: int, strict: bool) -> tuple[bool, str]:
-    """Runs in a worker: math-verify's parse and ``verify(gold, answer)``; the gold parse is cached."""
+def _parse_boxed(text: str) -> list:
+    r"""``text`` parsed as a box's content; if that yields only strings (math-verify cannot read
+    ``\boxed{25\%}`` as a number, though it reads ``$25\%$``), as inline maths instead."""
+    parsed = _parse(f"\\boxed{{{text}}}")
+    if all(isinstance(p, str) for p in parsed) and "$" not in text:
+        inline = _parse(f"${text}$")
+        if any(not isinstance(p, str) for p in inline):
+            return inline
+    return parsed
+
+
+def _parse_gold(gold: str, gold_format: str) -> list:
+    key = (gold, gold_format)
+    parsed = _GOLD_CACHE.get(key)
+    if parsed is not None:
+        _GOLD_CACHE.move_to_end(key)
+        return parsed
+    if gold_format == "expr":
+        parsed = _parse(gold, ("expr",))
+    else:
+        # "latex": as lighteval reads a boxed solution (a box's content, else inline maths); "any":
+        # wrapped as math-verify expects a gold ("$...$"), else as a box's content, else as it is
+        wraps = [f"\\boxed{{{gold}}}", f"${gold}$"] if gold_format == "latex" else [f"${gold}$", f"\\boxed{{{gold}}}", gold]
+        configs = ("latex",) if gold_format == "latex" else DEFAULT_EXTRACTION
+        parsed = []
+        for text in wraps if "$" not in gold else [f"\\boxed{{{gold}}}", gold]:
+            attempt = _parse(text, configs)
+            if any(not isinstance(p, str) for p in attempt):
+                parsed = attempt
+                break
+            parsed = parsed or attempt
+    _GOLD_CACHE[key] = parsed
+    if len(_GOLD_CACHE) > _GOLD_CACHE_SIZE:
+        _GOLD_CACHE.popitem(last=False)
+    return parsed
+
+
+def _symbolic_check(gold: str, answer: str | None, boxed: bool, float_rounding: int, strict: bool,
+                    gold_format: str = "any", text_extraction: tuple[str, ...] = DEFAULT_EXTRACTION,
+                    gold_parts: tuple[str, ...] = (), answer_parts: tuple[str, ...] = ()) -> tuple[bool, str]:
+    """Runs in a worker: math-verify's parse and ``verify(gold, answer)``; the gold parse is cached.
+
+    ``answer`` (if given) is compared with the whole gold; ``answer_parts`` (if given) with
+    ``gold_parts`` as a set: correct if either comparison is.
+    """
     _setup_math_verify()
     from math_verify import verify
 
-    parsed_gold = _GOLD_CACHE.get(gold)
-    if parsed_gold is None:
-        parsed_gold = _parse(f"\\boxed{{{gold}}}")
-        if not parsed_gold:  # e.g. plain text without a box wrapper parse
-            parsed_gold = _parse(gold)
-        _GOLD_CACHE[gold] = parsed_gold
-        if len(_GOLD_CACHE) > _GOLD_CACHE_SIZE:
-            _GOLD_CACHE.popitem(last=False)
-    else:
-        _GOLD_CACHE.move_to_end(gold)
+    parsed_gold = _parse_gold(gold, gold_format)
     if not parsed_gold:
         return False, UNPARSABLE_GOLD
-    parsed_answer = _parse(f"\\boxed{{{answer}}}" if boxed else answer)
-    if not parsed_answer:
-        return False, UNPARSABLE_ANSWER
-    if any(_too_large(p) for p in parsed_answer):
-        return False, TOO_LARGE
-    return bool(verify(parsed_gold, parsed_answer, float_rounding=float_rounding, strict=strict,
-                       timeout_seconds=None)), SYMBOLIC
+    method = UNPARSABLE_ANSWER
+    if answer is not None:
+        if boxed:
+            parsed_answer = _parse_boxed(answer)
+        else:
+            parsed_answer = _parse(answer, text_extraction)
+        if parsed_answer:
+            if any(_too_large(p) for p in parsed_answer):
+                return False, TOO_LARGE
+            if verify(parsed_gold, parsed_answer, float_rounding=float_rounding, strict=strict, timeout_seconds=None):
+                return True, SYMBOLIC
+            method = SYMBOLIC
+    if answer_parts and len(answer_parts) == len(gold_parts):
+        golds = [_parse_gold(g, gold_format) for g in gold_parts]
+        answers = [_parse_boxed(a) for a in answer_parts]
+        if any(_too_large(p) for parsed in answers for p in parsed):
+            return False, TOO_LARGE
+        if all(golds) and all(answers):
+            equal = [[bool(verify(g, a, float_rounding=float_rounding, strict=strict, timeout_seconds=None))
+                      for a in answers] for g in golds]
+            return _perfect_matching(equal), SYMBOLIC
+    return False, method
 
 
 def default_verifier() -> MathVerifier:
@@ -652,6 +630,14 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def open_rs_verifier(gold_format: str = "latex", **kwargs: Any) -> MathVerifier:
+    """The verifier of the Open-RS evaluation protocol (lighteval's math metric, precision 5) for a
+    benchmark whose gold is read with ``gold_format`` (``"latex"``: MATH-500, Minerva, OlympiadBench;
+    ``"expr"``: AIME24, AMC23)."""
+    kwargs.setdefault("float_rounding", 5)
+    return MathVerifier(protocol=OPEN_RS, gold_format=gold_format, **kwargs)
 
 
 def verify_many(golds: Sequence[Any], responses: Sequence[str], **kwargs: Any) -> list[Verdict]:
