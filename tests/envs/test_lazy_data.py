@@ -245,7 +245,7 @@ def test_data_path_wins_over_the_ids_registered_dataset(loads):
     env = gym.make("AgentR1/MATH500-v0", data_path="gsm8k-sample")  # the spec says dataset='math500'
     env.reset(seed=0)
     assert env.unwrapped.dataset_name == "gsm8k-sample" and loads["_load_hub"] == 0
-    assert gym.spec("AgentR1/MATH500-v0").kwargs == {"dataset": "math500"}
+    assert gym.spec("AgentR1/MATH500-v0").kwargs["dataset"] == "math500"
 
 
 def test_an_empty_math_file_names_its_path_through_the_env(loads, tmp_path):
