@@ -96,8 +96,10 @@ class MathEnv(ItemListEnv):
     ``format_mode`` and under any reward weights.
     """
 
-    # The paper's evaluation protocol (a trainer concern; exposed for evaluation scripts).
-    recommended_sampling: ClassVar[dict[str, float | int]] = {"temperature": 0.6, "top_p": 0.95, "max_new_tokens": 3584}
+    # Open-RS's evaluation protocol (open-r1's evaluate.py on lighteval + vLLM: one sample, T 0.6,
+    # top_p 0.95, 32,768 new tokens); a trainer concern, exposed for evaluation scripts. Training
+    # completions are shorter (3,584 tokens in Open-RS experiments 2-3: see baselines/presets).
+    recommended_sampling: ClassVar[dict[str, float | int]] = {"temperature": 0.6, "top_p": 0.95, "max_new_tokens": 32_768}
 
     def __init__(
         self,
