@@ -8,16 +8,24 @@ per-row-varying fields do not survive. Workers turn it back into an episode with
 
 Environments are costly to build (datasets, retrievers) and trainers create one agent per sample, so
 ``EnvPool`` keeps idle envs per (id, kwargs) and hands them out; ``reset`` makes a reused env clean.
+
+The trainer CLIs (``python -m adapters.openrlhf | trl | verl``) share one way to pick an env's data
+and recipe: ``add_episode_arguments`` (their common flags), ``resolve_make_kwargs`` (``--offline``
+and ``--env-kwargs``), ``paper_recipe`` (which paper's recipe an env id trains with),
+``training_make_kwargs`` / ``evaluation_make_kwargs`` (the recipe's data split) and ``prompt_count``.
 """
 
 from __future__ import annotations
 
+import argparse
+import fnmatch
 import json
 import logging
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import gymnasium as gym
 
@@ -28,6 +36,25 @@ LABEL_VERSION = 1
 # Metrics every ``TextEnv`` reports when an episode ends (``TextEnv._episode_metrics``).
 BASE_METRICS = ("acc", "format", "turns", "assistant_turns", "tool_calls", "failed_tool_calls", "invalid_actions",
                 "truncated", "episode_reward")
+
+Recipe = Literal["open-rs", "agent-r1-qa"]
+
+# Env ids (lower-case fnmatch patterns) each paper's recipe is the default for: Open-RS trains small
+# math models (on Math-v0's open-rs data; its paper reports AIME24, MATH-500, AMC23, Minerva and
+# OlympiadBench; GSM8K is grade-school math), Agent-R1 multi-hop QA with search.
+RECIPE_ENV_PATTERNS: dict[Recipe, tuple[str, ...]] = {
+    "open-rs": ("agentr1/math-v*", "agentr1/math500-v*", "agentr1/aime24-v*", "agentr1/amc23-v*", "agentr1/minerva-v*",
+                "agentr1/olympiadbench-v*", "agentr1/gsm8k-v*"),
+    "agent-r1-qa": ("agentr1/hotpotqa-v*", "agentr1/2wikimultihopqa-v*", "agentr1/musique-v*"),
+}
+# The make-kwargs of a recipe's training and evaluation data, where the env takes them.
+RECIPE_TRAIN_KWARGS: dict[str, dict[str, Any]] = {
+    "agent-r1-qa": {"split": "train"},  # [Agent-R1] trains on the train split (the QA envs default to validation)
+}
+RECIPE_EVAL_KWARGS: dict[str, dict[str, Any]] = {
+    "agent-r1-qa": {"split": "validation"},  # [Agent-R1] reports EM on the dev (validation) sets
+}
+DEFAULT_PROCEDURAL_PROMPTS = 4096  # training prompts written for an env that generates its items
 
 
 @dataclass(frozen=True)
@@ -81,6 +108,115 @@ def make_env(env_id: str, make_kwargs: Mapping[str, Any] | None = None) -> gym.E
     return envs.make(env_id, disable_env_checker=True, **dict(make_kwargs or {}))
 
 
+def _item_list(env: gym.Env) -> Any:
+    """The env's item list (loading lazy data), or ``None`` for an env that generates its items."""
+    return getattr(env.unwrapped, "items", None)
+
+
+def is_procedural(env_id: str, make_kwargs: Mapping[str, Any] | None = None) -> bool:
+    """Whether the env generates its items (no item list), so a prompt count must be chosen for it."""
+    env = make_env(env_id, make_kwargs)
+    try:
+        return _item_list(env) is None
+    finally:
+        env.close()
+
+
+def prompt_count(env_id: str, make_kwargs: Mapping[str, Any] | None, requested: int | None, *,
+                 procedural_default: int = DEFAULT_PROCEDURAL_PROMPTS) -> int | None:
+    """Prompts to write: ``requested``, else every item (``None``), else ``procedural_default`` for a generated env."""
+    if requested is not None:
+        return requested
+    return procedural_default if is_procedural(env_id, make_kwargs) else None
+
+
+def resolve_make_kwargs(env_id: str, env_kwargs: Mapping[str, Any] | None = None, *, offline: bool = False) -> dict[str, Any]:
+    """An env's make-kwargs: its registered offline kwargs (``offline``: shipped data), then ``env_kwargs``.
+
+    ``SystemExit`` when ``offline`` is asked of an env that ships no data (a CLI's usage error).
+    """
+    import envs
+
+    env_id = envs.resolve_env_id(env_id)
+    if env_kwargs is not None and not isinstance(env_kwargs, Mapping):
+        raise SystemExit(f"--env-kwargs must be a JSON object, got {type(env_kwargs).__name__}")
+    kwargs: dict[str, Any] = {}
+    if offline:
+        entry = next((e for e in envs.suite_envs() if e.env_id == env_id), None)
+        if entry is None or entry.offline_kwargs is None:
+            raise SystemExit(f"{env_id} has no offline mode (no shipped data); drop --offline and pass --env-kwargs")
+        kwargs.update(entry.offline_kwargs)
+    kwargs.update(env_kwargs or {})
+    return kwargs
+
+
+def paper_recipe(env_id: str) -> Recipe | None:
+    """The paper recipe an env id or alias trains with by default (``RECIPE_ENV_PATTERNS``); ``None``: no paper's."""
+    import envs
+
+    try:
+        env_id = envs.resolve_env_id(env_id)
+    except gym.error.Error:  # an id not registered here may still name a paper's env
+        pass
+    key = env_id.lower()
+    for recipe, patterns in RECIPE_ENV_PATTERNS.items():
+        if any(fnmatch.fnmatch(key, pattern) for pattern in patterns):
+            return recipe
+    return None
+
+
+def _accepted(env_id: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of ``kwargs`` the env's constructor takes (a recipe's split means nothing to arithmetic)."""
+    from gymnasium.envs.registration import load_env_creator
+
+    from envs.core.registry import accepted_kwargs
+
+    spec = gym.registry.get(env_id)
+    creator = load_env_creator(spec.entry_point) if spec is not None and isinstance(spec.entry_point, str) else None
+    if not isinstance(creator, type):
+        return dict(kwargs)
+    names = set(accepted_kwargs(creator))
+    return {k: v for k, v in kwargs.items() if k in names}
+
+
+def training_make_kwargs(env_id: str, recipe: str | None, env_kwargs: Mapping[str, Any] | None = None, *,
+                         offline: bool = False) -> dict[str, Any]:
+    """Make-kwargs of a run's training rows: the recipe's training split, then ``resolve_make_kwargs``.
+
+    So a QA run trains on ``train`` unless ``--env-kwargs`` names a split (the QA envs' own default
+    is ``validation``, the split the papers report on).
+    """
+    import envs
+
+    env_id = envs.resolve_env_id(env_id)
+    return {**_accepted(env_id, RECIPE_TRAIN_KWARGS.get(recipe or "", {})),
+            **resolve_make_kwargs(env_id, env_kwargs, offline=offline)}
+
+
+def evaluation_make_kwargs(env_id: str, recipe: str | None, train_kwargs: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Make-kwargs of the recipe's evaluation data (QA: the validation split); ``None`` if it names none for this env."""
+    import envs
+
+    eval_kwargs = _accepted(envs.resolve_env_id(env_id), RECIPE_EVAL_KWARGS.get(recipe or "", {}))
+    return {**train_kwargs, **eval_kwargs} if eval_kwargs else None
+
+
+def add_episode_arguments(parser: argparse.ArgumentParser, trainer_name: str, *, presets: Iterable[str],
+                          seed_help: str = "base reset seed of the episodes") -> argparse.ArgumentParser:
+    """The flags every trainer CLI shares: which env, model and recipe, where to write, which data."""
+    parser.add_argument("--env", required=True, help="env id or alias (python -m envs list)")
+    parser.add_argument("--model", required=True, help="HF model id or local path of the policy")
+    parser.add_argument("--preset", choices=sorted(presets), help="training recipe (default: chosen from the env)")
+    parser.add_argument("--output-dir", type=Path, help=f"where the run's data, config and logs go (default runs/{trainer_name}/<env>)")
+    parser.add_argument("--env-kwargs", type=json.loads, default={},
+                        help="JSON make-kwargs for the env (they win over the preset's split), e.g. '{\"split\": \"train\"}'")
+    parser.add_argument("--offline", action="store_true", help="start from the env's registered offline kwargs (shipped data)")
+    parser.add_argument("--num-prompts", type=int,
+                        help=f"prompts to write (default: every item; {DEFAULT_PROCEDURAL_PROMPTS} for generated envs)")
+    parser.add_argument("--seed", type=int, default=42, help=seed_help)
+    return parser
+
+
 def iter_episode_specs(env_id: str, make_kwargs: Mapping[str, Any] | None = None, *, count: int | None = None,
                        seed: int = 0, start: int = 0) -> Iterator[tuple[EpisodeSpec, list[dict[str, str]]]]:
     """Yield ``(spec, messages)`` for ``count`` episodes of an env, item ``start`` onwards.
@@ -95,7 +231,7 @@ def iter_episode_specs(env_id: str, make_kwargs: Mapping[str, Any] | None = None
     make_kwargs = dict(make_kwargs or {})
     env = make_env(env_id, make_kwargs)
     try:
-        items = getattr(env.unwrapped, "items", None)
+        items = _item_list(env)
         if items is not None:
             stop = len(items) if count is None else min(len(items), start + count)
         elif count is None:
@@ -119,7 +255,7 @@ def episode_log_keys(env_id: str, make_kwargs: Mapping[str, Any] | None = None) 
     """
     env = make_env(env_id, make_kwargs)
     try:
-        env.reset(seed=0, options={"index": 0} if getattr(env.unwrapped, "items", None) is not None else None)
+        env.reset(seed=0, options={"index": 0} if _item_list(env) is not None else None)
         metrics: dict[str, float] = {}
         for action in env.unwrapped.demonstration():
             _, _, terminated, truncated, info = env.step(action)

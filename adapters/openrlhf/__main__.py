@@ -24,16 +24,17 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+from adapters.episodes import (add_episode_arguments, evaluation_make_kwargs, prompt_count, resolve_make_kwargs,
+                               training_make_kwargs)
 from adapters.openrlhf.dataset import INPUT_KEY, LABEL_KEY, prompt_rows, write_agent_file, write_jsonl
-from envs.core.io import atomic_write_text
 from adapters.openrlhf.presets import PRESETS, FlagValue, default_preset
+from envs.core.io import atomic_write_text
 
 logger = logging.getLogger("adapters.openrlhf")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_PROCEDURAL_PROMPTS = 4096
+DEFAULT_EVAL_PROMPTS = 256  # evaluation prompts written for an env that generates its items
 # Scores are ``acc`` in [0, 1]; a group average is NaN only when an episode was marked for dropping
 # (``AgentConfig.drop_env_errors``), and only such groups fall outside this open range.
 DROP_FILTER_FLAGS: dict[str, FlagValue] = {"--algo.dynamic_filtering_enable": True,
@@ -43,16 +44,11 @@ DROP_FILTER_FLAGS: dict[str, FlagValue] = {"--algo.dynamic_filtering_enable": Tr
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m adapters.openrlhf", description=__doc__.split("\n\n")[0],
                                 epilog="Flags after `--` go to openrlhf.cli.train_ppo_ray unchanged and override the preset.")
-    p.add_argument("--env", required=True, help="env id or alias (python -m envs list)")
-    p.add_argument("--model", required=True, help="HF model id or local path of the policy")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="training recipe (default: chosen from the env)")
-    p.add_argument("--output-dir", type=Path, help="where data, agent file, checkpoints and logs go (default runs/openrlhf/<env>)")
-    p.add_argument("--env-kwargs", type=json.loads, default={}, help="JSON make-kwargs for the env, e.g. '{\"split\": \"train\"}'")
-    p.add_argument("--offline", action="store_true", help="start from the env's registered offline kwargs (shipped data)")
-    p.add_argument("--num-prompts", type=int, help=f"prompts to write (default: every item; {DEFAULT_PROCEDURAL_PROMPTS} for generated envs)")
-    p.add_argument("--seed", type=int, default=42, help="base reset seed of the episodes and OpenRLHF's --train.seed")
+    add_episode_arguments(p, "openrlhf", presets=PRESETS,
+                          seed_help="base reset seed of the episodes and OpenRLHF's --train.seed")
     p.add_argument("--eval-env-kwargs", type=json.loads, help="JSON make-kwargs of an evaluation split (enables evaluation)")
-    p.add_argument("--eval-num-prompts", type=int, help="evaluation prompts (default: every item; 256 for generated envs)")
+    p.add_argument("--eval-num-prompts", type=int,
+                   help=f"evaluation prompts (default: every item; {DEFAULT_EVAL_PROMPTS} for generated envs)")
     p.add_argument("--eval-steps", type=int, default=25, help="evaluate every N steps when an eval split is given")
     p.add_argument("--nodes", type=int, default=1, help="nodes in the Ray cluster")
     p.add_argument("--gpus-per-node", type=int, default=8, help="GPUs per node")
@@ -164,29 +160,6 @@ def check_batch_layout(argv: Sequence[str]) -> None:
                          "actor ranks; pass e.g. `-- --train.batch_size N` with a multiple")
 
 
-def _resolve_kwargs(env_id: str, base: dict[str, Any] | None, offline: bool) -> dict[str, Any]:
-    import envs
-
-    kwargs: dict[str, Any] = {}
-    if offline:
-        entry = next((e for e in envs.suite_envs() if e.env_id == env_id), None)
-        if entry is None or entry.offline_kwargs is None:
-            raise SystemExit(f"{env_id} has no offline mode (no shipped data)")
-        kwargs.update(entry.offline_kwargs)
-    kwargs.update(base or {})
-    return kwargs
-
-
-def _is_procedural(env_id: str, make_kwargs: dict[str, Any]) -> bool:
-    from adapters.episodes import make_env
-
-    env = make_env(env_id, make_kwargs)
-    try:
-        return getattr(env.unwrapped, "items", None) is None
-    finally:
-        env.close()
-
-
 def prepare(ns: argparse.Namespace, overrides: Sequence[str]) -> tuple[list[str], Path]:
     """Write the data and agent file; return OpenRLHF's argument list and the output folder."""
     import envs
@@ -196,10 +169,8 @@ def prepare(ns: argparse.Namespace, overrides: Sequence[str]) -> tuple[list[str]
     out = (ns.output_dir or Path("runs") / "openrlhf" / alias).resolve()
     preset = PRESETS[ns.preset] if ns.preset else default_preset(env_id)
     # the preset's data split (QA: train) unless --env-kwargs names one
-    make_kwargs = {**preset.train_env_kwargs, **_resolve_kwargs(env_id, ns.env_kwargs, ns.offline)}
-    count = ns.num_prompts
-    if count is None and _is_procedural(env_id, make_kwargs):
-        count = DEFAULT_PROCEDURAL_PROMPTS
+    make_kwargs = training_make_kwargs(env_id, preset.name, ns.env_kwargs, offline=ns.offline)
+    count = prompt_count(env_id, make_kwargs, ns.num_prompts)
     train_rows = prompt_rows(env_id, make_kwargs, count=count, seed=ns.seed, datasource=alias)
     train_path = write_jsonl(out / "train.jsonl", train_rows)
     logger.info("wrote %d prompts to %s", len(train_rows), train_path)
@@ -208,12 +179,10 @@ def prepare(ns: argparse.Namespace, overrides: Sequence[str]) -> tuple[list[str]
     eval_flags: dict[str, FlagValue] = {}
     if ns.eval_env_kwargs is not None or ns.eval_num_prompts is not None:
         # the evaluation split (QA: validation, the split the papers report) unless --eval-env-kwargs names one
-        eval_kwargs = {**{k: v for k, v in make_kwargs.items() if k not in preset.eval_env_kwargs},
-                       **preset.eval_env_kwargs, **(_resolve_kwargs(env_id, ns.eval_env_kwargs, ns.offline)
-                                                    if ns.eval_env_kwargs is not None else {})}
-        eval_count = ns.eval_num_prompts
-        if eval_count is None and _is_procedural(env_id, eval_kwargs):
-            eval_count = 256
+        eval_kwargs = {**(evaluation_make_kwargs(env_id, preset.name, make_kwargs) or make_kwargs),
+                       **(resolve_make_kwargs(env_id, ns.eval_env_kwargs, offline=ns.offline)
+                          if ns.eval_env_kwargs is not None else {})}
+        eval_count = prompt_count(env_id, eval_kwargs, ns.eval_num_prompts, procedural_default=DEFAULT_EVAL_PROMPTS)
         # a generated env's eval items come after the training items, so the two never overlap
         start = len(train_rows) if eval_kwargs == make_kwargs else 0
         eval_rows = prompt_rows(env_id, eval_kwargs, count=eval_count, seed=ns.seed, start=start, datasource=alias)

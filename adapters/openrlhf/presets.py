@@ -15,9 +15,10 @@ dataset, agent file) and cluster sizing are added by the CLI; user flags after `
   script's scale, not a number the paper reports.
 * ``small``: a short GRPO run for the procedural envs (arithmetic) and smoke tests on a small GPU.
 
-Data splits: a preset trains on ``train_env_kwargs`` (QA: the ``train`` split, as Agent-R1 does; the
-QA envs' own default is ``validation``, the split the papers report on) and evaluates on
-``eval_env_kwargs``; ``--env-kwargs`` / ``--eval-env-kwargs`` override them. OpenRLHF's in-training
+Data splits: a preset trains on its recipe's training split (``adapters.episodes.RECIPE_TRAIN_KWARGS``,
+QA: ``train``, as Agent-R1 does; the QA envs' own default is ``validation``, the split the papers
+report on) and evaluates on its evaluation split (``RECIPE_EVAL_KWARGS``); ``--env-kwargs`` /
+``--eval-env-kwargs`` override them. The default preset of an env is ``adapters.episodes.paper_recipe``'s. OpenRLHF's in-training
 evaluation only sets temperature and samples per prompt (top-p and lengths are the training ones),
 so it is a progress monitor; the papers' evaluation protocols are ``baselines.evaluate``'s defaults.
 Each value's source is noted next to it: [Open-RS] the Open-RS paper/repo recipe, [Agent-R1] the
@@ -26,9 +27,10 @@ Agent-R1 paper/repo, [OpenRLHF] OpenRLHF's defaults, [suite] this project's choi
 
 from __future__ import annotations
 
-import fnmatch
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from adapters.episodes import paper_recipe
 
 FlagValue = Any  # str | int | float | bool | list
 
@@ -38,9 +40,6 @@ class Preset:
     name: str
     summary: str
     flags: dict[str, FlagValue]
-    env_patterns: tuple[str, ...] = field(default=())  # env ids this preset is the default for (fnmatch, lower-case)
-    train_env_kwargs: dict[str, Any] = field(default_factory=dict)  # make-kwargs of the training data
-    eval_env_kwargs: dict[str, Any] = field(default_factory=dict)  # make-kwargs of the evaluation data
 
 
 _COMMON: dict[str, FlagValue] = {
@@ -82,7 +81,6 @@ PRESETS: dict[str, Preset] = {
             "--eval.n_samples_per_prompt": 1,  # [Open-RS] pass@1 from one sample
             "--ckpt.save_steps": 50,  # [Open-RS] the reported checkpoints are at 50 / 100 steps
         },
-        env_patterns=("agentr1/math*",),
     ),
     "agent-r1-qa": Preset(
         "agent-r1-qa",
@@ -102,9 +100,6 @@ PRESETS: dict[str, Preset] = {
             "--eval.n_samples_per_prompt": 1,  # [Agent-R1] one answer per question (EM)
             "--ckpt.save_steps": 50,  # [suite]
         },
-        env_patterns=("agentr1/*qa*", "agentr1/*hop*", "agentr1/musique*", "agentr1/2wiki*"),
-        train_env_kwargs={"split": "train"},  # [Agent-R1] trains on the train split
-        eval_env_kwargs={"split": "validation"},  # [Agent-R1] reports EM on the dev (validation) sets
     ),
     "small": Preset(
         "small",
@@ -125,9 +120,5 @@ PRESETS: dict[str, Preset] = {
 
 
 def default_preset(env_id: str) -> Preset:
-    """The preset whose ``env_patterns`` match ``env_id`` (``small`` when none does)."""
-    key = env_id.lower()
-    for preset in PRESETS.values():
-        if any(fnmatch.fnmatch(key, pattern) for pattern in preset.env_patterns):
-            return preset
-    return PRESETS["small"]
+    """The preset of the env's paper recipe (``adapters.episodes.paper_recipe``); ``small`` when it has none."""
+    return PRESETS[paper_recipe(env_id) or "small"]

@@ -10,7 +10,8 @@ writes ``<output-dir>/train.jsonl`` (the prompt rows) and ``<output-dir>/config.
   warm-up, KL beta 0.04 (TRL's k3 estimator), clip 0.2, 3584 completion tokens, 12 prompts per
   optimizer step.
 * ``agent-r1-qa`` (multi-hop QA): 5 samples, lr 1e-6, beta 0.001, up to 5 tool calls, 8192
-  completion tokens for the whole conversation (TRL's ``max_completion_length`` covers every turn).
+  completion tokens for the whole conversation (TRL's ``max_completion_length`` covers every turn);
+  the rows come from the ``train`` split (``--env-kwargs`` naming a split wins).
 * ``small``: a short run for the procedural envs.
 
 TRL only runs ``environment_factory`` with a chat template that renders tool calls and that its
@@ -31,13 +32,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from adapters.episodes import add_episode_arguments, paper_recipe, prompt_count, training_make_kwargs
 from adapters.trl.dataset import trl_rows
 from envs.core.io import atomic_write_text
 
 logger = logging.getLogger("adapters.trl")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_PROCEDURAL_PROMPTS = 4096
 
 PRESETS: dict[str, dict[str, Any]] = {
     "open-rs": {
@@ -47,6 +48,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "loss_type": "grpo", "scale_rewards": "group", "bf16": True, "gradient_checkpointing": True,
         "logging_steps": 1, "save_steps": 50,
     },
+    # [Agent-R1] trains on the train split: adapters.episodes.RECIPE_TRAIN_KWARGS, applied by main()
     "agent-r1-qa": {
         "num_generations": 5, "temperature": 1.0, "learning_rate": 1e-6, "beta": 0.001, "epsilon": 0.2,
         "max_completion_length": 8192, "max_tool_calling_iterations": 5, "per_device_train_batch_size": 5,
@@ -62,26 +64,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def default_preset(env_id: str) -> str:
-    import fnmatch
-
-    key = env_id.lower()
-    if fnmatch.fnmatch(key, "agentr1/math*") or any(n in key for n in ("aime", "amc", "minerva", "olympiad", "gsm8k")):
-        return "open-rs"
-    if any(fnmatch.fnmatch(key, p) for p in ("agentr1/*qa*", "agentr1/*hop*", "agentr1/musique*")):
-        return "agent-r1-qa"
-    return "small"
+    """The preset of the env's paper recipe (``adapters.episodes.paper_recipe``); ``small`` when it has none."""
+    return paper_recipe(env_id) or "small"
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m adapters.trl", description=__doc__.split("\n\n")[0])
-    p.add_argument("--env", required=True, help="env id or alias (python -m envs list)")
-    p.add_argument("--model", required=True, help="HF model id or local path of the policy")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="training recipe (default: chosen from the env)")
-    p.add_argument("--output-dir", type=Path, help="where data, config and checkpoints go (default runs/trl/<env>)")
-    p.add_argument("--env-kwargs", type=json.loads, default={}, help="JSON make-kwargs for the env")
-    p.add_argument("--offline", action="store_true", help="start from the env's registered offline kwargs (shipped data)")
-    p.add_argument("--num-prompts", type=int, help=f"prompts to write (default: every item; {DEFAULT_PROCEDURAL_PROMPTS} for generated envs)")
-    p.add_argument("--seed", type=int, default=42)
+    add_episode_arguments(p, "trl", presets=PRESETS, seed_help="base reset seed of the episodes and GRPOConfig's seed")
     p.add_argument("--chat-template", help="use a template TRL ships: the NAME in trl.chat_template_utils.NAME_chat_template")
     p.add_argument("--max-steps", type=int, default=-1, help="optimizer steps (default: one epoch over the rows)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
@@ -108,26 +97,28 @@ def grpo_arguments(preset: str, *, output_dir: Path, seed: int, max_steps: int, 
     return arguments
 
 
+def _has_tools(env_id: str, make_kwargs: dict[str, Any]) -> bool:
+    from adapters.episodes import make_env
+
+    env = make_env(env_id, make_kwargs)
+    try:
+        return bool(getattr(env.unwrapped, "tools", {}))
+    finally:
+        env.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     import envs
 
-    from adapters.episodes import make_env
     from adapters.trl.environment import make_trl_environment, plain_reward_functions
 
     env_id = envs.resolve_env_id(args.env)
-    make_kwargs = dict(args.env_kwargs)
-    if args.offline:
-        entry = next((e for e in envs.suite_envs() if e.env_id == env_id), None)
-        if entry is None or entry.offline_kwargs is None:
-            raise SystemExit(f"{env_id} has no offline mode")
-        make_kwargs = {**entry.offline_kwargs, **make_kwargs}
-    probe = make_env(env_id, make_kwargs)
-    generated, has_tools = getattr(probe.unwrapped, "items", None) is None, bool(getattr(probe.unwrapped, "tools", {}))
-    probe.close()
-    count = args.num_prompts or (DEFAULT_PROCEDURAL_PROMPTS if generated else None)
-    rows = trl_rows(env_id, make_kwargs, count=count, seed=args.seed)
+    preset = args.preset or default_preset(env_id)
+    # the preset's data split (QA: train) unless --env-kwargs names one
+    make_kwargs = training_make_kwargs(env_id, preset, args.env_kwargs, offline=args.offline)
+    rows = trl_rows(env_id, make_kwargs, count=prompt_count(env_id, make_kwargs, args.num_prompts), seed=args.seed)
     out = args.output_dir or REPO_ROOT / "runs" / "trl" / env_id.split("/")[-1]
     atomic_write_text(out / "train.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
@@ -141,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from trl.chat_template_utils import supports_tool_calling
 
     use_environment = supports_tool_calling(tokenizer)
-    if not use_environment and has_tools:
+    if not use_environment and _has_tools(env_id, make_kwargs):
         raise SystemExit(f"{env_id} has tools, but the chat template of {args.model} cannot render tool calls, which "
                          "TRL requires; pick a tool-calling template with --chat-template (e.g. qwen2_5)")
     if use_environment:
@@ -151,7 +142,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.info("the chat template renders no tool calls: training with reward functions only (no environment class)")
         env_cls = None
         reward_funcs, weights = plain_reward_functions(env_id, **make_kwargs)
-    preset = args.preset or default_preset(env_id)
     arguments = grpo_arguments(preset, output_dir=out, seed=args.seed, max_steps=args.max_steps, reward_weights=weights,
                                overrides=args.set)
     atomic_write_text(out / "config.json", json.dumps(arguments, indent=2) + "\n")

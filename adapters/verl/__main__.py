@@ -2,24 +2,25 @@
 
     python -m adapters.verl --env hotpotqa-v0 --model Qwen/Qwen2.5-3B-Instruct --gpus-per-node 8 --dry-run
 
-writes ``<output-dir>/train.parquet``, ``<output-dir>/agent_loop.yaml`` (our loop's registry entry,
-with the preset's per-turn token cap) and ``<output-dir>/command.txt`` and runs (without
+writes ``<output-dir>/train.parquet``, ``<output-dir>/val.parquet`` (when the preset has an evaluation
+split: QA's validation split; otherwise verl validates on the training file), ``<output-dir>/agent_loop.yaml``
+(our loop's registry entry, with the preset's per-turn token cap) and ``<output-dir>/command.txt`` and runs (without
 ``--dry-run``) ``python -m verl.trainer.main_ppo`` with the preset's overrides, the wiring (data,
 model, our agent loop's config file) and your overrides after ``--`` (which win).
 
 Presets: ``agent-r1-qa`` (Agent-R1's HotpotQA recipe: GRPO, 5 samples, lr 1e-6, KL loss 0.001
-``low_var_kl``, up to 5 tool turns of 1024 tokens: an 8192-token response budget) and ``open-rs``
+``low_var_kl``, up to 5 tool turns of 1024 tokens: an 8192-token response budget; trains on the
+``train`` split and validates on ``validation``) and ``open-rs``
 (Open-RS: 6 samples at temperature 0.7, lr 1e-6 cosine with 10% warm-up, KL loss 0.04 (k3 =
 ``low_var_kl``), clip 0.2, prompt 512 / response 3584 tokens, 12 prompts per step, validation at
 temperature 0.6 / top-p 0.95). Batch sizes beyond the papers' numbers follow their example scripts'
-scale.
+scale. The default preset is the env's paper recipe (``adapters.episodes.paper_recipe``), else
+``open-rs``; ``--env-kwargs`` naming a split wins over the preset's.
 """
 
 from __future__ import annotations
 
 import argparse
-import fnmatch
-import json
 import logging
 import shlex
 import subprocess
@@ -28,6 +29,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from adapters.episodes import (add_episode_arguments, evaluation_make_kwargs, paper_recipe, prompt_count,
+                               training_make_kwargs)
 from adapters.verl import AGENT_LOOP_CONFIG
 from adapters.verl.dataset import verl_rows, write_parquet
 from envs.core.io import atomic_write_text
@@ -35,7 +38,6 @@ from envs.core.io import atomic_write_text
 logger = logging.getLogger("adapters.verl")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_PROCEDURAL_PROMPTS = 4096
 
 _COMMON: dict[str, Any] = {
     "algorithm.adv_estimator": "grpo",
@@ -54,6 +56,8 @@ _COMMON: dict[str, Any] = {
 }
 
 PRESETS: dict[str, dict[str, Any]] = {
+    # [Agent-R1] trains on the train split, validates on validation: adapters.episodes.RECIPE_TRAIN_KWARGS /
+    # RECIPE_EVAL_KWARGS, applied by main()
     "agent-r1-qa": {
         **_COMMON,
         "actor_rollout_ref.rollout.n": 5,
@@ -85,26 +89,17 @@ PRESETS: dict[str, dict[str, Any]] = {
 # Per-turn generation caps, written into the run's agent-loop YAML entry (not a verl config key).
 TURN_CAPS: dict[str, int | None] = {"agent-r1-qa": 1024, "open-rs": None}
 
-_DEFAULTS = (("agentr1/math*", "open-rs"), ("agentr1/*qa*", "agent-r1-qa"), ("agentr1/*hop*", "agent-r1-qa"),
-             ("agentr1/musique*", "agent-r1-qa"), ("agentr1/2wiki*", "agent-r1-qa"))
 
 
 def default_preset(env_id: str) -> str:
-    key = env_id.lower()
-    return next((name for pattern, name in _DEFAULTS if fnmatch.fnmatch(key, pattern)), "open-rs")
+    """The preset of the env's paper recipe (``adapters.episodes.paper_recipe``); ``open-rs`` when it has none."""
+    return paper_recipe(env_id) or "open-rs"
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m adapters.verl", description=__doc__.split("\n\n")[0],
                                 epilog="Overrides after `--` go to verl.trainer.main_ppo unchanged and win.")
-    p.add_argument("--env", required=True, help="env id or alias (python -m envs list)")
-    p.add_argument("--model", required=True, help="HF model id or local path of the policy")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="training recipe (default: chosen from the env)")
-    p.add_argument("--output-dir", type=Path, help="where data and logs go (default runs/verl/<env>)")
-    p.add_argument("--env-kwargs", type=json.loads, default={}, help="JSON make-kwargs for the env")
-    p.add_argument("--offline", action="store_true", help="start from the env's registered offline kwargs (shipped data)")
-    p.add_argument("--num-prompts", type=int, help=f"prompts to write (default: every item; {DEFAULT_PROCEDURAL_PROMPTS} for generated envs)")
-    p.add_argument("--seed", type=int, default=42, help="base reset seed of the episodes")
+    add_episode_arguments(p, "verl", presets=PRESETS)
     p.add_argument("--nodes", type=int, default=1)
     p.add_argument("--gpus-per-node", type=int, default=8)
     p.add_argument("--dry-run", action="store_true", help="write the files and print the command; do not train")
@@ -129,12 +124,13 @@ def write_agent_loop_config(path: Path, *, max_tokens_per_turn: int | None) -> P
 
 
 def build_command(*, preset: str, model: str, train_file: Path, env_id: str, nodes: int, gpus_per_node: int,
-                  agent_loop_config: Path = AGENT_LOOP_CONFIG, overrides: Sequence[str] = ()) -> list[str]:
-    """The ``verl.trainer.main_ppo`` command line (hydra ``key=value`` overrides)."""
+                  agent_loop_config: Path = AGENT_LOOP_CONFIG, val_file: Path | None = None,
+                  overrides: Sequence[str] = ()) -> list[str]:
+    """The ``verl.trainer.main_ppo`` command line (hydra ``key=value`` overrides); no ``val_file``: validate on the train file."""
     settings = {
         **PRESETS[preset],
         "data.train_files": str(train_file),
-        "data.val_files": str(train_file),
+        "data.val_files": str(val_file or train_file),
         "actor_rollout_ref.model.path": model,
         "actor_rollout_ref.rollout.agent.agent_loop_config_path": str(agent_loop_config),
         "trainer.nnodes": nodes,
@@ -146,38 +142,30 @@ def build_command(*, preset: str, model: str, train_file: Path, env_id: str, nod
             *(f"{k}={_format(v)}" for k, v in settings.items()), *overrides]
 
 
-def _generates_items(env_id: str, make_kwargs: dict[str, Any]) -> bool:
-    from adapters.episodes import make_env
-
-    env = make_env(env_id, make_kwargs)
-    try:
-        return getattr(env.unwrapped, "items", None) is None
-    finally:
-        env.close()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     import envs
 
     env_id = envs.resolve_env_id(args.env)
-    make_kwargs = dict(args.env_kwargs)
-    if args.offline:
-        entry = next((e for e in envs.suite_envs() if e.env_id == env_id), None)
-        if entry is None or entry.offline_kwargs is None:
-            raise SystemExit(f"{env_id} has no offline mode")
-        make_kwargs = {**entry.offline_kwargs, **make_kwargs}
     preset = args.preset or default_preset(env_id)
-    out = args.output_dir or REPO_ROOT / "runs" / "verl" / env_id.split("/")[-1]
-    count = args.num_prompts
-    if count is None and _generates_items(env_id, make_kwargs):
-        count = DEFAULT_PROCEDURAL_PROMPTS
-    rows = verl_rows(env_id, make_kwargs, count=count, seed=args.seed)
+    # absolute: verl runs from the repository root
+    out = (args.output_dir or REPO_ROOT / "runs" / "verl" / env_id.split("/")[-1]).resolve()
+    # the preset's data split (QA: train) unless --env-kwargs names one
+    make_kwargs = training_make_kwargs(env_id, preset, args.env_kwargs, offline=args.offline)
+    rows = verl_rows(env_id, make_kwargs, count=prompt_count(env_id, make_kwargs, args.num_prompts), seed=args.seed)
     train_file = write_parquet(out / "train.parquet", rows)
+    logger.info("wrote %d prompts to %s", len(rows), train_file)
+    val_file = None
+    val_kwargs = evaluation_make_kwargs(env_id, preset, make_kwargs)  # QA: the validation split
+    if val_kwargs is not None and val_kwargs != make_kwargs:
+        val_rows = verl_rows(env_id, val_kwargs, count=prompt_count(env_id, val_kwargs, None), seed=args.seed)
+        val_file = write_parquet(out / "val.parquet", val_rows)
+        logger.info("wrote %d validation prompts to %s", len(val_rows), val_file)
     loop_config = write_agent_loop_config(out / "agent_loop.yaml", max_tokens_per_turn=TURN_CAPS.get(preset))
     command = build_command(preset=preset, model=args.model, train_file=train_file, env_id=env_id, nodes=args.nodes,
-                            gpus_per_node=args.gpus_per_node, agent_loop_config=loop_config, overrides=args.overrides)
+                            gpus_per_node=args.gpus_per_node, agent_loop_config=loop_config, val_file=val_file,
+                            overrides=args.overrides)
     text = shlex.join(command)
     atomic_write_text(out / "command.txt", text + "\n")
     print(text)  # noqa: T201 - the CLI's output
