@@ -8,7 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.episodes import EnvPool, EpisodeSpec, episode_log_keys, iter_episode_specs
+from adapters.episodes import (DEFAULT_PROCEDURAL_PROMPTS, EnvPool, EpisodeSpec, add_episode_arguments, episode_log_keys,
+                               evaluation_make_kwargs, is_procedural, iter_episode_specs, paper_recipe, prompt_count,
+                               resolve_make_kwargs, training_make_kwargs)
 
 json_values = st.recursive(st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.floats(allow_nan=False, allow_infinity=False)
                            | st.text(max_size=40), lambda inner: st.lists(inner, max_size=4)
@@ -61,3 +63,90 @@ def test_pool_reuses_released_envs_per_kwargs():
     assert pool.acquire("arithmetic", {"digits": 2}) is a
     assert pool.acquire("arithmetic", {"digits": 3}) is not a
     pool.close()
+
+
+# --- what the trainer CLIs share: make-kwargs, procedural detection, recipe and data split ---
+
+QA_OFFLINE = {"data_path": "sample", "corpus": "sample", "retriever": "bm25"}
+# The paper recipe of every env the suite registers (an env missing here must train with no paper's recipe).
+PAPER_RECIPES = {
+    "AgentR1/Math-v0": "open-rs", "AgentR1/MATH500-v0": "open-rs", "AgentR1/AIME24-v0": "open-rs",
+    "AgentR1/AMC23-v0": "open-rs", "AgentR1/Minerva-v0": "open-rs", "AgentR1/OlympiadBench-v0": "open-rs",
+    "AgentR1/GSM8K-v0": "open-rs", "AgentR1/HotpotQA-v0": "agent-r1-qa", "AgentR1/2WikiMultihopQA-v0": "agent-r1-qa",
+    "AgentR1/Musique-v0": "agent-r1-qa", "AgentR1/Arithmetic-v0": None,
+}
+
+
+def test_offline_make_kwargs_start_from_the_registered_ones_and_env_kwargs_win():
+    assert resolve_make_kwargs("hotpotqa-v0", {}, offline=True) == QA_OFFLINE
+    assert resolve_make_kwargs("AgentR1/HotpotQA-v0", {"retriever": "http", "top_k": 3}, offline=True) == {
+        **QA_OFFLINE, "retriever": "http", "top_k": 3}
+    assert resolve_make_kwargs("hotpotqa-v0", {"split": "train"}) == {"split": "train"}  # online: only what was given
+    assert resolve_make_kwargs("math-v0", None, offline=True) == {"dataset": "sample"}
+    with pytest.raises(SystemExit, match="JSON object"):
+        resolve_make_kwargs("math-v0", ["split", "train"])  # type: ignore[arg-type]
+
+
+def test_offline_is_refused_for_an_env_without_shipped_data(monkeypatch):
+    import envs
+    from envs.core.registry import SuiteEntry
+
+    monkeypatch.setattr(envs, "suite_envs", lambda: [SuiteEntry("AgentR1/Math-v0", ("math-v0",), "", None)])
+    with pytest.raises(SystemExit, match="no offline mode"):
+        resolve_make_kwargs("math-v0", {}, offline=True)
+    assert resolve_make_kwargs("math-v0", {"dataset": "sample"}) == {"dataset": "sample"}
+
+
+def test_procedural_detection_and_prompt_counts():
+    assert is_procedural("arithmetic-v0") and is_procedural("AgentR1/Arithmetic-v0", {"digits": 2})
+    assert not is_procedural("math-v0", {"dataset": "sample"})
+    assert not is_procedural("hotpotqa-v0", QA_OFFLINE)
+    assert prompt_count("arithmetic-v0", {}, None) == DEFAULT_PROCEDURAL_PROMPTS
+    assert prompt_count("arithmetic-v0", {}, None, procedural_default=7) == 7
+    assert prompt_count("arithmetic-v0", {}, 3) == 3
+    assert prompt_count("math-v0", {"dataset": "sample"}, None) is None  # every item
+    assert prompt_count("math-v0", {"dataset": "sample"}, 5) == 5
+
+
+def test_every_registered_env_has_its_paper_recipe():
+    import envs
+
+    registered = {e.env_id: e for e in envs.suite_envs()}
+    assert set(PAPER_RECIPES) <= set(registered)
+    for env_id, entry in registered.items():
+        expected = PAPER_RECIPES.get(env_id)
+        assert paper_recipe(env_id) == expected, env_id
+        for alias in entry.aliases:
+            assert paper_recipe(alias) == expected, alias
+    assert paper_recipe("AgentR1/MathChat-v0") is None and paper_recipe("Other/HotpotQA-v0") is None
+    assert paper_recipe("agentr1/hotpotqa-v1") == "agent-r1-qa"  # a later version, not registered here
+
+
+def test_the_qa_recipe_trains_on_train_unless_env_kwargs_name_a_split():
+    assert training_make_kwargs("hotpotqa-v0", "agent-r1-qa", {}, offline=True) == {**QA_OFFLINE, "split": "train"}
+    assert training_make_kwargs("musique-v0", "agent-r1-qa", {"split": "validation"})["split"] == "validation"
+    assert training_make_kwargs("hotpotqa-v0", "open-rs", {}) == {}  # no recipe split: the env's default
+    assert training_make_kwargs("hotpotqa-v0", None, {"top_k": 2}) == {"top_k": 2}
+    # an env without splits is not handed one (arithmetic would refuse the keyword)
+    assert training_make_kwargs("arithmetic-v0", "agent-r1-qa", {"digits": 2}) == {"digits": 2}
+    assert evaluation_make_kwargs("hotpotqa-v0", "agent-r1-qa", {**QA_OFFLINE, "split": "train"}) == {
+        **QA_OFFLINE, "split": "validation"}
+    assert evaluation_make_kwargs("math-v0", "open-rs", {"dataset": "sample"}) is None
+    assert evaluation_make_kwargs("arithmetic-v0", "agent-r1-qa", {}) is None
+    # the shipped sample has no splits: both splits read it, so offline runs work with the recipe's split
+    specs = [s for s, _ in iter_episode_specs("hotpotqa-v0", training_make_kwargs("hotpotqa-v0", "agent-r1-qa", {},
+                                                                                    offline=True), count=2)]
+    assert len(specs) == 2 and all(s.make_kwargs["split"] == "train" for s in specs)
+
+
+def test_common_cli_arguments():
+    import argparse
+
+    parser = add_episode_arguments(argparse.ArgumentParser(), "demo", presets=["b", "a"])
+    ns = parser.parse_args(["--env", "hotpotqa-v0", "--model", "m", "--env-kwargs", '{"split": "train"}', "--offline",
+                            "--num-prompts", "3"])
+    assert ns.env_kwargs == {"split": "train"} and ns.offline and ns.num_prompts == 3 and ns.seed == 42
+    assert ns.preset is None and ns.output_dir is None
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--env", "x", "--model", "m", "--preset", "c"])
+    assert "runs/demo/<env>" in parser.format_help()

@@ -86,6 +86,7 @@ def test_open_rs_preset_matches_the_paper():
     assert args.rollout.max_new_tokens == 3584
     assert args.actor.lr_scheduler == "cosine_with_min_lr" and args.actor.min_lr_ratio == 0.0
     assert default_preset("AgentR1/Math-v0").name == "open-rs"
+    assert default_preset("AgentR1/AIME24-v0").name == "open-rs"  # an Open-RS evaluation set
     assert default_preset("AgentR1/HotpotQA-v0").name == "agent-r1-qa"
     assert default_preset("AgentR1/Arithmetic-v0").name == "small"
 
@@ -171,3 +172,14 @@ def test_qa_trains_on_the_train_split_and_evaluates_on_validation(tmp_path, caps
     low, high = (float(v) for v in argv[argv.index("--algo.dynamic_filtering_range") + 1:][:2])
     assert low < 0.0 and high > 1.0
     assert "drop_env_errors=True" in (out / "agent.py").read_text()
+
+
+
+def test_a_split_named_in_env_kwargs_wins_over_the_qa_presets(tmp_path, capsys):
+    out = tmp_path / "v"
+    main(["--env", "hotpotqa-v0", "--offline", "--model", "m", "--num-prompts", "2", "--output-dir", str(out),
+          "--env-kwargs", '{"split": "validation"}', "--dry-run"])
+    assert "--rollout.n_samples_per_prompt" in _argv_from(out, capsys)
+    specs = [EpisodeSpec.from_label(json.loads(line)["label"]) for line in (out / "train.jsonl").read_text().splitlines()]
+    assert len(specs) == 2 and {s.make_kwargs["split"] for s in specs} == {"validation"}
+    assert specs[0].make_kwargs["data_path"] == "sample"  # --offline: the shipped sample

@@ -401,3 +401,23 @@ def test_cli_dry_run_picks_the_environment_path_by_template(tiny, tmp_path, caps
     assert report["grpo_config"]["num_generations"] == 6 and report["grpo_config"]["beta"] == 0.04
     with pytest.raises(SystemExit, match="cannot render tool calls"):
         main(["--env", "arithmetic-v0", "--model", chatml, "--num-prompts", "2", "--output-dir", str(tmp_path / "x"), "--dry-run"])
+
+
+def test_cli_qa_preset_writes_rows_from_the_train_split(tmp_path, capsys):
+    from adapters.episodes import EpisodeSpec
+    from adapters.trl.__main__ import main
+    from baselines.tiny import build_tiny_model
+
+    chatml = str(build_tiny_model())  # with TRL's Qwen2.5 template, which renders the search tool's calls
+    assert main(["--env", "hotpotqa-v0", "--offline", "--model", chatml, "--chat-template", "qwen2_5", "--num-prompts", "3",
+                 "--output-dir", str(tmp_path / "qa"), "--dry-run"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["preset"] == "agent-r1-qa" and report["environment_factory"] is True
+    assert report["grpo_config"]["num_generations"] == 5 and report["grpo_config"]["max_tool_calling_iterations"] == 5
+    specs = [EpisodeSpec.from_label(json.loads(line)["label"]) for line in (tmp_path / "qa" / "train.jsonl").read_text().splitlines()]
+    assert len(specs) == 3 and {s.make_kwargs["split"] for s in specs} == {"train"}
+    assert specs[0].make_kwargs["data_path"] == "sample"  # --offline: the shipped sample
+    main(["--env", "hotpotqa-v0", "--offline", "--model", chatml, "--chat-template", "qwen2_5", "--num-prompts", "1",
+          "--env-kwargs", '{"split": "validation"}', "--output-dir", str(tmp_path / "v"), "--dry-run"])
+    line = (tmp_path / "v" / "train.jsonl").read_text().splitlines()[0]
+    assert EpisodeSpec.from_label(json.loads(line)["label"]).make_kwargs["split"] == "validation"

@@ -249,3 +249,27 @@ def test_dataset_rows_and_cli_overrides(tmp_path):
     assert "actor_rollout_ref.rollout.n=5" in (tmp_path / "qa" / "command.txt").read_text()
     loop = OmegaConf.load(tmp_path / "qa" / "agent_loop.yaml")
     assert loop[0]["name"] == "agentr1" and loop[0]["max_tokens_per_turn"] == 1024
+
+
+def test_qa_cli_trains_on_the_train_split_and_validates_on_validation(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from adapters.verl.__main__ import main
+
+    def specs(path):
+        return [EpisodeSpec.from_label(r["extra_info"]["agentr1"]) for r in pq.read_table(path).to_pylist()]
+
+    monkeypatch.chdir(tmp_path)  # a relative --output-dir is made absolute: verl runs from the repository root
+    assert main(["--env", "hotpotqa-v0", "--offline", "--model", "m", "--num-prompts", "3", "--output-dir", "qa",
+                 "--dry-run"]) == 0
+    out = tmp_path / "qa"
+    train, val = specs(out / "train.parquet"), specs(out / "val.parquet")
+    assert len(train) == 3 and {s.make_kwargs["split"] for s in train} == {"train"}
+    assert train[0].make_kwargs["data_path"] == "sample"  # --offline: the shipped sample
+    assert val and {s.make_kwargs["split"] for s in val} == {"validation"}
+    command = (out / "command.txt").read_text()
+    assert f"data.train_files={out / 'train.parquet'} " in command and f"data.val_files={out / 'val.parquet'} " in command
+    # no evaluation split in the recipe (open-rs): verl validates on the training file, as before
+    assert main(["--env", "math-v0", "--offline", "--model", "m", "--output-dir", str(out / "m"), "--dry-run"]) == 0
+    assert f"data.val_files={out / 'm' / 'train.parquet'} " in (out / "m" / "command.txt").read_text()
+    assert not (out / "m" / "val.parquet").exists()
