@@ -18,9 +18,10 @@ dataset, agent file) and cluster sizing are added by the CLI; user flags after `
 Data splits: a preset trains on its recipe's training split (``adapters.episodes.RECIPE_TRAIN_KWARGS``,
 QA: ``train``, as Agent-R1 does; the QA envs' own default is ``validation``, the split the papers
 report on) and evaluates on its evaluation split (``RECIPE_EVAL_KWARGS``); ``--env-kwargs`` /
-``--eval-env-kwargs`` override them. The default preset of an env is ``adapters.episodes.paper_recipe``'s. OpenRLHF's in-training
-evaluation only sets temperature and samples per prompt (top-p and lengths are the training ones),
-so it is a progress monitor; the papers' evaluation protocols are ``baselines.evaluate``'s defaults.
+``--eval-env-kwargs`` override them. An env's default preset is its ``adapters.episodes.paper_recipe``
+(``small`` when it has none). OpenRLHF's in-training evaluation only sets temperature and samples
+per prompt (top-p and lengths are the training ones), so it is a progress monitor; the papers'
+evaluation protocols are ``baselines.evaluate``'s defaults.
 Each value's source is noted next to it: [Open-RS] the Open-RS paper/repo recipe, [Agent-R1] the
 Agent-R1 paper/repo, [OpenRLHF] OpenRLHF's defaults, [suite] this project's choice.
 """
@@ -82,6 +83,8 @@ PRESETS: dict[str, Preset] = {
             "--ckpt.save_steps": 50,  # [Open-RS] the reported checkpoints are at 50 / 100 steps
         },
     ),
+    # data: [Agent-R1] trains on the train split, reports on validation (adapters.episodes.RECIPE_TRAIN_KWARGS,
+    # RECIPE_EVAL_KWARGS)
     "agent-r1-qa": Preset(
         "agent-r1-qa",
         "Agent-R1-style GRPO for multi-hop QA with search (5 samples, lr 1e-6, KL 0.001 k3, 8192-token episodes)",

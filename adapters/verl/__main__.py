@@ -3,7 +3,8 @@
     python -m adapters.verl --env hotpotqa-v0 --model Qwen/Qwen2.5-3B-Instruct --gpus-per-node 8 --dry-run
 
 writes ``<output-dir>/train.parquet``, ``<output-dir>/val.parquet`` (when the preset has an evaluation
-split: QA's validation split; otherwise verl validates on the training file), ``<output-dir>/agent_loop.yaml``
+split: QA's validation split, every item, cap it with ``data.val_max_samples=N``; otherwise verl
+validates on the training file), ``<output-dir>/agent_loop.yaml``
 (our loop's registry entry, with the preset's per-turn token cap) and ``<output-dir>/command.txt`` and runs (without
 ``--dry-run``) ``python -m verl.trainer.main_ppo`` with the preset's overrides, the wiring (data,
 model, our agent loop's config file) and your overrides after ``--`` (which win).
