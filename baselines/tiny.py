@@ -60,8 +60,9 @@ class TinySpec:
     hidden_size: int = 64
     intermediate_size: int = 128
     num_hidden_layers: int = 2
-    num_attention_heads: int = 4
-    num_key_value_heads: int = 2
+    # head dimension 32 (hidden 64 / 2 heads): vLLM's CPU attention refuses head dimensions below 32
+    num_attention_heads: int = 2
+    num_key_value_heads: int = 1
     max_position_embeddings: int = 1024
     corpus_items: int = 400
     pretrain_steps: int = 100  # language-model warm-up on ``pretraining_texts``; 0 keeps pure random weights

@@ -2,14 +2,15 @@
 
 Launch with ``torchrun --nproc-per-node N -m baselines.grpo ...`` (multi-node: ``--nnodes``,
 ``--rdzv-endpoint``). A plain ``python -m baselines.grpo`` is one process with no process group.
-Each rank generates its own share of the prompts; the collectives here only sum metrics and loss
-normalisers and synchronise checkpoint writing.
+Each rank generates its own share of the prompts; the collectives here sum metrics and loss
+normalisers, synchronise checkpoint writing, and gather weights for vLLM refreshes.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,6 +140,24 @@ def full_state_dict(model: Any, ctx: DistContext, *, cpu: bool = True) -> dict[s
         return {k: v.detach().cpu() if cpu else v.detach() for k, v in unwrap(model).state_dict().items()}
     opts = StateDictOptions(full_state_dict=True, cpu_offload=cpu)
     return get_model_state_dict(unwrap(model), options=opts)
+
+
+def iter_full_tensors(model: Any, dtype: Any = None) -> Iterator[tuple[str, Any]]:
+    """Stream ``(name, full tensor)`` pairs of the model's weights, one parameter at a time.
+
+    For a vLLM refresh: instead of materialising the whole unsharded fp32 state dict on every rank
+    (``full_state_dict``), each FSDP2 shard is all-gathered on its own, cast to ``dtype`` (the
+    rollout dtype), handed on, and freed before the next. Every rank must consume the iterator to
+    the end in the same order (the gathers are collectives). Unsharded tensors are yielded as they
+    are (no copy) when no cast is needed.
+    """
+    for name, tensor in unwrap(model).state_dict().items():
+        full = tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
+        full = full.detach()
+        if dtype is not None and full.is_floating_point() and full.dtype != dtype:
+            full = full.to(dtype)
+        yield name, full
+        del full
 
 
 def optimizer_state(model: Any, optimizer: Any, ctx: DistContext) -> dict[str, Any]:
