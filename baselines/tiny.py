@@ -69,6 +69,7 @@ class TinySpec:
     pretrain_batch: int = 16
     pretrain_lr: float = 4e-3
     boxed_fraction: float = 0.4  # share of warm-up answers written as ``\\boxed{}``
+    warmup_styles: tuple[str, ...] = ("word",)  # Arithmetic-v0 prompt styles the warm-up chats use
     seed: int = 0
 
 
@@ -191,9 +192,11 @@ def pretraining_texts(spec: TinySpec, count: int, rng) -> list[str]:
     """
     from envs.arithmetic.env import ArithmeticEnv
 
-    env = ArithmeticEnv(**_CORPUS_SETTINGS[0])
+    styles = list(spec.warmup_styles) or ["word"]
+    pool = [ArithmeticEnv(**{**_CORPUS_SETTINGS[0], "style": style}) for style in styles]
     texts = []
     for i in range(count):
+        env = pool[i % len(pool)]
         env.reset(seed=spec.seed * 7_919 + 1_000_003 + i)
         number = int(rng.integers(2, 19))
         if rng.random() < spec.boxed_fraction:
@@ -203,7 +206,8 @@ def pretraining_texts(spec: TinySpec, count: int, rng) -> list[str]:
         messages = [{"role": "system", "content": env.system_prompt}, {"role": "user", "content": env.build_prompt(env.item)},
                     {"role": "assistant", "content": reply}]
         texts.append(messages)
-    env.close()
+    for env in pool:
+        env.close()
     return texts
 
 
