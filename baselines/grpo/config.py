@@ -70,6 +70,7 @@ class GRPOConfig:
     dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16
     gradient_checkpointing: bool = False
     strategy: str = "auto"  # auto | fsdp | ddp | none
+    fsdp_defer_grad_sync: bool = False  # True: one reduce-scatter per batch, unsharded grads in between (memory)
     # bookkeeping
     save_every: int = 50  # steps; 0 saves only at the end
     keep_checkpoints: int = 2

@@ -23,6 +23,7 @@ class DistContext:
     world_size: int
     local_rank: int
     device: Any  # torch.device
+    has_group: bool = False  # a process group exists (torchrun), even of size 1
 
     @property
     def is_main(self) -> bool:
@@ -30,11 +31,12 @@ class DistContext:
 
     @property
     def distributed(self) -> bool:
-        return self.world_size > 1
+        """Collectives are available: several ranks, or one rank started by torchrun (FSDP2 on one GPU)."""
+        return self.world_size > 1 or self.has_group
 
 
 def init_distributed(device: str | None = None) -> DistContext:
-    """Join the torchrun process group if ``WORLD_SIZE > 1`` (NCCL on GPU, gloo on CPU)."""
+    """Join the torchrun process group (NCCL on GPU, gloo on CPU); also at world size 1 under torchrun."""
     import torch
     import torch.distributed as dist
 
@@ -47,9 +49,11 @@ def init_distributed(device: str | None = None) -> DistContext:
     dev = torch.device(device)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
-    if world_size > 1 and not dist.is_initialized():
+    launched = "TORCHELASTIC_RUN_ID" in os.environ  # set by torchrun, with MASTER_ADDR/PORT
+    if (world_size > 1 or launched) and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
-    return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=dev)
+    return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=dev,
+                       has_group=dist.is_initialized())
 
 
 def resolve_strategy(strategy: str, ctx: DistContext, backend: str = "vllm") -> str:
@@ -59,7 +63,7 @@ def resolve_strategy(strategy: str, ctx: DistContext, backend: str = "vllm") -> 
     collective, so ranks whose rollouts stop after different numbers of tokens or turns would wait for
     each other forever. With the ``hf`` backend ``auto`` therefore picks DDP, and ``fsdp`` is refused.
     """
-    if strategy == "fsdp" and backend == "hf" and ctx.distributed:
+    if strategy == "fsdp" and backend == "hf" and ctx.world_size > 1:
         raise ValueError("strategy 'fsdp' cannot roll out with backend 'hf' on several ranks (generate on a sharded "
                          "model deadlocks when ranks stop at different lengths): use --strategy ddp or --backend vllm")
     if strategy != "auto":

@@ -359,15 +359,19 @@ class GRPOTrainer:
         return result
 
     def _sync_context(self, last: bool):
-        """Skip the gradient all-reduce on all but the last micro-batch."""
-        if not self.ctx.distributed or last:
-            if self.strategy == "fsdp" and self.ctx.distributed:
-                self.model.set_requires_gradient_sync(True)
+        """DDP: skip the gradient all-reduce on all but the last micro-batch.
+
+        FSDP2 reduce-scatters after every micro-batch unless ``fsdp_defer_grad_sync``: without the
+        sync it accumulates *unsharded* gradients (a full fp32 model per rank) until the last one.
+        """
+        if not self.ctx.distributed:
             return nullcontext()
-        if self.strategy == "ddp":
-            return self.model.no_sync()
         if self.strategy == "fsdp":
-            self.model.set_requires_gradient_sync(False)
+            if self.cfg.fsdp_defer_grad_sync:
+                self.model.set_requires_gradient_sync(last)
+            return nullcontext()
+        if self.strategy == "ddp" and not last:
+            return self.model.no_sync()
         return nullcontext()
 
     def _clip_and_step(self) -> float:
