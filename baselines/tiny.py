@@ -70,13 +70,19 @@ class TinySpec:
     pretrain_lr: float = 4e-3
     boxed_fraction: float = 0.4  # share of warm-up answers written as ``\\boxed{}``
     warmup_styles: tuple[str, ...] = ("word",)  # Arithmetic-v0 prompt styles the warm-up chats use
+    restate_expression: bool = False  # boxed replies first restate the problem's expression ("3 + 5 = ...")
     seed: int = 0
+
+
+# Later fields enter the cache key only when they differ from these defaults, so existing builds stay valid.
+_KEYED_WHEN_SET = {"restate_expression": False}
 
 
 def build_tiny_model(cache_dir: str | os.PathLike[str] | None = None, spec: TinySpec | None = None) -> Path:
     """Return the directory of a tiny Qwen2 model + tokenizer, building it on first use."""
     spec = spec or TinySpec()
-    key = hashlib.sha256(json.dumps({**asdict(spec), "v": BUILD_VERSION}, sort_keys=True).encode()).hexdigest()[:12]
+    fields = {k: v for k, v in asdict(spec).items() if not (k in _KEYED_WHEN_SET and v == _KEYED_WHEN_SET[k])}
+    key = hashlib.sha256(json.dumps({**fields, "v": BUILD_VERSION}, sort_keys=True).encode()).hexdigest()[:12]
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     target = root / f"tiny-qwen2-{key}"
     if (target / "config.json").is_file():
@@ -200,7 +206,8 @@ def pretraining_texts(spec: TinySpec, count: int, rng) -> list[str]:
         env.reset(seed=spec.seed * 7_919 + 1_000_003 + i)
         number = int(rng.integers(2, 19))
         if rng.random() < spec.boxed_fraction:
-            reply = f"The answer is \\boxed{{{number}}}."
+            lead = f"{env.item['expression']} = " if spec.restate_expression else "The answer is "
+            reply = f"{lead}\\boxed{{{number}}}."
         else:
             reply = _REPLY_FORMS[int(rng.integers(len(_REPLY_FORMS)))].format(n=number)
         messages = [{"role": "system", "content": env.system_prompt}, {"role": "user", "content": env.build_prompt(env.item)},
