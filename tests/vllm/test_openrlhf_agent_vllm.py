@@ -88,10 +88,19 @@ def engine(tiny_model_dir):
 
     Engine.generate_impl = _openrlhf_generate()
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    llm = AsyncLLM.from_engine_args(AsyncEngineArgs(model=str(tiny_model_dir), dtype="float32", enforce_eager=True,
-                                                    max_model_len=MAX_LEN, seed=0))
-    yield Engine(llm, tokenizer)
+    # AsyncLLM's output handler lives on the event loop that first uses it: one loop for the module
+    loop = asyncio.new_event_loop()
+
+    async def start():
+        return AsyncLLM.from_engine_args(AsyncEngineArgs(model=str(tiny_model_dir), dtype="float32",
+                                                         enforce_eager=True, max_model_len=MAX_LEN, seed=0))
+
+    llm = loop.run_until_complete(start())
+    engine = Engine(llm, tokenizer)
+    engine.loop = loop
+    yield engine
     llm.shutdown()
+    loop.close()
 
 
 def _offline(env_id: str) -> dict:
@@ -133,7 +142,8 @@ def test_multi_turn_episodes_on_async_vllm(engine, env_id, tmp_path):
             jobs.append(executor.execute(prompt, row["label"], params, MAX_LEN, tok, engine))
         return await asyncio.gather(*jobs)
 
-    results = asyncio.run(play())
+    calls_before = engine.calls
+    results = engine.loop.run_until_complete(play())
     eos = tok.eos_token
     for row, result in zip(rows, results, strict=True):
         stream = result["observation_tokens"]
@@ -160,4 +170,4 @@ def test_multi_turn_episodes_on_async_vllm(engine, env_id, tmp_path):
         logs = result["extra_logs"]
         assert sorted(logs) == sorted(executor.config.log_keys())
         assert logs["env/finished"] == float(done)
-    assert engine.calls >= 2 * len(rows)
+    assert engine.calls - calls_before >= 2 * len(rows)
