@@ -110,6 +110,11 @@ class VLLMGenerator:
         from vllm import LLM
 
         self.cpu = on_cpu()
+        self.max_model_len = _fit_model_len(model_path, self.settings.max_model_len)
+        if self.max_model_len != self.settings.max_model_len:
+            from dataclasses import replace
+
+            self.settings = replace(self.settings, max_model_len=self.max_model_len)
         kwargs = engine_kwargs(self.settings, cpu=self.cpu, seed=seed,
                                distributed=int(os.environ.get("WORLD_SIZE", "1")) > 1)
         self.enable_sleep = bool(kwargs["enable_sleep_mode"])
@@ -130,6 +135,8 @@ class VLLMGenerator:
 
     def generate(self, prompts: Sequence[Sequence[int]], budgets: Sequence[int], sampling: Sampling) -> list[list[int]]:
         self.wake()
+        if self.max_model_len:  # never ask for tokens past the engine's context (vLLM would reject the batch)
+            budgets = [max(1, min(int(b), self.max_model_len - len(p))) for p, b in zip(prompts, budgets, strict=True)]
         params = [self._params(b, sampling) for b in budgets]
         outputs = self.llm.generate([{"prompt_token_ids": list(p)} for p in prompts], params, use_tqdm=False)
         return [_trim(list(o.outputs[0].token_ids), self.stop_ids, b) for o, b in zip(outputs, budgets, strict=True)]
@@ -181,6 +188,22 @@ class VLLMGenerator:
         if self._asleep:
             self.llm.wake_up()
             self._asleep = False
+
+
+def _fit_model_len(model_path: str, wanted: int | None) -> int | None:
+    """``wanted`` capped at the model's own context length (vLLM refuses a longer ``max_model_len``)."""
+    if wanted is None:
+        return None
+    try:
+        from transformers import AutoConfig
+
+        limit = getattr(AutoConfig.from_pretrained(model_path), "max_position_embeddings", None)
+    except (OSError, ValueError):
+        return wanted
+    if limit and wanted > int(limit):
+        logger.info("max_model_len %d exceeds the model's %d positions: using %d", wanted, limit, limit)
+        return int(limit)
+    return wanted
 
 
 def _cast_each(named_tensors: Iterable[tuple[str, Any]], dtype: Any) -> Iterator[tuple[str, Any]]:
