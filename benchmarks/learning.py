@@ -1,9 +1,9 @@
-"""A GRPO run that learns the task, not only the format: one-digit additions on the tiny model.
+"""Does GRPO teach the task, not only the format? Accuracy before/after on one-digit additions.
 
 The starting model is ``baselines.tiny`` built with ``LEARNING_SPEC``: random weights, then a
-language-model warm-up on chats whose replies are always ``The answer is \\boxed{N}.`` with ``N``
-drawn uniformly from 2..18 *independently of the question* (``baselines.tiny.pretraining_texts``). It
-learns where the answer goes, never which number is right: its accuracy is chance level (~1/17).
+language-model warm-up on chats whose replies are always ``<a> + <b> = \\boxed{N}.`` (the problem's
+expression restated, then a number ``N`` drawn uniformly from 2..18 *independently of the question*;
+``baselines.tiny.pretraining_texts``). It learns the reply's shape, never which number is right.
 GRPO (``baselines/presets/arithmetic_learn.yaml``) then trains on Arithmetic-v0 with one-digit
 operands and one addition, rewarded by the env (answer 1.0, format 0.1).
 
@@ -106,17 +106,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", choices=("hf", "vllm"), default="hf", help="rollouts during training")
     p.add_argument("--output-dir", default="runs/learning")
     p.add_argument("--log-level", default="WARNING")
+    p.add_argument("--merge", nargs="+", metavar="LEARNING_JSON",
+                   help="only combine the learning.json of separate runs (e.g. one seed per process) into one table/plot")
     args = p.parse_args(argv)
     logging.basicConfig(level=getattr(logging, args.log_level.upper()))
     from baselines.tiny import build_tiny_model
 
     out = Path(args.output_dir)
-    t0 = time.perf_counter()
-    model = str(build_tiny_model(spec=LEARNING_SPEC))
-    build_seconds = time.perf_counter() - t0
-    results = [run_seed(s, args.steps, out / f"seed{s}", model, args.items, args.backend) for s in args.seeds]
+    out.mkdir(parents=True, exist_ok=True)
+    if args.merge:
+        runs = [json.loads(Path(f).read_text()) for f in args.merge]
+        results = [r for run in runs for r in run["results"]]
+        args.steps, args.items = runs[0]["steps"], runs[0]["items"]
+    else:
+        t0 = time.perf_counter()
+        model = str(build_tiny_model(spec=LEARNING_SPEC))
+        print(f"starting model: {model} (built in {time.perf_counter() - t0:.0f} s)")
+        results = [run_seed(s, args.steps, out / f"seed{s}", model, args.items, args.backend) for s in args.seeds]
     plot(results, out / "curves.png")
-    print(f"starting model: {model} (built in {build_seconds:.0f} s)")
     print("| seed | start acc | end acc | change | train wall time (s) |")
     print("|---|---|---|---|---|")
     for r in results:

@@ -248,6 +248,7 @@ def run_child(kind: str, **kwargs: Any) -> dict[str, Any] | None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny model only, fewer tokens")
+    p.add_argument("--sections", nargs="+", choices=("rollout", "step", "memory"), default=["rollout", "step", "memory"])
     p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -261,6 +262,16 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, backends: {', '.join(backends)}")
+    if "rollout" in args.sections:
+        rollout_table(models, backends)
+    if "step" in args.sections:
+        step_table(models, backends)
+    if "memory" in args.sections:
+        memory_table()
+    return 0
+
+
+def rollout_table(models: list[str], backends: list[str]) -> None:
     print("\n## Rollout throughput (32 prompts, temperature 1, fp32; tokens = generated up to each stop token)\n")
     print("| model | backend | new tokens | tokens/s | engine start (s) | peak RSS (MiB) |")
     print("|---|---|---|---|---|---|")
@@ -271,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
             if r:
                 print(f"| {model} | {backend} | {r['tokens']} | {r['tokens_per_s']:.0f} | {r['engine_start_s']:.1f} "
                       f"| {r['peak_rss_mib']:.0f} |", flush=True)
+
+
+def step_table(models: list[str], backends: list[str]) -> None:
     print("\n## Share of step time (8 prompts x 4 rollouts, 32 new tokens, beta 0.04; mean of steps after a warm-up)\n")
     print("| model | backend | step (s) | generate | env+chat | log-prob (no grad) | update | weight sync | other "
           "| peak RSS (MiB) |")
@@ -281,22 +295,23 @@ def main(argv: list[str] | None = None) -> int:
             if r:
                 shares = " | ".join(f"{100 * v / r['step_s']:.0f} %" for v in r["parts"].values())
                 print(f"| {model} | {backend} | {r['step_s']:.2f} | {shares} | {r['peak_rss_mib']:.0f} |", flush=True)
-    if not args.quick:
-        print("\n## Memory fixes on the same step (~100M Qwen2, peak RSS of the process)\n")
-        print("| what | before fix (MiB) | after fix (MiB) | drop (MiB) |")
-        print("|---|---|---|---|")
-        old = run_child("logprob_memory", variant="legacy", batch=8, length=512)
-        new = run_child("logprob_memory", variant="chunked", batch=8, length=512)
-        if old and new:
-            print(f"| policy-loss fwd+bwd, 8 x 256 response tokens, 32k vocab, bf16 autocast (logits "
-                  f"{old['logits_mib']:.0f} MiB) | {old['peak_rss_mib']:.0f} | {new['peak_rss_mib']:.0f} | "
-                  f"{old['peak_rss_mib'] - new['peak_rss_mib']:.0f} |")
-        old = run_child("sync_memory", variant="legacy")
-        new = run_child("sync_memory", variant="streamed")
-        if old and new:
-            print(f"| weight refresh to a bf16 engine (state dict at once vs streamed) | {old['peak_rss_mib']:.0f} | "
-                  f"{new['peak_rss_mib']:.0f} | {old['peak_rss_mib'] - new['peak_rss_mib']:.0f} |")
-    return 0
+
+
+def memory_table() -> None:
+    print("\n## Memory fixes on the same step (~100M Qwen2, peak RSS of the process)\n")
+    print("| what | before fix (MiB) | after fix (MiB) | drop (MiB) |")
+    print("|---|---|---|---|")
+    old = run_child("logprob_memory", variant="legacy", batch=8, length=512)
+    new = run_child("logprob_memory", variant="chunked", batch=8, length=512)
+    if old and new:
+        print(f"| policy-loss fwd+bwd, 8 x 256 response tokens, 32k vocab, bf16 autocast (logits "
+              f"{old['logits_mib']:.0f} MiB) | {old['peak_rss_mib']:.0f} | {new['peak_rss_mib']:.0f} | "
+              f"{old['peak_rss_mib'] - new['peak_rss_mib']:.0f} |")
+    old = run_child("sync_memory", variant="legacy")
+    new = run_child("sync_memory", variant="streamed")
+    if old and new:
+        print(f"| weight refresh to a bf16 engine (state dict at once vs streamed) | {old['peak_rss_mib']:.0f} | "
+              f"{new['peak_rss_mib']:.0f} | {old['peak_rss_mib'] - new['peak_rss_mib']:.0f} |")
 
 
 if __name__ == "__main__":
