@@ -74,6 +74,12 @@ class TinySpec:
     seed: int = 0
 
 
+# The starting model of the learning benchmark and its CI test: head dim 32 (vLLM's CPU attention needs
+# >= 32); every warm-up reply restates the problem's expression, then boxes a random number.
+LEARNING_SPEC = TinySpec(hidden_size=128, intermediate_size=256, num_attention_heads=4, num_key_value_heads=2,
+                         pretrain_steps=600, boxed_fraction=1.0, warmup_styles=("word", "expression"),
+                         restate_expression=True)
+
 # Later fields enter the cache key only when they differ from these defaults, so existing builds stay valid.
 _KEYED_WHEN_SET = {"restate_expression": False}
 

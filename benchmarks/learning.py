@@ -30,14 +30,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from baselines.tiny import TinySpec
+from baselines.tiny import LEARNING_SPEC
 
 PRESET = "arithmetic_learn"
 EVAL_ENV = "AgentR1/Arithmetic-v0"
-# head dim 32 (vLLM's CPU attention needs >= 32); the reply format is always boxed
-LEARNING_SPEC = TinySpec(hidden_size=128, intermediate_size=256, num_attention_heads=4, num_key_value_heads=2,
-                         pretrain_steps=600, boxed_fraction=1.0, warmup_styles=("word", "expression"),
-                         restate_expression=True)
 CURVES = ("reward", "acc", "format", "kl", "response_length")
 
 
