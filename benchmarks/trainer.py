@@ -110,13 +110,13 @@ def child_rollout(model: str, backend: str, prompts: int, new_tokens: int) -> di
             "peak_rss_mib": peak_rss_mib()}
 
 
-def child_step(model: str, backend: str, steps: int) -> dict[str, Any]:
+def child_step(model: str, backend: str, steps: int, prompts: int, group: int, new_tokens: int) -> dict[str, Any]:
     """GRPO steps with timers around generation, no-grad log-prob forwards and the refresh."""
     from baselines.grpo import trainer as trainer_mod
     from baselines.grpo.config import make_config
 
-    cfg = make_config("arithmetic_cpu", model=model_dir(model), backend=backend, steps=steps, prompts_per_step=8,
-                      group_size=4, max_new_tokens=32, beta=0.04, micro_batch_size=16, save_every=0,
+    cfg = make_config("arithmetic_cpu", model=model_dir(model), backend=backend, steps=steps, prompts_per_step=prompts,
+                      group_size=group, max_new_tokens=new_tokens, beta=0.04, micro_batch_size=16, save_every=0,
                       tensorboard=False, progress=False, resume=False, output_dir=f"/tmp/agentr1-bench-{os.getpid()}",
                       vllm_logprob_check_every=1)
     trainer = trainer_mod.GRPOTrainer(cfg, device="cpu")
@@ -285,13 +285,16 @@ def rollout_table(models: list[str], backends: list[str]) -> None:
 
 
 def step_table(models: list[str], backends: list[str]) -> None:
-    print("\n## Share of step time (8 prompts x 4 rollouts, 32 new tokens, beta 0.04; mean of steps after a warm-up)\n")
+    print("\n## Share of step time (tiny: 8 prompts x 4 rollouts, 32 new tokens; 100M: 4 x 2, 16; beta 0.04; "
+          "mean of the steps after a warm-up step)\n")
     print("| model | backend | step (s) | generate | env+chat | log-prob (no grad) | update | weight sync | other "
           "| peak RSS (MiB) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for model in models:
         for backend in backends:
-            r = run_child("step", model=model, backend=backend, steps=3 if model == "tiny" else 2)
+            size = dict(steps=3, prompts=8, group=4, new_tokens=32) if model == "tiny" else \
+                dict(steps=2, prompts=4, group=2, new_tokens=16)
+            r = run_child("step", model=model, backend=backend, **size)
             if r:
                 shares = " | ".join(f"{100 * v / r['step_s']:.0f} %" for v in r["parts"].values())
                 print(f"| {model} | {backend} | {r['step_s']:.2f} | {shares} | {r['peak_rss_mib']:.0f} |", flush=True)
