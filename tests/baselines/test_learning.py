@@ -25,12 +25,16 @@ from baselines.tiny import LEARNING_SPEC, build_tiny_model  # noqa: E402
 
 @pytest.mark.slow
 def test_grpo_raises_answer_accuracy_not_only_format(tmp_path):
-    model = build_tiny_model(spec=LEARNING_SPEC)
-    cfg = make_config("arithmetic_learn", model=str(model), steps=40, seed=0, output_dir=str(tmp_path),
-                      save_every=0, tensorboard=False, progress=False, resume=False)
     import torch
 
     threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the warm-up build too: its weights are the run's starting point
+    try:
+        model = build_tiny_model(spec=LEARNING_SPEC)
+    finally:
+        torch.set_num_threads(threads)
+    cfg = make_config("arithmetic_learn", model=str(model), steps=40, seed=0, output_dir=str(tmp_path),
+                      save_every=0, tensorboard=False, progress=False, resume=False)
     torch.set_num_threads(1)
     trainer = GRPOTrainer(cfg, device="cpu")
     try:
