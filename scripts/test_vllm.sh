@@ -12,7 +12,7 @@ PY="$VENV/bin/python"
 pip_quiet() { "$PY" -m pip install --disable-pip-version-check -q "$@"; }
 # Reinstall only when this script or pyproject.toml changed (a stamp in the venv); a clean clone installs.
 STAMP="$VENV/.agentr1-installed"
-WANT=$(cat pyproject.toml "$0" | sha256sum | cut -d' ' -f1)
+WANT=$(cat pyproject.toml scripts/test_vllm.sh | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
   # CPU torch first, then vLLM's CPU wheel (it pins torch==2.13.0+cpu and a transformers range).
   pip_quiet torch==2.13.0
