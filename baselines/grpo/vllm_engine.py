@@ -167,7 +167,8 @@ class VLLMGenerator:
         self.wake()
         weights: Iterable[tuple[str, Any]] = _cast_each(named_tensors, self.torch_dtype)
         if not self._in_process:
-            weights = [(name, t.cpu() if self.cpu else t) for name, t in weights]  # pickled to the workers
+            # pickled to the worker processes (host memory; each worker copies to its own device)
+            weights = [(name, t.cpu()) for name, t in weights]
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
         self.llm.reset_prefix_cache()
 
