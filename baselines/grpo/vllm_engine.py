@@ -8,7 +8,9 @@ trainer has to handle (measured with vLLM 0.32):
   (``llm.collective_rpc("reload_weights", kwargs={"weights_iterator": ...})``), which re-runs the
   loader's post-processing. That call is a named method, not a function object, so it also reaches
   every worker process under tensor parallel. Weights are cast to the rollout dtype one tensor at a
-  time and, when the engine runs in this process, streamed (one tensor alive at a time).
+  time and, when the engine runs in this process, streamed (one tensor alive at a time); worker
+  processes (tensor parallel) read them from a safetensors file instead (``weights_path``), because
+  tensors passed as RPC arguments fail to pickle inside vLLM's engine core.
 * **Dtype.** ``dtype="auto"`` would read an fp32 checkpoint as bf16 on CPU (log-prob gaps up to
   0.28 against an fp32 trainer); the trainer passes its own compute dtype instead, and
   ``logprob_gap`` measures what is left.
@@ -99,7 +101,7 @@ class VLLMGenerator:
     With ``tensor_parallel_size == 1`` the engine core runs in this process
     (``VLLM_ENABLE_V1_MULTIPROCESSING=0``) so weight refreshes stream tensors without copies
     between processes; with tensor parallel the workers are separate processes and each refresh
-    ships the (rollout-dtype) weights to them.
+    writes the (rollout-dtype) weights to one safetensors file they load.
     """
 
     def __init__(self, model_path: str, *, stop_ids: Sequence[int], seed: int,
@@ -121,6 +123,7 @@ class VLLMGenerator:
         self.stop_ids = list(stop_ids)
         self.llm = LLM(model=model_path, tokenizer=tokenizer or model_path, **kwargs)
         self._asleep = False
+        self._weights_dir: str | None = None
         self._in_process = self.settings.tensor_parallel_size == 1 and \
             os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0"
 
@@ -166,11 +169,35 @@ class VLLMGenerator:
         """
         self.wake()
         weights: Iterable[tuple[str, Any]] = _cast_each(named_tensors, self.torch_dtype)
-        if not self._in_process:
-            # pickled to the worker processes (host memory; each worker copies to its own device)
-            weights = [(name, t.cpu()) for name, t in weights]
-        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+        if self._in_process:
+            self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+        else:
+            # Worker processes: tensors cannot travel as RPC arguments (vLLM's engine core re-pickles them
+            # and fails on their buffers), so they go through a safetensors file that every worker reads.
+            self.llm.collective_rpc("reload_weights", kwargs={"weights_path": self._write_weights(weights)})
         self.llm.reset_prefix_cache()
+
+    def _write_weights(self, weights: Iterable[tuple[str, Any]]) -> str:
+        """Save the (rollout-dtype) weights as one safetensors file in a private directory (RAM disk if any)."""
+        import atexit
+        import shutil
+        import tempfile
+
+        from safetensors.torch import save_file
+
+        if self._weights_dir is None:
+            shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
+            self._weights_dir = tempfile.mkdtemp(prefix="agentr1-vllm-weights-", dir=shm)
+            atexit.register(shutil.rmtree, self._weights_dir, True)
+        tensors, seen = {}, set()
+        for name, tensor in weights:
+            tensor = tensor.detach().cpu().contiguous()
+            if tensor.data_ptr() in seen:  # tied weights: safetensors stores shared memory once
+                continue
+            seen.add(tensor.data_ptr())
+            tensors[name] = tensor
+        save_file(tensors, os.path.join(self._weights_dir, "model.safetensors"))
+        return self._weights_dir
 
     @property
     def torch_dtype(self) -> Any:
