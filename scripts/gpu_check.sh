@@ -29,7 +29,7 @@ if [ "$CPU" = 1 ]; then
   EVAL_ARGS=(--device cpu --dtype float32 --limit 16 --max-new-tokens 16)
   TRAIN_ARGS=(--cpu --steps 2)
 else
-  MODEL=$("$PY" -c "import sys; sys.argv=['x']; from benchmarks.trainer import model_dir; print(model_dir('qwen2-100m'))")
+  MODEL=$("$PY" -c "from benchmarks.trainer import model_dir; print(model_dir('qwen2-100m'))")
   EVAL_ARGS=(--device cuda --dtype bfloat16 --limit 128 --max-new-tokens 128 --batch-items 128 --batch-size 128)
   TRAIN_ARGS=(--steps 4)
 fi
