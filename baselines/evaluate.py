@@ -163,8 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64, help="sequences per HF generate call")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
-    p.add_argument("--dtype", default="auto")
-    p.add_argument("--gpu-memory-utilization", type=float, default=0.85)
+    p.add_argument("--dtype", default="auto", help="auto: bf16 on GPU, fp32 on CPU (HF model and vLLM engine)")
+    p.add_argument("--gpu-memory-utilization", type=float, default=0.85, help="vLLM on GPU")
+    p.add_argument("--cpu-kvcache-gib", type=float, default=1.0,
+                   help="vLLM on CPU: KV-cache size (VLLM_CPU_KVCACHE_SPACE, unless set)")
     p.add_argument("--tensor-parallel-size", type=int, default=1)
     p.add_argument("--log-level", default="WARNING")
     return p
@@ -176,7 +178,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
     import envs
-    from baselines.grpo.rollout import ChatFormat, HFGenerator, Sampling, VLLMGenerator, run_episodes
+    from baselines.grpo.rollout import ChatFormat, HFGenerator, Sampling, run_episodes
     from baselines.grpo.trainer import _torch_dtype, resolve_model_path
     from envs.core.registry import suite_envs
 
@@ -214,10 +216,15 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     sampling = Sampling(temperature=temperature, top_p=top_p, top_k=args.top_k, max_new_tokens=max_new)
     torch.manual_seed(args.seed)  # HF sampling draws from torch's RNG in this process
     if args.backend == "vllm":
-        generator: Any = VLLMGenerator(model_path, stop_ids=chat.stop_ids, seed=args.seed,
-                                       gpu_memory_utilization=args.gpu_memory_utilization,
-                                       tensor_parallel_size=args.tensor_parallel_size,
-                                       max_model_len=max_episode)
+        from baselines.grpo.vllm_engine import VLLMGenerator, VLLMSettings
+
+        cuda = torch.cuda.is_available() and args.device != "cpu"
+        rollout_dtype = str(_torch_dtype(args.dtype, torch.device("cuda" if cuda else "cpu"))).removeprefix("torch.")
+        settings = VLLMSettings(dtype=rollout_dtype, gpu_memory_utilization=args.gpu_memory_utilization,
+                                tensor_parallel_size=args.tensor_parallel_size, max_model_len=max_episode,
+                                cpu_kvcache_gib=args.cpu_kvcache_gib)
+        generator: Any = VLLMGenerator(model_path, stop_ids=chat.stop_ids, seed=args.seed, settings=settings,
+                                       tokenizer=args.tokenizer or model_path)
     else:
         from transformers import AutoModelForCausalLM
 

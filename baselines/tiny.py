@@ -60,21 +60,35 @@ class TinySpec:
     hidden_size: int = 64
     intermediate_size: int = 128
     num_hidden_layers: int = 2
-    num_attention_heads: int = 4
-    num_key_value_heads: int = 2
+    # head dimension 32 (hidden 64 / 2 heads): vLLM's CPU attention refuses head dimensions below 32
+    num_attention_heads: int = 2
+    num_key_value_heads: int = 1
     max_position_embeddings: int = 1024
     corpus_items: int = 400
     pretrain_steps: int = 100  # language-model warm-up on ``pretraining_texts``; 0 keeps pure random weights
     pretrain_batch: int = 16
     pretrain_lr: float = 4e-3
     boxed_fraction: float = 0.4  # share of warm-up answers written as ``\\boxed{}``
+    warmup_styles: tuple[str, ...] = ("word",)  # Arithmetic-v0 prompt styles the warm-up chats use
+    restate_expression: bool = False  # boxed replies first restate the problem's expression ("3 + 5 = ...")
     seed: int = 0
+
+
+# The starting model of the learning benchmark and its CI test: head dim 32 (vLLM's CPU attention needs
+# >= 32); every warm-up reply restates the problem's expression, then boxes a random number.
+LEARNING_SPEC = TinySpec(hidden_size=128, intermediate_size=256, num_attention_heads=4, num_key_value_heads=2,
+                         pretrain_steps=600, boxed_fraction=1.0, warmup_styles=("word", "expression"),
+                         restate_expression=True)
+
+# Later fields enter the cache key only when they differ from these defaults, so existing builds stay valid.
+_KEYED_WHEN_SET = {"restate_expression": False}
 
 
 def build_tiny_model(cache_dir: str | os.PathLike[str] | None = None, spec: TinySpec | None = None) -> Path:
     """Return the directory of a tiny Qwen2 model + tokenizer, building it on first use."""
     spec = spec or TinySpec()
-    key = hashlib.sha256(json.dumps({**asdict(spec), "v": BUILD_VERSION}, sort_keys=True).encode()).hexdigest()[:12]
+    fields = {k: v for k, v in asdict(spec).items() if not (k in _KEYED_WHEN_SET and v == _KEYED_WHEN_SET[k])}
+    key = hashlib.sha256(json.dumps({**fields, "v": BUILD_VERSION}, sort_keys=True).encode()).hexdigest()[:12]
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     target = root / f"tiny-qwen2-{key}"
     if (target / "config.json").is_file():
@@ -190,19 +204,23 @@ def pretraining_texts(spec: TinySpec, count: int, rng) -> list[str]:
     """
     from envs.arithmetic.env import ArithmeticEnv
 
-    env = ArithmeticEnv(**_CORPUS_SETTINGS[0])
+    styles = list(spec.warmup_styles) or ["word"]
+    pool = [ArithmeticEnv(**{**_CORPUS_SETTINGS[0], "style": style}) for style in styles]
     texts = []
     for i in range(count):
+        env = pool[i % len(pool)]
         env.reset(seed=spec.seed * 7_919 + 1_000_003 + i)
         number = int(rng.integers(2, 19))
         if rng.random() < spec.boxed_fraction:
-            reply = f"The answer is \\boxed{{{number}}}."
+            lead = f"{env.item['expression']} = " if spec.restate_expression else "The answer is "
+            reply = f"{lead}\\boxed{{{number}}}."
         else:
             reply = _REPLY_FORMS[int(rng.integers(len(_REPLY_FORMS)))].format(n=number)
         messages = [{"role": "system", "content": env.system_prompt}, {"role": "user", "content": env.build_prompt(env.item)},
                     {"role": "assistant", "content": reply}]
         texts.append(messages)
-    env.close()
+    for env in pool:
+        env.close()
     return texts
 
 

@@ -36,4 +36,8 @@ if [ "$status" -eq 5 ]; then
   echo "pytest collected no tests: failing instead of passing silently" >&2
   exit 1
 fi
+# The real-vLLM tier (own venv, tests/vllm) after a full run; AGENTR1_SKIP_VLLM=1 skips it.
+if [ "$status" -eq 0 ] && [ "$#" -eq 0 ] && [ "${AGENTR1_SKIP_VLLM:-0}" != 1 ]; then
+  bash scripts/test_vllm.sh || status=$?
+fi
 exit "$status"

@@ -250,21 +250,60 @@ def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Te
     return loss, stats
 
 
-def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probabilities of ``targets`` under ``logits / temperature`` and the per-token entropy."""
-    logits = logits.float()
-    if temperature != 1.0:
-        logits = logits / temperature
-    logz = torch.logsumexp(logits, dim=-1)
-    picked = torch.gather(logits, -1, targets.unsqueeze(-1)).squeeze(-1) - logz
-    with torch.no_grad():  # in chunks of positions: a full softmax copy of [batch, T, vocab] is gigabytes
+def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0, *,
+                   chunk: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probabilities of ``targets`` under ``logits / temperature`` (fp32) and the per-token entropy.
+
+    Computed ``chunk`` positions at a time, forward and backward (``_TakenLogProb``): a plain
+    ``log_softmax(logits.float() / T).gather(...)`` holds about three fp32 copies of the
+    ``[batch, T, vocab]`` logits (the upcast, the division, the softmax saved for backward); here
+    only the logits themselves, their gradient, and one chunk of temporaries exist at a time.
+    """
+    picked, logz = _TakenLogProb.apply(logits, targets, float(temperature), int(chunk))
+    with torch.no_grad():
         entropy = torch.empty_like(logz)
-        for start in range(0, logits.shape[1], _ENTROPY_CHUNK):
-            part = logits[:, start:start + _ENTROPY_CHUNK].detach()
-            z = logz[:, start:start + _ENTROPY_CHUNK].detach()
-            entropy[:, start:start + _ENTROPY_CHUNK] = z - (torch.softmax(part, dim=-1) * part).sum(dim=-1)
+        for start in range(0, logits.shape[1], chunk):
+            part = _scaled(logits[:, start:start + chunk].detach(), temperature)
+            z = logz[:, start:start + chunk].detach()
+            entropy[:, start:start + chunk] = z - (torch.softmax(part, dim=-1) * part).sum(dim=-1)
     return picked, entropy
 
 
-_ENTROPY_CHUNK = 256
+def _scaled(part: torch.Tensor, temperature: float) -> torch.Tensor:
+    part = part.float()
+    return part / temperature if temperature != 1.0 else part
+
+
+class _TakenLogProb(torch.autograd.Function):
+    """``log_softmax(logits / T)[targets]`` with chunked forward and backward; saves only ``logz``."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, targets: torch.Tensor, temperature: float, chunk: int):
+        picked = torch.empty(targets.shape, dtype=torch.float32, device=logits.device)
+        logz = torch.empty_like(picked)
+        for start in range(0, logits.shape[1], chunk):
+            part = _scaled(logits[:, start:start + chunk], temperature)
+            z = torch.logsumexp(part, dim=-1)
+            picked[:, start:start + chunk] = part.gather(-1, targets[:, start:start + chunk, None]).squeeze(-1) - z
+            logz[:, start:start + chunk] = z
+        ctx.save_for_backward(logits, targets, logz)
+        ctx.temperature, ctx.chunk = temperature, chunk
+        ctx.mark_non_differentiable(logz)
+        return picked, logz
+
+    @staticmethod
+    def backward(ctx, grad_picked: torch.Tensor, _grad_logz: torch.Tensor):
+        logits, targets, logz = ctx.saved_tensors
+        temperature, chunk = ctx.temperature, ctx.chunk
+        grad = torch.empty_like(logits)
+        for start in range(0, logits.shape[1], chunk):
+            end = start + chunk
+            g = grad_picked[:, start:end, None].float()
+            # d/dx [x_t / T - logsumexp(x / T)] = (onehot_t - softmax(x / T)) / T
+            probs = torch.exp(_scaled(logits[:, start:end], temperature) - logz[:, start:end, None])
+            part = probs.mul_(-g)
+            part.scatter_add_(-1, targets[:, start:end, None], g)
+            if temperature != 1.0:
+                part.div_(temperature)
+            grad[:, start:end] = part.to(grad.dtype)
+        return grad, None, None, None

@@ -41,9 +41,15 @@ class GRPOConfig:
     top_k: int = 0
     template_tools: bool = True  # pass the env's tool schemas to the chat template
     rollout_batch_size: int = 64  # sequences per generate call (HF backend)
-    vllm_gpu_memory_utilization: float = 0.35
+    vllm_gpu_memory_utilization: float = 0.35  # GPU only; on CPU the KV cache is vllm_cpu_kvcache_gib
     vllm_tensor_parallel_size: int = 1
-    vllm_enable_sleep: bool = False
+    vllm_enable_sleep: bool = False  # GPU only (vLLM has no sleep mode on CPU)
+    vllm_dtype: str = "auto"  # rollout dtype; auto: the trainer's compute dtype (fp32 on CPU, bf16 on GPU)
+    vllm_enforce_eager: bool | None = None  # None: eager on CPU, CUDA graphs on GPU
+    vllm_cpu_kvcache_gib: float = 1.0  # CPU only: VLLM_CPU_KVCACHE_SPACE
+    vllm_cpu_threads_bind: str | None = None  # CPU only: VLLM_CPU_OMP_THREADS_BIND; None: split cores per rank
+    vllm_logprob_check_every: int = 1  # steps; compare vLLM's and the trainer's log-probs (0: never)
+    vllm_logprob_check_sequences: int = 4  # sequences per check
     # algorithm
     advantage: str = "grpo"  # grpo | rloo | reinforce_baseline
     scale_by_std: bool = True  # False: Dr. GRPO (no std division)
@@ -66,6 +72,7 @@ class GRPOConfig:
     dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16
     gradient_checkpointing: bool = False
     strategy: str = "auto"  # auto | fsdp | ddp | none
+    fsdp_defer_grad_sync: bool = False  # True: one reduce-scatter per batch, unsharded grads in between (memory)
     # bookkeeping
     save_every: int = 50  # steps; 0 saves only at the end
     keep_checkpoints: int = 2
@@ -83,6 +90,9 @@ class GRPOConfig:
                 raise ValueError(f"config field {name!r}: {why} (got {getattr(self, name)!r})")
 
         need(self.backend in ("hf", "vllm"), "backend", "must be 'hf' or 'vllm'")
+        need(self.vllm_dtype in ("auto", "float32", "bfloat16", "float16"), "vllm_dtype", "unknown dtype")
+        need(self.vllm_cpu_kvcache_gib > 0, "vllm_cpu_kvcache_gib", "must be > 0")
+        need(self.vllm_logprob_check_every >= 0, "vllm_logprob_check_every", "must be >= 0")
         need(self.steps >= 1, "steps", "must be >= 1")
         need(self.prompts_per_step >= 1, "prompts_per_step", "must be >= 1")
         need(self.group_size >= 1, "group_size", "must be >= 1")

@@ -2,14 +2,15 @@
 
 Launch with ``torchrun --nproc-per-node N -m baselines.grpo ...`` (multi-node: ``--nnodes``,
 ``--rdzv-endpoint``). A plain ``python -m baselines.grpo`` is one process with no process group.
-Each rank generates its own share of the prompts; the collectives here only sum metrics and loss
-normalisers and synchronise checkpoint writing.
+Each rank generates its own share of the prompts; the collectives here sum metrics and loss
+normalisers, synchronise checkpoint writing, and gather weights for vLLM refreshes.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ class DistContext:
     world_size: int
     local_rank: int
     device: Any  # torch.device
+    has_group: bool = False  # a process group exists (torchrun), even of size 1
 
     @property
     def is_main(self) -> bool:
@@ -29,11 +31,12 @@ class DistContext:
 
     @property
     def distributed(self) -> bool:
-        return self.world_size > 1
+        """Collectives are available: several ranks, or one rank started by torchrun (FSDP2 on one GPU)."""
+        return self.world_size > 1 or self.has_group
 
 
 def init_distributed(device: str | None = None) -> DistContext:
-    """Join the torchrun process group if ``WORLD_SIZE > 1`` (NCCL on GPU, gloo on CPU)."""
+    """Join the torchrun process group (NCCL on GPU, gloo on CPU); also at world size 1 under torchrun."""
     import torch
     import torch.distributed as dist
 
@@ -46,9 +49,11 @@ def init_distributed(device: str | None = None) -> DistContext:
     dev = torch.device(device)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
-    if world_size > 1 and not dist.is_initialized():
+    launched = "TORCHELASTIC_RUN_ID" in os.environ  # set by torchrun, with MASTER_ADDR/PORT
+    if (world_size > 1 or launched) and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
-    return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=dev)
+    return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=dev,
+                       has_group=dist.is_initialized())
 
 
 def resolve_strategy(strategy: str, ctx: DistContext, backend: str = "vllm") -> str:
@@ -58,7 +63,7 @@ def resolve_strategy(strategy: str, ctx: DistContext, backend: str = "vllm") -> 
     collective, so ranks whose rollouts stop after different numbers of tokens or turns would wait for
     each other forever. With the ``hf`` backend ``auto`` therefore picks DDP, and ``fsdp`` is refused.
     """
-    if strategy == "fsdp" and backend == "hf" and ctx.distributed:
+    if strategy == "fsdp" and backend == "hf" and ctx.world_size > 1:
         raise ValueError("strategy 'fsdp' cannot roll out with backend 'hf' on several ranks (generate on a sharded "
                          "model deadlocks when ranks stop at different lengths): use --strategy ddp or --backend vllm")
     if strategy != "auto":
@@ -139,6 +144,24 @@ def full_state_dict(model: Any, ctx: DistContext, *, cpu: bool = True) -> dict[s
         return {k: v.detach().cpu() if cpu else v.detach() for k, v in unwrap(model).state_dict().items()}
     opts = StateDictOptions(full_state_dict=True, cpu_offload=cpu)
     return get_model_state_dict(unwrap(model), options=opts)
+
+
+def iter_full_tensors(model: Any, dtype: Any = None) -> Iterator[tuple[str, Any]]:
+    """Stream ``(name, full tensor)`` pairs of the model's weights, one parameter at a time.
+
+    For a vLLM refresh: instead of materialising the whole unsharded fp32 state dict on every rank
+    (``full_state_dict``), each FSDP2 shard is all-gathered on its own, cast to ``dtype`` (the
+    rollout dtype), handed on, and freed before the next. Every rank must consume the iterator to
+    the end in the same order (the gathers are collectives). Unsharded tensors are yielded as they
+    are (no copy) when no cast is needed.
+    """
+    for name, tensor in unwrap(model).state_dict().items():
+        full = tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
+        full = full.detach()
+        if dtype is not None and full.is_floating_point() and full.dtype != dtype:
+            full = full.to(dtype)
+        yield name, full
+        del full
 
 
 def optimizer_state(model: Any, optimizer: Any, ctx: DistContext) -> dict[str, Any]:

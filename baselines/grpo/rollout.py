@@ -1,4 +1,4 @@
-"""Multi-turn rollouts through suite envs with a Hugging Face or vLLM generator.
+"""Multi-turn rollouts through suite envs with a Hugging Face or vLLM generator (``vllm_engine``).
 
 One episode is one token stream: the prompt in the tokenizer's chat format, then for each assistant
 turn the model's own tokens (``action_mask`` 1) followed, if the episode goes on, by the end of the
@@ -14,7 +14,6 @@ therefore never pay more than answering.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -258,60 +257,10 @@ def _trim(ids: list[int], stop_ids: Sequence[int], budget: int) -> list[int]:
 
 
 # --------------------------------------------------------------------------- vLLM
-class VLLMGenerator:
-    """A vLLM engine in the training process (one per rank, colocated), refreshed from the trainer.
+def __getattr__(name: str) -> Any:
+    """``VLLMGenerator`` lives in ``baselines.grpo.vllm_engine``; imported on first use (vLLM is heavy)."""
+    if name == "VLLMGenerator":
+        from baselines.grpo.vllm_engine import VLLMGenerator
 
-    ``sync_weights`` pushes the policy's full weights into the engine after each optimizer step
-    (``load_weights`` on vLLM's model, in process: ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` is set before
-    the engine starts). Not exercised on CPU; vLLM has no CPU wheel.
-    """
-
-    def __init__(self, model_path: str, *, stop_ids: Sequence[int], seed: int, gpu_memory_utilization: float = 0.35,
-                 tensor_parallel_size: int = 1, dtype: str = "auto", max_model_len: int | None = None,
-                 enable_sleep: bool = False):
-        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        from vllm import LLM
-
-        self.stop_ids = list(stop_ids)
-        self.enable_sleep = enable_sleep
-        self.llm = LLM(model=model_path, tensor_parallel_size=tensor_parallel_size, dtype=dtype, seed=seed,
-                       gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
-                       enable_sleep_mode=enable_sleep, enable_prefix_caching=True,
-                       distributed_executor_backend="external_launcher" if tensor_parallel_size == 1 and
-                       int(os.environ.get("WORLD_SIZE", "1")) > 1 else None)
-        self._asleep = False
-
-    def generate(self, prompts: Sequence[Sequence[int]], budgets: Sequence[int], sampling: Sampling) -> list[list[int]]:
-        from vllm import SamplingParams
-
-        self.wake()
-        params = [SamplingParams(max_tokens=int(b), temperature=max(sampling.temperature, 0.0),
-                                 top_p=sampling.top_p if not sampling.greedy else 1.0,
-                                 top_k=sampling.top_k if sampling.top_k > 0 else -1,
-                                 stop_token_ids=self.stop_ids, skip_special_tokens=False) for b in budgets]
-        outputs = self.llm.generate([{"prompt_token_ids": list(p)} for p in prompts], params, use_tqdm=False)
-        return [_trim(list(o.outputs[0].token_ids), self.stop_ids, b) for o, b in zip(outputs, budgets, strict=True)]
-
-    def sync_weights(self, named_tensors: Mapping[str, Any]) -> None:
-        """Load the trainer's current weights into the engine and drop cached prefixes."""
-        self.wake()
-        items = list(named_tensors.items())
-        if hasattr(self.llm, "apply_model"):
-            self.llm.apply_model(lambda model: model.load_weights(iter(items)))
-        else:  # older engines: reach the model through the driver worker
-            executor = self.llm.llm_engine.model_executor
-            worker = executor.driver_worker
-            runner = getattr(worker, "model_runner", None) or worker.worker.model_runner
-            runner.model.load_weights(iter(items))
-        self.llm.reset_prefix_cache()
-
-    def sleep(self) -> None:
-        """Free the engine's GPU memory while the trainer runs its update (sleep mode only)."""
-        if self.enable_sleep and not self._asleep:
-            self.llm.sleep(level=1)
-            self._asleep = True
-
-    def wake(self) -> None:
-        if self._asleep:
-            self.llm.wake_up()
-            self._asleep = False
+        return VLLMGenerator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

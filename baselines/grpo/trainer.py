@@ -32,13 +32,14 @@ from baselines.grpo.distributed import (
     DistContext,
     all_reduce_sum,
     barrier,
-    full_state_dict,
     init_distributed,
+    iter_full_tensors,
     load_optimizer_state,
     resolve_strategy,
+    unwrap,
     wrap_model,
 )
-from baselines.grpo.rollout import ChatFormat, Episode, HFGenerator, Sampling, VLLMGenerator, run_episodes
+from baselines.grpo.rollout import ChatFormat, Episode, HFGenerator, Sampling, run_episodes
 
 logger = logging.getLogger(__name__)
 
@@ -214,11 +215,18 @@ class GRPOTrainer:
         self._items = len(getattr(self.envs[0].unwrapped, "items", []) or [])
         self.sampling = Sampling(temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
                                  max_new_tokens=cfg.max_new_tokens)
-        if cfg.backend == "vllm":
+        self._vllm = cfg.backend == "vllm"
+        if self._vllm:
+            from baselines.grpo.vllm_engine import VLLMGenerator, VLLMSettings
+
+            rollout_dtype = cfg.vllm_dtype if cfg.vllm_dtype != "auto" else str(dtype).removeprefix("torch.")
+            settings = VLLMSettings(
+                dtype=rollout_dtype, tensor_parallel_size=cfg.vllm_tensor_parallel_size,
+                gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, max_model_len=cfg.max_episode_tokens,
+                enable_sleep=cfg.vllm_enable_sleep, enforce_eager=cfg.vllm_enforce_eager,
+                cpu_kvcache_gib=cfg.vllm_cpu_kvcache_gib, cpu_threads_bind=cfg.vllm_cpu_threads_bind)
             self.generator: Any = VLLMGenerator(weights_from, stop_ids=self.chat.stop_ids, seed=cfg.seed + ctx.rank,
-                                                gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
-                                                tensor_parallel_size=cfg.vllm_tensor_parallel_size,
-                                                max_model_len=cfg.max_episode_tokens, enable_sleep=cfg.vllm_enable_sleep)
+                                                settings=settings, tokenizer=tok_path)
         else:
             self.generator = HFGenerator(self.model, self.tokenizer, self.chat.stop_ids, batch_size=cfg.rollout_batch_size)
         self.writer = None
@@ -281,12 +289,13 @@ class GRPOTrainer:
         t0 = time.perf_counter()
         resets, groups = self.step_resets(step)
         cast = (torch.autocast(device_type=ctx.device.type, dtype=self.compute_dtype)
-                if self._autocast and not isinstance(self.generator, VLLMGenerator) else nullcontext())
+                if self._autocast and not self._vllm else nullcontext())
         with cast:
             episodes = run_episodes(self.generator, self.chat, self.envs, resets, groups, self.sampling,
                                     cfg.max_episode_tokens)
         t_rollout = time.perf_counter() - t0
-        if isinstance(self.generator, VLLMGenerator):
+        gap = self.logprob_gap(episodes) if self._check_logprobs(step) else {}
+        if self._vllm:
             self.generator.sleep()
         advantages = episode_advantages_for(episodes, self.local_prompts, cfg, ctx)
         ids, attn, positions, mask, adv, resp = batch_tensors(episodes, advantages, self.tokenizer.pad_token_id)
@@ -330,22 +339,71 @@ class GRPOTrainer:
             if update == 0:
                 sums["grad_norm"] = grad_norm * (1.0 / ctx.world_size if ctx.distributed else 1.0)
         t_train = time.perf_counter() - t1
-        if isinstance(self.generator, VLLMGenerator):
-            self.generator.sync_weights(full_state_dict(self.model, ctx, cpu=False))
+        t2 = time.perf_counter()
+        if self._vllm:
+            self.generator.sync_weights(iter_full_tensors(self.model, self.generator.torch_dtype))
+        t_sync = time.perf_counter() - t2
         metrics = self._metrics(episodes, sums, dropped=[a is None for a in advantages])
-        metrics.update({"time/rollout": t_rollout, "time/train": t_train, "lr": self.scheduler.get_last_lr()[0]})
+        metrics.update({"time/rollout": t_rollout, "time/train": t_train, "time/sync": t_sync,
+                        "lr": self.scheduler.get_last_lr()[0]})
+        metrics.update({f"rollout/logprob_gap_{k}": v for k, v in gap.items()})
         return metrics
 
+    # ------------------------------------------------------------------ rollout/trainer agreement
+    def _check_logprobs(self, step: int) -> bool:
+        every = self.cfg.vllm_logprob_check_every
+        return self._vllm and every > 0 and step % every == 0
+
+    def logprob_gap(self, episodes: list[Episode]) -> dict[str, float]:
+        """How far the engine's log-probs of this step's sampled tokens are from the trainer's.
+
+        Both score the first ``vllm_logprob_check_sequences`` episodes' model tokens with the weights
+        that sampled them (temperature 1, the trainer in its compute dtype). The gap is what the
+        importance ratio silently absorbs when rollout and trainer precisions differ; it is logged
+        as ``rollout/logprob_gap_mean_abs`` (all ranks) and ``rollout/logprob_gap_max_abs`` (this rank).
+        """
+        import torch
+
+        from baselines.grpo.vllm_engine import logprob_gap
+
+        sample = episodes[: self.cfg.vllm_logprob_check_sequences]
+        engine = self.generator.score([ep.prompt_ids + ep.tokens for ep in sample])
+        ours, theirs = [], []
+        model = unwrap(self.model)  # DDP's wrapper adds nothing to a no-grad forward; FSDP2 shards in place
+        cast = (torch.autocast(device_type=self.ctx.device.type, dtype=self.compute_dtype)
+                if self._autocast else nullcontext())
+        for ep, scored in zip(sample, engine, strict=True):
+            seq = torch.tensor([ep.prompt_ids + ep.tokens], dtype=torch.long, device=self.ctx.device)
+            with torch.no_grad(), cast:
+                logits = model(input_ids=seq, use_cache=False).logits[:, :-1, :]
+                logp, _ = token_logprobs(logits, seq[:, 1:], 1.0)
+            start = len(ep.prompt_ids) - 1  # logp[k] scores token k + 1
+            for j, m in enumerate(ep.action_mask):
+                if m:
+                    ours.append(float(logp[0, start + j]))
+                    theirs.append(scored[start + j])
+        gap = logprob_gap(ours, theirs)
+        total, count = all_reduce_sum([gap["mean_abs"] * len(ours), float(len(ours))], self.ctx)
+        result = {"mean_abs": total / max(count, 1.0), "max_abs": gap["max_abs"]}
+        if self.ctx.is_main:
+            logger.info("vLLM vs trainer log-probs: mean |diff| %.2e, max %.2e over %d tokens",
+                        result["mean_abs"], result["max_abs"], int(count))
+        return result
+
     def _sync_context(self, last: bool):
-        """Skip the gradient all-reduce on all but the last micro-batch."""
-        if not self.ctx.distributed or last:
-            if self.strategy == "fsdp" and self.ctx.distributed:
-                self.model.set_requires_gradient_sync(True)
+        """DDP: skip the gradient all-reduce on all but the last micro-batch.
+
+        FSDP2 reduce-scatters after every micro-batch unless ``fsdp_defer_grad_sync``: without the
+        sync it accumulates *unsharded* gradients (a full fp32 model per rank) until the last one.
+        """
+        if not self.ctx.distributed:
             return nullcontext()
-        if self.strategy == "ddp":
-            return self.model.no_sync()
         if self.strategy == "fsdp":
-            self.model.set_requires_gradient_sync(False)
+            if self.cfg.fsdp_defer_grad_sync:
+                self.model.set_requires_gradient_sync(last)
+            return nullcontext()
+        if self.strategy == "ddp" and not last:
+            return self.model.no_sync()
         return nullcontext()
 
     def _clip_and_step(self) -> float:

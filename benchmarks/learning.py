@@ -1,0 +1,139 @@
+"""Does GRPO teach the task, not only the format? Accuracy before/after on one-digit additions.
+
+The starting model is ``baselines.tiny`` built with ``LEARNING_SPEC``: random weights, then a
+language-model warm-up on chats whose replies are always ``<a> + <b> = \\boxed{N}.`` (the problem's
+expression restated, then a number ``N`` drawn uniformly from 2..18 *independently of the question*;
+``baselines.tiny.pretraining_texts``). It learns the reply's shape, never which number is right.
+GRPO (``baselines/presets/arithmetic_learn.yaml``) then trains on Arithmetic-v0 with one-digit
+operands and one addition, rewarded by the env (answer 1.0, format 0.1).
+
+Accuracy before and after is measured by ``baselines.evaluate`` (greedy, one sample) on items
+``0..N-1`` of the env's indexed item stream (``reset(options={"index": i})``); training draws its
+problems from the episode seeds instead. One-digit additions are only 81 distinct problems, so
+evaluation problems also occur in training: this measures whether RL taught the skill on this
+small space, not generalisation to unseen problems.
+
+    python benchmarks/learning.py --seeds 0 1 2 --steps 120 --output-dir runs/learning
+
+Prints a table (start / end accuracy per seed, wall time), writes TensorBoard scalars per seed
+(``<out>/seed<k>/tensorboard``: reward, acc, format, kl, response_length, ...), ``curves.png``
+(matplotlib) and ``learning.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from baselines.tiny import LEARNING_SPEC
+
+PRESET = "arithmetic_learn"
+EVAL_ENV = "AgentR1/Arithmetic-v0"
+CURVES = ("reward", "acc", "format", "kl", "response_length")
+
+
+def evaluate_accuracy(model: str, env_kwargs: dict[str, Any], items: int, out_dir: Path, backend: str = "hf") -> float:
+    """Greedy pass@1 on the first ``items`` indexed items, through the evaluation CLI's code path."""
+    from baselines.evaluate import build_parser, evaluate
+
+    args = build_parser().parse_args([
+        "--env", EVAL_ENV, "--model", model, "--limit", str(items), "--temperature", "0", "--max-new-tokens", "16",
+        "--env-kwargs", json.dumps(env_kwargs), "--output-dir", str(out_dir), "--backend", backend,
+        "--device", "cpu", "--batch-items", "100"])
+    return float(evaluate(args)["pass@1"])
+
+
+def run_seed(seed: int, steps: int, out: Path, model: str, items: int, backend: str = "hf",
+             overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Evaluate the starting model, train ``steps`` GRPO steps, evaluate the result."""
+    from baselines.grpo.config import make_config
+    from baselines.grpo.trainer import GRPOTrainer
+
+    cfg = make_config(PRESET, model=model, seed=seed, steps=steps, output_dir=str(out), save_every=0, resume=False,
+                      progress=False, backend=backend, **(overrides or {}))
+    eval_kwargs = {k: v for k, v in cfg.env_kwargs.items() if k != "reward_weights"}
+    start_acc = evaluate_accuracy(model, eval_kwargs, items, out / "eval_start")
+    started = time.perf_counter()
+    trainer = GRPOTrainer(cfg, device="cpu")
+    try:
+        history = trainer.train()
+    finally:
+        trainer.close()
+    train_seconds = time.perf_counter() - started
+    final = out / "checkpoints" / f"step_{steps:06d}"
+    if not final.is_dir():
+        final = sorted((out / "checkpoints").glob("step_*"))[-1]
+    end_acc = evaluate_accuracy(str(final), eval_kwargs, items, out / "eval_end")
+    return {"seed": seed, "start_acc": start_acc, "end_acc": end_acc, "train_seconds": train_seconds,
+            "curves": {k: [float(m.get(k, float("nan"))) for m in history] for k in CURVES}}
+
+
+def plot(results: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(CURVES), figsize=(4 * len(CURVES), 3.2))
+    for ax, key in zip(axes, CURVES, strict=True):
+        for r in results:
+            ys = r["curves"][key]
+            ax.plot(range(1, len(ys) + 1), ys, label=f"seed {r['seed']}", linewidth=1.2)
+        ax.set_title(key)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.suptitle("GRPO on Arithmetic-v0 (one-digit additions), tiny model, CPU: training rollouts per step")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--steps", type=int, default=120)
+    p.add_argument("--items", type=int, default=200, help="evaluation items (>= 100)")
+    p.add_argument("--backend", choices=("hf", "vllm"), default="hf", help="rollouts during training")
+    p.add_argument("--output-dir", default="runs/learning")
+    p.add_argument("--log-level", default="WARNING")
+    p.add_argument("--merge", nargs="+", metavar="LEARNING_JSON",
+                   help="only combine the learning.json of separate runs (e.g. one seed per process) into one table/plot")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()))
+    from baselines.tiny import build_tiny_model
+
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.merge:
+        runs = [json.loads(Path(f).read_text()) for f in args.merge]
+        results = [r for run in runs for r in run["results"]]
+        args.steps, args.items = runs[0]["steps"], runs[0]["items"]
+    else:
+        t0 = time.perf_counter()
+        model = str(build_tiny_model(spec=LEARNING_SPEC))
+        print(f"starting model: {model} (built in {time.perf_counter() - t0:.0f} s)")
+        results = [run_seed(s, args.steps, out / f"seed{s}", model, args.items, args.backend) for s in args.seeds]
+    plot(results, out / "curves.png")
+    print("| seed | start acc | end acc | change | train wall time (s) |")
+    print("|---|---|---|---|---|")
+    for r in results:
+        print(f"| {r['seed']} | {r['start_acc']:.3f} | {r['end_acc']:.3f} | {r['end_acc'] - r['start_acc']:+.3f} "
+              f"| {r['train_seconds']:.0f} |")
+    start = statistics.mean(r["start_acc"] for r in results)
+    end = statistics.mean(r["end_acc"] for r in results)
+    print(f"| mean | {start:.3f} | {end:.3f} | {end - start:+.3f} | "
+          f"{statistics.mean(r['train_seconds'] for r in results):.0f} |")
+    (out / "learning.json").write_text(json.dumps({"steps": args.steps, "items": args.items, "results": results},
+                                                  indent=1) + "\n")
+    print(f"wrote {out / 'curves.png'}, {out / 'learning.json'}, tensorboard under {out}/seed*/tensorboard")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
