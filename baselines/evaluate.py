@@ -158,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="evaluate the first N items")
     p.add_argument("--env-kwargs", type=json.loads, default=None, help="JSON object of make kwargs")
     p.add_argument("--offline", action="store_true", help="use the env's offline_kwargs (data shipped in the repo)")
+    p.add_argument("--env-url", default=None, metavar="URL[,URL...]",
+                   help="env servers (python -m envs serve) to play on; default $AGENTR1_ENV_URL, else local envs")
     p.add_argument("--output-dir", default=None, help="default: runs/eval/<env>")
     p.add_argument("--batch-items", type=int, default=32, help="items rolled out together")
     p.add_argument("--batch-size", type=int, default=64, help="sequences per HF generate call")
@@ -197,7 +199,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     chat = ChatFormat(tokenizer)
-    probe = envs.make(env_id, **kwargs)
+    probe = envs.make(env_id, env_url=args.env_url, **kwargs)
     protocol = protocol_for(probe)
     recommended = {**dict(getattr(probe.unwrapped, "recommended_sampling", {}) or {}), **protocol}
     num_items = len(getattr(probe.unwrapped, "items", []) or []) or _DEFAULT_ITEMS
@@ -238,7 +240,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
         agent = make_agent(args.agent, chat=chat)
     out_dir = Path(args.output_dir or Path("runs") / "eval" / env_id.replace("/", "_"))
-    pool = [probe] + [envs.make(env_id, **kwargs) for _ in range(min(args.batch_items, num_items) * args.samples - 1)]
+    pool = [probe] + [envs.make(env_id, env_url=args.env_url, **kwargs) for _ in range(min(args.batch_items, num_items) * args.samples - 1)]
     records: list[dict[str, Any]] = []
     metric: str | None = args.success_metric
     started = time.perf_counter()

@@ -21,6 +21,7 @@ import itertools
 import json
 import os
 import threading
+import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -71,6 +72,47 @@ def ws_url(url: str) -> str:
     return urlunsplit((scheme, parts.netloc, path, parts.query, ""))
 
 
+class RemoteItems(Sequence):
+    """A served env's item list, read through the server's task API (``POST /{name}/task_range``).
+
+    Its length comes with the session's spec, so ``len(env.unwrapped.items)`` (how trainers tell an
+    item-list env from a generated one, and count its items) costs no request; items are fetched
+    once, all together, the first time one is read.
+    """
+
+    def __init__(self, base_url: str, name: str, count: int, timeout: float):
+        self._endpoint = f"{base_url}/{quote(name, safe='')}/task_range"
+        self._count = count
+        self._timeout = timeout
+        self._items: list[dict[str, Any]] | None = None
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return self._load()[index]
+
+    def _load(self) -> list[dict[str, Any]]:
+        with self._lock:
+            if self._items is None:
+                request = urllib.request.Request(self._endpoint, data=json.dumps({"start": 0, "stop": self._count}).encode(),
+                                                 headers={"Content-Type": "application/json"})
+                try:
+                    with urllib.request.urlopen(request, timeout=self._timeout) as response:  # noqa: S310 - the env server's URL
+                        self._items = list(json.loads(response.read())["tasks"])
+                except OSError as exc:
+                    raise RemoteEnvError(f"could not read the items from {self._endpoint}: {exc}") from None
+            return self._items
+
+
+def http_url(url: str) -> str:
+    """A session endpoint ``ws(s)://host:port[/prefix]/ws`` -> its HTTP base ``http(s)://host:port[/prefix]``."""
+    parts = urlsplit(url)
+    path = parts.path[:-len("/ws")] if parts.path.endswith("/ws") else parts.path
+    return urlunsplit(({"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme), parts.netloc, path, "", ""))
+
+
 class RemoteEnv(gym.Env[str, str]):
     """A session on an OpenEnv-protocol env server (see the module docstring)."""
 
@@ -106,6 +148,11 @@ class RemoteEnv(gym.Env[str, str]):
         self.tools: dict[str, Tool] = {t["function"]["name"]: _schema_only_tool(t["function"]) for t in spec["tools"]}
         self.observation_space = UnicodeText(max_length=int(spec["observation_max_length"]))
         self.action_space = UnicodeText(max_length=int(spec["action_max_length"]))
+        self.reward_weights: dict[str, float] = {k: float(v) for k, v in (spec.get("reward_weights") or {}).items()}
+        num_items = spec.get("num_items")
+        # As on a local env: an item-list env has ``items``, a generated one none (``getattr(..., None)``).
+        self.items: RemoteItems | None = None if num_items is None else RemoteItems(
+            http_url(self.url or self.urls[0]), self.env_id.split("/")[-1], int(num_items), self.step_timeout)
 
     # ------------------------------------------------------------------ connection
     def _query(self) -> str:
