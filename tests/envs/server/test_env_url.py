@@ -225,18 +225,14 @@ def test_trainer_clis_take_env_url_in_dry_runs(server, tiny_model_dir, tmp_path,
                           str(tmp_path / "o"), "--env-url", f"{server.url},{server.url}", "--dry-run"]) == 0
     assert f"env_url=({server.url!r}, {server.url!r})" in (tmp_path / "o" / "agent.py").read_text()
     capsys.readouterr()
-    try:
-        import yaml
+    yaml = pytest.importorskip("yaml")
+    from adapters.verl.__main__ import main as verl_main
 
-        from adapters.verl.__main__ import main as verl_main
-    except ImportError:
-        pass
-    else:
-        assert verl_main(["--env", "arithmetic-v0", "--model", "m", "--num-prompts", "2", "--output-dir",
-                          str(tmp_path / "v"), "--env-url", server.url, "--dry-run"]) == 0
-        entry = yaml.safe_load((tmp_path / "v" / "agent_loop.yaml").read_text())[0]
-        assert entry["env_url"] == server.url and entry["_target_"].endswith("AgentR1AgentLoop")
-        capsys.readouterr()
+    assert verl_main(["--env", "arithmetic-v0", "--model", "m", "--num-prompts", "2", "--output-dir",
+                      str(tmp_path / "v"), "--env-url", server.url, "--dry-run"]) == 0
+    entry = yaml.safe_load((tmp_path / "v" / "agent_loop.yaml").read_text())[0]  # the loop's constructor kwargs
+    assert entry["env_url"] == server.url and entry["_target_"].endswith("AgentR1AgentLoop")
+    capsys.readouterr()
     pytest.importorskip("trl")
     from adapters.trl.__main__ import main as trl_main
 
