@@ -3,7 +3,8 @@
 ``gym.make("AgentR1/Remote-v0", url="http://host:8000", env_id="AgentR1/Math-v0")`` opens one
 WebSocket session (one env instance on the server) and behaves like ``gym.make("AgentR1/Math-v0")``:
 the same spaces, observations, rewards, ``info`` (reward components, metrics), errors for misuse
-(``ResetNeeded``, ``DataError``), ``reset(options={"item": ...})``, ``demonstration()``.
+(``ResetNeeded``, ``DataError``), ``reset(options={"item": ...})``, ``demonstration()``,
+``reward_weights`` and, for an item-list env, ``items`` (read through the server's task API).
 
 Several URLs spread sessions over several server processes: each env picks one from its process id
 and a per-process counter (so ``make_vec`` workers and threads spread out) and fails over to the
@@ -99,7 +100,9 @@ class RemoteItems(Sequence):
                 request = urllib.request.Request(self._endpoint, data=json.dumps({"start": 0, "stop": self._count}).encode(),
                                                  headers={"Content-Type": "application/json"})
                 try:
-                    with urllib.request.urlopen(request, timeout=self._timeout) as response:  # noqa: S310 - the env server's URL
+                    # no proxies, as for the WebSocket sessions: env servers sit on the cluster's own network
+                    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+                    with opener.open(request, timeout=self._timeout) as response:
                         self._items = list(json.loads(response.read())["tasks"])
                 except OSError as exc:
                     raise RemoteEnvError(f"could not read the items from {self._endpoint}: {exc}") from None
@@ -109,8 +112,8 @@ class RemoteItems(Sequence):
 def http_url(url: str) -> str:
     """A session endpoint ``ws(s)://host:port[/prefix]/ws`` -> its HTTP base ``http(s)://host:port[/prefix]``."""
     parts = urlsplit(url)
-    path = parts.path[:-len("/ws")] if parts.path.endswith("/ws") else parts.path
-    return urlunsplit(({"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme), parts.netloc, path, "", ""))
+    return urlunsplit(({"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme), parts.netloc,
+                       parts.path.removesuffix("/ws"), "", ""))
 
 
 class RemoteEnv(gym.Env[str, str]):

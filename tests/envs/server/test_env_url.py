@@ -43,7 +43,7 @@ def dead_url():
 
 def _demo_episode(env, seed: int, options=None):
     """Play the env's golden actions; return (summed reward, final info, step tuples)."""
-    _, info = env.reset(seed=seed, options=options)
+    env.reset(seed=seed, options=options)
     total, steps = 0.0, []
     for action in env.unwrapped.demonstration():
         step = env.step(action)
