@@ -38,6 +38,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
+
 from envs.core.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -81,12 +83,26 @@ def protocol_for(env: Any) -> dict[str, Any]:
     from envs.math.env import MathEnv
     from envs.qa.env import QAEnv
 
-    base = getattr(env, "unwrapped", env)
-    if isinstance(base, MathEnv):
+    family = env if isinstance(env, type) else type(getattr(env, "unwrapped", env))  # an env class, or an env
+    if issubclass(family, MathEnv):
         return dict(PROTOCOLS["math"])
-    if isinstance(base, QAEnv):
+    if issubclass(family, QAEnv):
         return dict(PROTOCOLS["qa"])
     return {}
+
+
+def env_family(env_id: str, env: Any) -> Any:
+    """What the protocol and recommended sampling are read from: the env, or for an env on a server
+    (``--env-url``) its registered class, so a remote evaluation follows the same protocol."""
+    from gymnasium.envs.registration import load_env_creator
+
+    from envs.remote import RemoteEnv
+
+    base = getattr(env, "unwrapped", env)
+    if not isinstance(base, RemoteEnv):
+        return base
+    entry_point = gym.spec(env_id).entry_point
+    return load_env_creator(entry_point) if isinstance(entry_point, str) else entry_point
 
 
 # Scores an episode cut at the token budget does not report (the env never judged it): they count as 0
@@ -200,8 +216,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         tokenizer.pad_token = tokenizer.eos_token
     chat = ChatFormat(tokenizer)
     probe = envs.make(env_id, env_url=args.env_url, **kwargs)
-    protocol = protocol_for(probe)
-    recommended = {**dict(getattr(probe.unwrapped, "recommended_sampling", {}) or {}), **protocol}
+    family = env_family(env_id, probe)
+    protocol = protocol_for(family)
+    recommended = {**dict(getattr(family, "recommended_sampling", {}) or {}), **protocol}
     num_items = len(getattr(probe.unwrapped, "items", []) or []) or _DEFAULT_ITEMS
     if args.limit is not None:
         num_items = min(num_items, args.limit) if getattr(probe.unwrapped, "items", None) else args.limit

@@ -245,3 +245,16 @@ def test_trainer_clis_take_env_url_in_dry_runs(server, tiny_model_dir, tmp_path,
         from baselines.evaluate import build_parser
 
         assert build_parser().parse_args(["--env", "arithmetic-v0", "--model", "m", *argv]).env_url == (argv[1:] or [None])[0]
+
+
+def test_evaluate_reads_a_remote_envs_protocol_from_its_family(server):
+    pytest.importorskip("torch")
+    from baselines.evaluate import env_family, protocol_for
+
+    local, far = envs.make("gsm8k-v0", env_url="", **GSM8K_KWARGS), envs.make("gsm8k-v0", env_url=server.url, **GSM8K_KWARGS)
+    try:
+        assert protocol_for(env_family("AgentR1/GSM8K-v0", far)) == protocol_for(local) != {}
+        assert env_family("AgentR1/GSM8K-v0", far).recommended_sampling == local.unwrapped.recommended_sampling
+    finally:
+        local.close()
+        far.close()
