@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import pytest
 
 import envs
-from adapters.episodes import EnvPool, EpisodeSpec, make_env
+from adapters.episodes import EnvPool, EpisodeSpec, iter_episode_specs, make_env
 from envs.core.registry import ENV_URL_VARIABLE
 from envs.remote import RemoteEnv, RemoteEnvError
 
@@ -83,7 +83,12 @@ def test_the_variable_is_the_default_and_an_explicit_url_wins(server, dead_url, 
         assert _demo_episode(env, 1)[1]["metrics"]["acc"] == 1.0
     finally:
         env.close()
+    # a CLI's prompt rows, written from the server's item list, are the local rows
+    with_variable = list(iter_episode_specs("gsm8k-v0", GSM8K_KWARGS, seed=3))
+    monkeypatch.delenv(ENV_URL_VARIABLE)
+    assert with_variable == list(iter_episode_specs("gsm8k-v0", GSM8K_KWARGS, seed=3)) and len(with_variable) == 10
     assert not isinstance(envs.make("arithmetic-v0", env_url="").unwrapped, RemoteEnv)  # "" forces local
+    monkeypatch.setenv(ENV_URL_VARIABLE, server.url)
     with pytest.raises(RemoteEnvError, match="no env server accepted"):
         envs.make("arithmetic-v0", env_url=[dead_url])
     # make-kwargs the server does not serve are refused when the env is made, never silently replaced
