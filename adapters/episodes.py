@@ -22,7 +22,7 @@ import fnmatch
 import json
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -101,11 +101,17 @@ class EpisodeSpec:
                    seed=None if seed is None else int(seed))
 
 
-def make_env(env_id: str, make_kwargs: Mapping[str, Any] | None = None) -> gym.Env:
-    """Build a suite env by id or alias (``import envs`` registers them, plugins included)."""
+EnvUrl = str | Sequence[str] | None
+
+
+def make_env(env_id: str, make_kwargs: Mapping[str, Any] | None = None, *, env_url: EnvUrl = None) -> gym.Env:
+    """Build a suite env by id or alias (``import envs`` registers them, plugins included).
+
+    ``env_url``: env servers to play it on (``envs.make``'s rule: else ``$AGENTR1_ENV_URL``, else here).
+    """
     import envs
 
-    return envs.make(env_id, disable_env_checker=True, **dict(make_kwargs or {}))
+    return envs.make(env_id, env_url=env_url, disable_env_checker=True, **dict(make_kwargs or {}))
 
 
 def _item_list(env: gym.Env) -> Any:
@@ -211,6 +217,9 @@ def add_episode_arguments(parser: argparse.ArgumentParser, trainer_name: str, *,
     parser.add_argument("--env-kwargs", type=json.loads, default={},
                         help="JSON make-kwargs for the env (they win over the preset's split), e.g. '{\"split\": \"train\"}'")
     parser.add_argument("--offline", action="store_true", help="start from the env's registered offline kwargs (shipped data)")
+    parser.add_argument("--env-url", default=None, metavar="URL[,URL...]",
+                        help="env servers (python -m envs serve ENV ...) the rollout workers play on, comma-separated; "
+                             "default $AGENTR1_ENV_URL, else envs run inside the workers")
     parser.add_argument("--num-prompts", type=int,
                         help=f"prompts to write (default: every item; {DEFAULT_PROCEDURAL_PROMPTS} for generated envs)")
     parser.add_argument("--seed", type=int, default=42, help=seed_help)
@@ -246,14 +255,15 @@ def iter_episode_specs(env_id: str, make_kwargs: Mapping[str, Any] | None = None
         env.close()
 
 
-def episode_log_keys(env_id: str, make_kwargs: Mapping[str, Any] | None = None) -> tuple[list[str], list[str]]:
+def episode_log_keys(env_id: str, make_kwargs: Mapping[str, Any] | None = None, *,
+                     env_url: EnvUrl = None) -> tuple[list[str], list[str]]:
     """``(metric names, reward component names)`` an env reports, found by playing its demonstration.
 
     Trainers that stack per-sample logs into tensors (OpenRLHF) need the same keys on every sample, so
     adapters fix the key set up front: the base metrics, whatever the env adds on a finished
     episode, and every component that has a weight.
     """
-    env = make_env(env_id, make_kwargs)
+    env = make_env(env_id, make_kwargs, env_url=env_url)
     try:
         env.reset(seed=0, options={"index": 0} if _item_list(env) is not None else None)
         metrics: dict[str, float] = {}
@@ -273,7 +283,8 @@ class EnvPool:
     """Idle environments per (env id, make-kwargs), shared by the agents of one worker process.
 
     ``acquire`` hands out an idle env or builds one; ``release`` returns it. Thread-safe: adapters
-    build and step envs on worker threads.
+    build and step envs on worker threads. ``env_url``: the env servers an env is made on (``make_env``);
+    envs made on other servers, or locally, are pooled apart.
     """
 
     def __init__(self, max_idle_per_key: int = 256):
@@ -282,19 +293,21 @@ class EnvPool:
         self._lock = threading.Lock()
 
     @staticmethod
-    def key(env_id: str, make_kwargs: Mapping[str, Any]) -> str:
-        return env_id + "\x00" + json.dumps(dict(make_kwargs), sort_keys=True, default=str)
+    def key(env_id: str, make_kwargs: Mapping[str, Any], env_url: EnvUrl = None) -> str:
+        from envs.core.registry import env_server_urls
 
-    def acquire(self, env_id: str, make_kwargs: Mapping[str, Any]) -> gym.Env:
-        key = self.key(env_id, make_kwargs)
+        return "\x00".join([env_id, json.dumps(dict(make_kwargs), sort_keys=True, default=str), *env_server_urls(env_url)])
+
+    def acquire(self, env_id: str, make_kwargs: Mapping[str, Any], *, env_url: EnvUrl = None) -> gym.Env:
+        key = self.key(env_id, make_kwargs, env_url)
         with self._lock:
             idle = self._idle.get(key)
             if idle:
                 return idle.pop()
-        return make_env(env_id, make_kwargs)
+        return make_env(env_id, make_kwargs, env_url=env_url)
 
-    def release(self, env_id: str, make_kwargs: Mapping[str, Any], env: gym.Env) -> None:
-        key = self.key(env_id, make_kwargs)
+    def release(self, env_id: str, make_kwargs: Mapping[str, Any], env: gym.Env, *, env_url: EnvUrl = None) -> None:
+        key = self.key(env_id, make_kwargs, env_url)
         with self._lock:
             idle = self._idle.setdefault(key, [])
             if len(idle) < self.max_idle_per_key:

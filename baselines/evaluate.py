@@ -38,6 +38,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
+
 from envs.core.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -81,12 +83,26 @@ def protocol_for(env: Any) -> dict[str, Any]:
     from envs.math.env import MathEnv
     from envs.qa.env import QAEnv
 
-    base = getattr(env, "unwrapped", env)
-    if isinstance(base, MathEnv):
+    family = env if isinstance(env, type) else type(getattr(env, "unwrapped", env))  # an env class, or an env
+    if issubclass(family, MathEnv):
         return dict(PROTOCOLS["math"])
-    if isinstance(base, QAEnv):
+    if issubclass(family, QAEnv):
         return dict(PROTOCOLS["qa"])
     return {}
+
+
+def env_family(env_id: str, env: Any) -> Any:
+    """What the protocol and recommended sampling are read from: the env, or for an env on a server
+    (``--env-url``) its registered class, so a remote evaluation follows the same protocol."""
+    from gymnasium.envs.registration import load_env_creator
+
+    from envs.remote import RemoteEnv
+
+    base = getattr(env, "unwrapped", env)
+    if not isinstance(base, RemoteEnv):
+        return base
+    entry_point = gym.spec(env_id).entry_point
+    return load_env_creator(entry_point) if isinstance(entry_point, str) else entry_point
 
 
 # Scores an episode cut at the token budget does not report (the env never judged it): they count as 0
@@ -158,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="evaluate the first N items")
     p.add_argument("--env-kwargs", type=json.loads, default=None, help="JSON object of make kwargs")
     p.add_argument("--offline", action="store_true", help="use the env's offline_kwargs (data shipped in the repo)")
+    p.add_argument("--env-url", default=None, metavar="URL[,URL...]",
+                   help="env servers (python -m envs serve) to play on; default $AGENTR1_ENV_URL, else local envs")
     p.add_argument("--output-dir", default=None, help="default: runs/eval/<env>")
     p.add_argument("--batch-items", type=int, default=32, help="items rolled out together")
     p.add_argument("--batch-size", type=int, default=64, help="sequences per HF generate call")
@@ -197,9 +215,10 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     chat = ChatFormat(tokenizer)
-    probe = envs.make(env_id, **kwargs)
-    protocol = protocol_for(probe)
-    recommended = {**dict(getattr(probe.unwrapped, "recommended_sampling", {}) or {}), **protocol}
+    probe = envs.make(env_id, env_url=args.env_url, **kwargs)
+    family = env_family(env_id, probe)
+    protocol = protocol_for(family)
+    recommended = {**dict(getattr(family, "recommended_sampling", {}) or {}), **protocol}
     num_items = len(getattr(probe.unwrapped, "items", []) or []) or _DEFAULT_ITEMS
     if args.limit is not None:
         num_items = min(num_items, args.limit) if getattr(probe.unwrapped, "items", None) else args.limit
@@ -238,7 +257,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
         agent = make_agent(args.agent, chat=chat)
     out_dir = Path(args.output_dir or Path("runs") / "eval" / env_id.replace("/", "_"))
-    pool = [probe] + [envs.make(env_id, **kwargs) for _ in range(min(args.batch_items, num_items) * args.samples - 1)]
+    pool = [probe] + [envs.make(env_id, env_url=args.env_url, **kwargs) for _ in range(min(args.batch_items, num_items) * args.samples - 1)]
     records: list[dict[str, Any]] = []
     metric: str | None = args.success_metric
     started = time.perf_counter()

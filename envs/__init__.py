@@ -11,7 +11,7 @@ import importlib
 import gymnasium as gym
 
 from envs.core import DataError, ItemListEnv, TextEnv, Tool, ToolResult, UnicodeText, end_unfinished, tool
-from envs.core.registry import load_plugins, make, register_env, resolve_env_id, suite_envs
+from envs.core.registry import REMOTE_ENV_ID, env_server_urls, load_plugins, make, register_env, resolve_env_id, suite_envs
 
 # Each package registers its ids in its own light ``__init__``; add a new built-in package here.
 BUILTIN_PACKAGES = ("arithmetic", "math", "qa", "multiagent")
@@ -20,11 +20,11 @@ for _name in BUILTIN_PACKAGES:
     importlib.import_module(f"envs.{_name}")
 load_plugins()
 # A server's env as a local Gymnasium env (``python -m envs serve``); loads websockets only when made.
-if "AgentR1/Remote-v0" not in gym.registry:
-    gym.register(id="AgentR1/Remote-v0", entry_point="envs.remote:RemoteEnv")
+if REMOTE_ENV_ID not in gym.registry:
+    gym.register(id=REMOTE_ENV_ID, entry_point="envs.remote:RemoteEnv")
 
 __all__ = [
-    "DataError", "ItemListEnv", "TextEnv", "Tool", "ToolResult", "UnicodeText", "end_unfinished", "make",
+    "DataError", "ItemListEnv", "TextEnv", "Tool", "ToolResult", "UnicodeText", "end_unfinished", "env_server_urls", "make",
     "register_env", "resolve_env_id", "suite_envs", "tool",
 ]
 __version__ = "0.1.0"

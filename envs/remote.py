@@ -3,7 +3,8 @@
 ``gym.make("AgentR1/Remote-v0", url="http://host:8000", env_id="AgentR1/Math-v0")`` opens one
 WebSocket session (one env instance on the server) and behaves like ``gym.make("AgentR1/Math-v0")``:
 the same spaces, observations, rewards, ``info`` (reward components, metrics), errors for misuse
-(``ResetNeeded``, ``DataError``), ``reset(options={"item": ...})``, ``demonstration()``.
+(``ResetNeeded``, ``DataError``), ``reset(options={"item": ...})``, ``demonstration()``,
+``reward_weights`` and, for an item-list env, ``items`` (read through the server's task API).
 
 Several URLs spread sessions over several server processes: each env picks one from its process id
 and a per-process counter (so ``make_vec`` workers and threads spread out) and fails over to the
@@ -21,6 +22,7 @@ import itertools
 import json
 import os
 import threading
+import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -71,6 +73,49 @@ def ws_url(url: str) -> str:
     return urlunsplit((scheme, parts.netloc, path, parts.query, ""))
 
 
+class RemoteItems(Sequence):
+    """A served env's item list, read through the server's task API (``POST /{name}/task_range``).
+
+    Its length comes with the session's spec, so ``len(env.unwrapped.items)`` (how trainers tell an
+    item-list env from a generated one, and count its items) costs no request; items are fetched
+    once, all together, the first time one is read.
+    """
+
+    def __init__(self, base_url: str, name: str, count: int, timeout: float):
+        self._endpoint = f"{base_url}/{quote(name, safe='')}/task_range"
+        self._count = count
+        self._timeout = timeout
+        self._items: list[dict[str, Any]] | None = None
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return self._load()[index]
+
+    def _load(self) -> list[dict[str, Any]]:
+        with self._lock:
+            if self._items is None:
+                request = urllib.request.Request(self._endpoint, data=json.dumps({"start": 0, "stop": self._count}).encode(),
+                                                 headers={"Content-Type": "application/json"})
+                try:
+                    # no proxies, as for the WebSocket sessions: env servers sit on the cluster's own network
+                    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+                    with opener.open(request, timeout=self._timeout) as response:
+                        self._items = list(json.loads(response.read())["tasks"])
+                except OSError as exc:
+                    raise RemoteEnvError(f"could not read the items from {self._endpoint}: {exc}") from None
+            return self._items
+
+
+def http_url(url: str) -> str:
+    """A session endpoint ``ws(s)://host:port[/prefix]/ws`` -> its HTTP base ``http(s)://host:port[/prefix]``."""
+    parts = urlsplit(url)
+    return urlunsplit(({"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme), parts.netloc,
+                       parts.path.removesuffix("/ws"), "", ""))
+
+
 class RemoteEnv(gym.Env[str, str]):
     """A session on an OpenEnv-protocol env server (see the module docstring)."""
 
@@ -106,6 +151,11 @@ class RemoteEnv(gym.Env[str, str]):
         self.tools: dict[str, Tool] = {t["function"]["name"]: _schema_only_tool(t["function"]) for t in spec["tools"]}
         self.observation_space = UnicodeText(max_length=int(spec["observation_max_length"]))
         self.action_space = UnicodeText(max_length=int(spec["action_max_length"]))
+        self.reward_weights: dict[str, float] = {k: float(v) for k, v in (spec.get("reward_weights") or {}).items()}
+        num_items = spec.get("num_items")
+        # As on a local env: an item-list env has ``items``, a generated one none (``getattr(..., None)``).
+        self.items: RemoteItems | None = None if num_items is None else RemoteItems(
+            http_url(self.url or self.urls[0]), self.env_id.split("/")[-1], int(num_items), self.step_timeout)
 
     # ------------------------------------------------------------------ connection
     def _query(self) -> str:

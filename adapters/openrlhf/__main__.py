@@ -192,7 +192,7 @@ def prepare(ns: argparse.Namespace, overrides: Sequence[str]) -> tuple[list[str]
         env_pairs.append((env_id, eval_kwargs))
 
     agent_path = write_agent_file(out / "agent.py", env_pairs, step_timeout=ns.step_timeout,
-                                  drop_env_errors=ns.drop_env_errors)
+                                  drop_env_errors=ns.drop_env_errors, env_url=ns.env_url)
     logger.info("preset %s: %s", preset.name, preset.summary)
     flags: dict[str, FlagValue] = {
         "--actor.model_name_or_path": ns.model,

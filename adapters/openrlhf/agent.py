@@ -85,12 +85,15 @@ class AgentConfig:
     0), so all samples carry the same keys. ``step_timeout`` bounds one env call in seconds.
     ``drop_env_errors``: an episode hit by an infrastructure fault returns reward 0 and a NaN score,
     which OpenRLHF's dynamic filtering drops with its group (see the module docstring).
+    ``env_url``: the env servers (``python -m envs serve``) episodes are played on, a deployment
+    setting (so here, not in the episode label); ``None`` follows ``$AGENTR1_ENV_URL``, else local envs.
     """
 
     metric_keys: Sequence[str] = ("acc", "format", "turns", "episode_reward")
     reward_components: Sequence[str] = ()
     step_timeout: float = 600.0
     drop_env_errors: bool = False
+    env_url: str | tuple[str, ...] | None = None
 
     def log_keys(self) -> list[str]:
         keys = ([LOG_PREFIX + k for k in self.metric_keys] + [LOG_PREFIX + "reward/" + c for c in self.reward_components]
@@ -217,7 +220,7 @@ class AgentR1Instance(AgentInstanceBase):
         """Rebuild the episode from the label; the observation is the env's prompt in chat format."""
         spec = EpisodeSpec.from_label(states["label"])
         self._spec = spec
-        self._env = await self._off_loop(_POOL.acquire, spec.env_id, spec.make_kwargs)
+        self._env = await self._off_loop(_POOL.acquire, spec.env_id, spec.make_kwargs, env_url=self._rollout.config.env_url)
         _, info = await self._off_loop(self._env.reset, seed=spec.seed, options={"item": spec.item})
         prompt = await self._off_loop(episode_prompt, self._rollout.tokenizer, info)
         if isinstance(states.get("observation"), str) and states["observation"] != prompt:
@@ -323,7 +326,7 @@ class AgentR1Instance(AgentInstanceBase):
     def finish(self) -> None:
         """Return the env to the pool (idempotent); the executor calls it when the rollout ends."""
         if self._env is not None and self._spec is not None and not self._finished:
-            _POOL.release(self._spec.env_id, self._spec.make_kwargs, self._env)
+            _POOL.release(self._spec.env_id, self._spec.make_kwargs, self._env, env_url=self._rollout.config.env_url)
         self._finished = True
         self._env = None
 

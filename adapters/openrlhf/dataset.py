@@ -13,8 +13,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from adapters.episodes import episode_log_keys, iter_episode_specs
+from adapters.episodes import EnvUrl, episode_log_keys, iter_episode_specs
 from envs.core.io import atomic_write_text
+from envs.core.registry import env_server_urls
 
 INPUT_KEY, LABEL_KEY = "prompt", "label"
 
@@ -35,6 +36,7 @@ class AgentExecutor(AgentR1Executor):
         reward_components={reward_components!r},
         step_timeout={step_timeout!r},
         drop_env_errors={drop_env_errors!r},
+        env_url={env_url!r},
     )
 '''
 
@@ -55,15 +57,20 @@ def write_jsonl(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]])
 
 
 def write_agent_file(path: str | os.PathLike[str], env_ids: Sequence[tuple[str, Mapping[str, Any]]], *,
-                     step_timeout: float = 600.0, drop_env_errors: bool = False) -> Path:
-    """Write the agent file; its log keys are the union over ``(env_id, make_kwargs)`` pairs."""
+                     step_timeout: float = 600.0, drop_env_errors: bool = False, env_url: EnvUrl = None) -> Path:
+    """Write the agent file; its log keys are the union over ``(env_id, make_kwargs)`` pairs.
+
+    ``env_url`` (env servers, see ``envs.make``) is written into the file's config, so every vLLM
+    actor plays its episodes there; with ``None`` the actors follow their ``$AGENTR1_ENV_URL``.
+    """
+    urls = None if env_url is None else tuple(env_server_urls(env_url))
     metric_keys: list[str] = []
     components: list[str] = []
     for env_id, make_kwargs in env_ids:
-        metrics, comps = episode_log_keys(env_id, make_kwargs)
+        metrics, comps = episode_log_keys(env_id, make_kwargs, env_url=urls)
         metric_keys += [m for m in metrics if m not in metric_keys]
         components += [c for c in comps if c not in components]
     text = _AGENT_TEMPLATE.format(env_id=", ".join(e for e, _ in env_ids), metric_keys=tuple(metric_keys),
                                   reward_components=tuple(components), step_timeout=float(step_timeout),
-                                  drop_env_errors=bool(drop_env_errors))
+                                  drop_env_errors=bool(drop_env_errors), env_url=urls)
     return atomic_write_text(path, text)

@@ -97,10 +97,10 @@ def grpo_arguments(preset: str, *, output_dir: Path, seed: int, max_steps: int, 
     return arguments
 
 
-def _has_tools(env_id: str, make_kwargs: dict[str, Any]) -> bool:
+def _has_tools(env_id: str, make_kwargs: dict[str, Any], env_url: str | None = None) -> bool:
     from adapters.episodes import make_env
 
-    env = make_env(env_id, make_kwargs)
+    env = make_env(env_id, make_kwargs, env_url=env_url)
     try:
         return bool(getattr(env.unwrapped, "tools", {}))
     finally:
@@ -132,16 +132,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from trl.chat_template_utils import supports_tool_calling
 
     use_environment = supports_tool_calling(tokenizer)
-    if not use_environment and _has_tools(env_id, make_kwargs):
+    if not use_environment and _has_tools(env_id, make_kwargs, args.env_url):
         raise SystemExit(f"{env_id} has tools, but the chat template of {args.model} cannot render tool calls, which "
                          "TRL requires; pick a tool-calling template with --chat-template (e.g. qwen2_5)")
     if use_environment:
-        env_cls = make_trl_environment(env_id, processing_class=tokenizer, **make_kwargs)
+        env_cls = make_trl_environment(env_id, processing_class=tokenizer, env_url=args.env_url, **make_kwargs)
         reward_funcs, weights = env_cls.reward_funcs, env_cls.reward_weights
     else:
         logger.info("the chat template renders no tool calls: training with reward functions only (no environment class)")
         env_cls = None
-        reward_funcs, weights = plain_reward_functions(env_id, **make_kwargs)
+        reward_funcs, weights = plain_reward_functions(env_id, env_url=args.env_url, **make_kwargs)
     arguments = grpo_arguments(preset, output_dir=out, seed=args.seed, max_steps=args.max_steps, reward_weights=weights,
                                overrides=args.set)
     atomic_write_text(out / "config.json", json.dumps(arguments, indent=2) + "\n")

@@ -22,6 +22,7 @@ scale. The default preset is the env's paper recipe (``adapters.episodes.paper_r
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shlex
 import subprocess
@@ -35,6 +36,7 @@ from adapters.episodes import (add_episode_arguments, evaluation_make_kwargs, pa
 from adapters.verl import AGENT_LOOP_CONFIG
 from adapters.verl.dataset import verl_rows, write_parquet
 from envs.core.io import atomic_write_text
+from envs.core.registry import env_server_urls
 
 logger = logging.getLogger("adapters.verl")
 
@@ -116,11 +118,14 @@ def _format(value: Any) -> str:
     return str(value)
 
 
-def write_agent_loop_config(path: Path, *, max_tokens_per_turn: int | None) -> Path:
-    """The run's agent-loop registry file: ``adapters/verl/agent_loop.yaml``'s entry plus the turn cap."""
-    text = AGENT_LOOP_CONFIG.read_text()
+def write_agent_loop_config(path: Path, *, max_tokens_per_turn: int | None, env_url: str | None = None) -> Path:
+    """The run's agent-loop registry file: ``adapters/verl/agent_loop.yaml``'s entry plus the turn cap
+    and the env servers (``env_url``, a deployment setting the loop's constructor receives)."""
+    text = AGENT_LOOP_CONFIG.read_text().rstrip("\n") + "\n"
     if max_tokens_per_turn:
-        text = text.rstrip("\n") + f"\n  max_tokens_per_turn: {int(max_tokens_per_turn)}\n"
+        text += f"  max_tokens_per_turn: {int(max_tokens_per_turn)}\n"
+    if env_url is not None:
+        text += f"  env_url: {json.dumps(','.join(env_server_urls(env_url)))}\n"  # a JSON string is a YAML string
     return atomic_write_text(path, text)
 
 
@@ -163,7 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         val_rows = verl_rows(env_id, val_kwargs, count=prompt_count(env_id, val_kwargs, None), seed=args.seed)
         val_file = write_parquet(out / "val.parquet", val_rows)
         logger.info("wrote %d validation prompts to %s", len(val_rows), val_file)
-    loop_config = write_agent_loop_config(out / "agent_loop.yaml", max_tokens_per_turn=TURN_CAPS.get(preset))
+    loop_config = write_agent_loop_config(out / "agent_loop.yaml", max_tokens_per_turn=TURN_CAPS.get(preset),
+                                          env_url=args.env_url)
     command = build_command(preset=preset, model=args.model, train_file=train_file, env_id=env_id, nodes=args.nodes,
                             gpus_per_node=args.gpus_per_node, agent_loop_config=loop_config, val_file=val_file,
                             overrides=args.overrides)

@@ -36,7 +36,7 @@ from uuid import uuid4
 from verl.experimental.agent_loop.agent_loop import AgentLoopBase, AgentLoopOutput, register
 from verl.utils.profiler import simple_timer
 
-from adapters.episodes import EnvPool, EpisodeSpec, episode_log_keys
+from adapters.episodes import EnvPool, EnvUrl, EpisodeSpec, episode_log_keys
 from adapters.verl.dataset import AGENT_NAME, LABEL_FIELD
 from envs import end_unfinished
 
@@ -47,13 +47,13 @@ _LOG_KEYS: dict[str, tuple[list[str], list[str]]] = {}
 _LOG_KEYS_LOCK = threading.Lock()
 
 
-def reward_extra_keys(spec: EpisodeSpec) -> tuple[list[str], list[str]]:
-    """``(metric names, component names)`` logged for ``spec``'s env (cached per env and kwargs)."""
-    key = EnvPool.key(spec.env_id, spec.make_kwargs)
+def reward_extra_keys(spec: EpisodeSpec, env_url: EnvUrl = None) -> tuple[list[str], list[str]]:
+    """``(metric names, component names)`` logged for ``spec``'s env (cached per env, kwargs and servers)."""
+    key = EnvPool.key(spec.env_id, spec.make_kwargs, env_url)
     with _LOG_KEYS_LOCK:
         cached = _LOG_KEYS.get(key)
     if cached is None:
-        metrics, components = episode_log_keys(spec.env_id, spec.make_kwargs)
+        metrics, components = episode_log_keys(spec.env_id, spec.make_kwargs, env_url=env_url)
         cached = (list(dict.fromkeys([*metrics, "unfinished", "env_error"])), components)
         with _LOG_KEYS_LOCK:
             _LOG_KEYS[key] = cached
@@ -72,25 +72,27 @@ def label_of(row: Mapping[str, Any]) -> Any:
 class AgentR1AgentLoop(AgentLoopBase):
     """One episode of a suite env per row (see the module docstring)."""
 
-    def __init__(self, *args: Any, max_tokens_per_turn: int | None = None, **kwargs: Any):
+    def __init__(self, *args: Any, max_tokens_per_turn: int | None = None, env_url: EnvUrl = None, **kwargs: Any):
         kwargs.pop("tools", None)  # verl's own tool list: the env brings its tools
         super().__init__(*args, **kwargs)
         # Extra keys of the loop's entry in agent_loop.yaml arrive here (hydra.utils.instantiate passes them).
         self.max_tokens_per_turn = int(max_tokens_per_turn) if max_tokens_per_turn else None
+        # The env servers episodes are played on (None: $AGENTR1_ENV_URL, else envs in this worker).
+        self.env_url: EnvUrl = env_url if env_url is None or isinstance(env_url, str) else [str(u) for u in env_url]
         self.response_length = int(self.rollout_config.response_length)
         multi_turn = self.rollout_config.get("multi_turn", {}) or {}
         self.max_assistant_turns = multi_turn.get("max_assistant_turns") or None
 
     async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> AgentLoopOutput:
         spec = EpisodeSpec.from_label(label_of(kwargs))
-        metric_keys, component_keys = await self._off_loop(reward_extra_keys, spec)
-        env = await self._off_loop(_POOL.acquire, spec.env_id, spec.make_kwargs)
+        metric_keys, component_keys = await self._off_loop(reward_extra_keys, spec, self.env_url)
+        env = await self._off_loop(_POOL.acquire, spec.env_id, spec.make_kwargs, env_url=self.env_url)
         try:
             output = await self._play(env, spec, sampling_params, metric_keys, component_keys)
         except BaseException:
             env.close()  # state unknown after a failure: never pooled again
             raise
-        _POOL.release(spec.env_id, spec.make_kwargs, env)
+        _POOL.release(spec.env_id, spec.make_kwargs, env, env_url=self.env_url)
         return output
 
     async def _play(self, env: Any, spec: EpisodeSpec, sampling_params: dict[str, Any], metric_keys: list[str],

@@ -211,7 +211,7 @@ class GRPOTrainer:
             self.optimizer, lr_lambda(cfg.lr_schedule, total_updates, int(cfg.warmup_ratio * total_updates)))
         if resume_from:
             self._restore(resume_from)
-        self.envs = [envs.make(self.env_id, **cfg.env_kwargs) for _ in range(self.local_prompts * cfg.group_size)]
+        self.envs = [envs.make(self.env_id, env_url=cfg.env_url, **cfg.env_kwargs) for _ in range(self.local_prompts * cfg.group_size)]
         self._items = len(getattr(self.envs[0].unwrapped, "items", []) or [])
         self.sampling = Sampling(temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
                                  max_new_tokens=cfg.max_new_tokens)

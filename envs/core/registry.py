@@ -4,13 +4,17 @@ Ids are ``AgentR1/<Name>-v<N>`` in Gymnasium's own registry, so ``gym.make`` and
 work unchanged. Aliases (``math-v0``) serve command-line ``--env`` flags. Third-party packages declare
 an entry point in the ``agentr1_gym.envs`` group (a module, or a callable that registers); loading
 plugins on ``import envs`` means Ray and torchrun workers see them with no extra code.
+
+``make`` is also the one place that decides where an env runs: in this process, or on env servers
+(``python -m envs serve``) named by ``env_url`` or ``$AGENTR1_ENV_URL``, as ``AgentR1/Remote-v0``.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Iterable, Mapping
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
@@ -21,6 +25,10 @@ logger = logging.getLogger(__name__)
 
 PLUGIN_GROUP = "agentr1_gym.envs"
 NAMESPACE = "AgentR1"
+REMOTE_ENV_ID = "AgentR1/Remote-v0"
+ENV_URL_VARIABLE = "AGENTR1_ENV_URL"
+# ``gym.make`` options that shape the made env itself, not the env's constructor; a remote env keeps them local.
+_GYM_MAKE_OPTIONS = ("max_episode_steps", "autoreset", "apply_api_compatibility", "disable_env_checker", "render_mode")
 
 
 @dataclass(frozen=True)
@@ -71,9 +79,28 @@ def resolve_env_id(name: str) -> str:
     raise gym.error.NameNotFound(f"no environment named {name!r}; aliases: {known}; `python -m envs list` shows all ids")
 
 
-def make(name: str, **kwargs: Any) -> gym.Env:
-    """``gym.make`` that also accepts aliases."""
-    return gym.make(resolve_env_id(name), **kwargs)
+def env_server_urls(env_url: str | Sequence[str] | None = None) -> list[str]:
+    """The env-server URLs to make envs on: ``env_url`` (a URL, a comma-separated list or a list),
+    else ``$AGENTR1_ENV_URL``; ``[]`` (also for ``env_url=""``) means envs run in this process."""
+    if env_url is None:
+        env_url = os.environ.get(ENV_URL_VARIABLE, "")
+    parts = env_url.split(",") if isinstance(env_url, str) else [str(u) for u in env_url]
+    return [p.strip() for p in parts if p.strip()]
+
+
+def make(name: str, *, env_url: str | Sequence[str] | None = None, **kwargs: Any) -> gym.Env:
+    """``gym.make`` that also accepts aliases, and makes the env on env servers when URLs are given.
+
+    With ``env_url`` (or ``$AGENTR1_ENV_URL``; ``""`` forces local) the env is
+    ``AgentR1/Remote-v0`` on those servers, which must serve ``name`` with these kwargs (checked
+    when it connects). Several URLs spread sessions and fail over (see ``envs.remote``).
+    """
+    env_id = resolve_env_id(name)
+    urls = env_server_urls(env_url)
+    if not urls or env_id == REMOTE_ENV_ID:
+        return gym.make(env_id, **kwargs)
+    options = {k: kwargs.pop(k) for k in _GYM_MAKE_OPTIONS if k in kwargs}
+    return gym.make(REMOTE_ENV_ID, url=urls, env_id=env_id, env_kwargs=kwargs, **options)
 
 
 def accepted_kwargs(cls: type, *, after: type | None = None) -> list[str]:

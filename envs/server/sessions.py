@@ -71,6 +71,7 @@ class HostedEnv:
             "max_episode_steps": first.spec.max_episode_steps if first.spec is not None else None,
             "tools": [t.schema() for t in base.tools.values()],
             "num_items": len(self.items) if self.items is not None else None,
+            "reward_weights": {k: float(v) for k, v in getattr(base, "reward_weights", {}).items()},
         }
         self.tools = dict(base.tools)
         self._idle.append(first)
