@@ -25,6 +25,7 @@ import pytest
 
 from adapters.episodes import EpisodeSpec, make_env
 from adapters.openrlhf.dataset import prompt_rows, write_agent_file
+from envs.core.chat import template_kwargs
 from envs.core.registry import suite_envs
 
 CALL_REGEX = {
@@ -112,7 +113,7 @@ def _replay(label: str, actions: list[str]):
     spec = EpisodeSpec.from_label(label)
     env = make_env(spec.env_id, spec.make_kwargs)
     _, info = env.reset(seed=spec.seed, options={"item": spec.item})
-    messages, total, done = list(info["messages"]), 0.0, False
+    messages, tools, total, done = list(info["messages"]), info["tools"], 0.0, False
     for action in actions:
         _, reward, term, trunc, info = env.step(action)
         total += reward
@@ -122,7 +123,7 @@ def _replay(label: str, actions: list[str]):
             break
         messages += info["new_messages"]
     env.close()
-    return total, done, messages
+    return total, done, messages, tools
 
 
 @pytest.mark.parametrize("env_id", ["AgentR1/Arithmetic-v0", "AgentR1/HotpotQA-v0"])
@@ -152,9 +153,10 @@ def test_multi_turn_episodes_on_async_vllm(engine, env_id, tmp_path):
         action_texts = [tok.decode(stream[a:b], skip_special_tokens=False) for a, b in ranges]
         assert re.fullmatch(CALL_REGEX[env_id] + re.escape(eos), action_texts[0]), action_texts[0]
         actions = [t[: -len(eos)] if t.endswith(eos) else t for t in action_texts]
-        total, done, messages = _replay(row["label"], actions)
+        total, done, messages, tools = _replay(row["label"], actions)
         assert result["reward"] == pytest.approx(total)
-        rendered = tok.apply_chat_template(messages, tokenize=False)
+        # the prompt carries the env's tool schemas, as every trainer renders it (envs.core.chat)
+        rendered = tok.apply_chat_template(messages, tokenize=False, **template_kwargs(tools))
         decoded = tok.decode(stream, skip_special_tokens=False)
         # the stream stops right after the last action: the template's text after it is never generated
         assert rendered.startswith(decoded), (decoded, rendered)
