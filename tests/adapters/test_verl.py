@@ -29,17 +29,8 @@ from adapters.verl import AGENT_LOOP_CONFIG, verl_rows, write_parquet  # noqa: E
 
 
 @pytest.fixture(scope="module")
-def tiny_model_dir():
-    from baselines.tiny import build_tiny_model
-
-    return build_tiny_model()
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tiny_model_dir):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(tiny_model_dir)
+def tokenizer(tiny_tokenizer):
+    return tiny_tokenizer
 
 
 def _config(model_dir, loop_config=AGENT_LOOP_CONFIG, **rollout):

@@ -20,11 +20,3 @@ else:
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 
 
-import pytest  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir():
-    from baselines.tiny import build_tiny_model
-
-    return build_tiny_model()

@@ -119,22 +119,6 @@ def test_import_envs_stays_light_until_a_remote_env_is_made():
 
 
 # ---------------------------------------------------------------------- trainers
-@pytest.fixture(scope="module")
-def tiny_model_dir():
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
-    from baselines.tiny import build_tiny_model
-
-    return build_tiny_model()
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tiny_model_dir):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(tiny_model_dir)
-
-
 class _Answers:
     """A generator that answers each prompt's arithmetic question correctly in one turn."""
 
@@ -193,7 +177,8 @@ def _engine(tokenizer, actions):
     return SimpleNamespace(generate=generate)
 
 
-def test_openrlhf_agent_file_carries_the_url_and_plays_on_the_server(server, tokenizer, tmp_path):
+def test_openrlhf_agent_file_carries_the_url_and_plays_on_the_server(server, tiny_tokenizer, tmp_path):
+    tokenizer = tiny_tokenizer
     pytest.importorskip("openrlhf.utils.agent")
     from adapters.openrlhf.dataset import prompt_rows, write_agent_file
 
