@@ -11,7 +11,10 @@ Accuracy before and after is measured by ``baselines.evaluate`` (greedy, one sam
 ``0..N-1`` of the env's indexed item stream (``reset(options={"index": i})``); training draws its
 problems from the episode seeds instead. One-digit additions are only 81 distinct problems, so
 evaluation problems also occur in training: this measures whether RL taught the skill on this
-small space, not generalisation to unseen problems.
+small space, not generalisation to unseen problems. The table also prints how many different numbers
+the greedy model boxed and the best accuracy a constant reply reaches on the same items: with the
+current recipe every trained seed boxes a single number for every question, so its gain is the
+answer marginal (the most frequent sum), not addition.
 
     python benchmarks/learning.py --seeds 0 1 2 --steps 120 --output-dir runs/learning
 
@@ -27,6 +30,7 @@ import json
 import logging
 import statistics
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +52,24 @@ def evaluate_accuracy(model: str, env_kwargs: dict[str, Any], items: int, out_di
     return float(evaluate(args)["pass@1"])
 
 
+def answer_spread(eval_dir: Path) -> dict[str, Any]:
+    """How the greedy answers depend on the question, from ``baselines.evaluate``'s ``items.jsonl``.
+
+    A policy can gain accuracy without doing any addition by boxing one number for every question
+    (the most frequent sum is right on ~11 % of one-digit additions). ``constant_acc`` is the best
+    accuracy such a constant reply reaches on these items; ``distinct_answers`` counts the different
+    numbers the model boxed. An accuracy at or below ``constant_acc`` with one distinct answer is the
+    marginal, not the skill.
+    """
+    from envs.core.parsing import extract_last_boxed
+
+    records = [json.loads(line) for line in (eval_dir / "items.jsonl").read_text().splitlines() if line.strip()]
+    replies = [extract_last_boxed(r["samples"][0]["responses"][-1]) for r in records]
+    answers = Counter(str(r["item"]["answer"]) for r in records)
+    return {"distinct_answers": len({a for a in replies if a is not None}),
+            "constant_acc": max(answers.values()) / len(records)}
+
+
 def run_seed(seed: int, steps: int, out: Path, model: str, items: int, backend: str = "hf",
              overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Evaluate the starting model, train ``steps`` GRPO steps, evaluate the result."""
@@ -67,9 +89,10 @@ def run_seed(seed: int, steps: int, out: Path, model: str, items: int, backend: 
     train_seconds = time.perf_counter() - started
     final = out / "checkpoints" / f"step_{steps:06d}"
     if not final.is_dir():
-        final = sorted((out / "checkpoints").glob("step_*"))[-1]
+        final = max((out / "checkpoints").glob("step_*"))
     end_acc = evaluate_accuracy(str(final), eval_kwargs, items, out / "eval_end")
     return {"seed": seed, "start_acc": start_acc, "end_acc": end_acc, "train_seconds": train_seconds,
+            "start_spread": answer_spread(out / "eval_start"), "end_spread": answer_spread(out / "eval_end"),
             "curves": {k: [float(m.get(k, float("nan"))) for m in history] for k in CURVES}}
 
 
@@ -120,14 +143,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"starting model: {model} (built in {time.perf_counter() - t0:.0f} s)")
         results = [run_seed(s, args.steps, out / f"seed{s}", model, args.items, args.backend) for s in args.seeds]
     plot(results, out / "curves.png")
-    print("| seed | start acc | end acc | change | train wall time (s) |")
-    print("|---|---|---|---|---|")
+    print("| seed | start acc | end acc | change | distinct greedy answers (start -> end) "
+          "| best constant answer's acc | train wall time (s) |")
+    print("|---|---|---|---|---|---|---|")
     for r in results:
+        spread = (f"{r['start_spread']['distinct_answers']} -> {r['end_spread']['distinct_answers']} "
+                  f"| {r['end_spread']['constant_acc']:.3f}") if "end_spread" in r else "n/a | n/a"
         print(f"| {r['seed']} | {r['start_acc']:.3f} | {r['end_acc']:.3f} | {r['end_acc'] - r['start_acc']:+.3f} "
-              f"| {r['train_seconds']:.0f} |")
+              f"| {spread} | {r['train_seconds']:.0f} |")
     start = statistics.mean(r["start_acc"] for r in results)
     end = statistics.mean(r["end_acc"] for r in results)
-    print(f"| mean | {start:.3f} | {end:.3f} | {end - start:+.3f} | "
+    print(f"| mean | {start:.3f} | {end:.3f} | {end - start:+.3f} | | | "
           f"{statistics.mean(r['train_seconds'] for r in results):.0f} |")
     (out / "learning.json").write_text(json.dumps({"steps": args.steps, "items": args.items, "results": results},
                                                   indent=1) + "\n")
