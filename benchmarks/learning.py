@@ -21,6 +21,15 @@ answer marginal (the most frequent sum), not addition.
 Prints a table (start / end accuracy per seed, wall time), writes TensorBoard scalars per seed
 (``<out>/seed<k>/tensorboard``: reward, acc, format, kl, response_length, ...), ``curves.png``
 (matplotlib) and ``learning.json``.
+
+    python benchmarks/learning.py --supervised-ceiling --output-dir runs/learning-ceiling
+
+The ceiling mode answers "could any RL recipe reach +15 points in this budget?". It fine-tunes the
+same starting model with plain cross-entropy on the *correct* replies (``<a> + <b> = \\boxed{a+b}.``,
+loss on the reply tokens) and prints greedy accuracy (``baselines.evaluate``) against the number of
+labelled examples seen. A policy-gradient step on a chance-level policy (about 1/17 of the rollouts
+correct) carries far less information than a supervised step, so the examples supervision needs are a
+floor under the rollouts RL needs.
 """
 
 from __future__ import annotations
@@ -96,6 +105,64 @@ def run_seed(seed: int, steps: int, out: Path, model: str, items: int, backend: 
             "curves": {k: [float(m.get(k, float("nan"))) for m in history] for k in CURVES}}
 
 
+def supervised_ceiling(model: str, out: Path, *, steps: int, batch: int, lr: float, eval_every: int,
+                       items: int) -> list[dict[str, float]]:
+    """Cross-entropy on correct replies from ``model``; greedy accuracy every ``eval_every`` steps."""
+    import numpy as np
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from baselines.grpo.config import make_config
+    from envs import make
+    from envs.core.chat import encode, episode_prompt
+
+    cfg = make_config(PRESET, model=model)
+    env_kwargs = {k: v for k, v in cfg.env_kwargs.items() if k != "reward_weights"}
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    policy = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)
+    env = make(EVAL_ENV, **env_kwargs)
+    # training problems come from seeds (as GRPO's do), evaluation from the indexed stream
+    examples = []
+    for seed in range(10_000, 10_000 + 4 * batch * max(steps, 1) // 16 + batch):
+        _, info = env.reset(seed=seed)
+        prompt = encode(tokenizer, episode_prompt(tokenizer, info))
+        reply = f"{env.unwrapped.item['expression']} = \\boxed{{{env.unwrapped.item['answer']}}}."
+        full = encode(tokenizer, tokenizer.apply_chat_template(
+            [*info["messages"], {"role": "assistant", "content": reply}], tokenize=False))
+        if full[:len(prompt)] != prompt:
+            raise RuntimeError("the chat template does not extend the prompt with the reply")
+        examples.append((full, len(prompt)))
+    env.close()
+    rng = np.random.default_rng(0)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=0.0)
+    rows = [{"step": 0, "examples": 0, "train_seconds": 0.0,
+             "acc": evaluate_accuracy(model, env_kwargs, items, out / "eval_step0")}]
+    trained = 0.0
+    pad = tokenizer.pad_token_id
+    for step in range(1, steps + 1):
+        chosen = [examples[i] for i in rng.integers(len(examples), size=batch)]
+        width = max(len(ids) for ids, _ in chosen)
+        input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in chosen])
+        labels = torch.tensor([[-100] * start + ids[start:] + [-100] * (width - len(ids)) for ids, start in chosen])
+        attention = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in chosen])
+        started = time.perf_counter()
+        policy.train()
+        loss = policy(input_ids=input_ids, attention_mask=attention, labels=labels).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        trained += time.perf_counter() - started
+        if step % eval_every == 0 or step == steps:
+            checkpoint = out / f"step_{step:05d}"
+            policy.save_pretrained(checkpoint)
+            tokenizer.save_pretrained(checkpoint)
+            rows.append({"step": step, "examples": step * batch, "loss": loss.item(), "train_seconds": trained,
+                         "acc": evaluate_accuracy(str(checkpoint), env_kwargs, items, out / f"eval_step{step}")})
+            print(f"supervised step {step}: {step * batch} labelled examples, loss {loss.item():.3f}, "
+                  f"greedy acc {rows[-1]['acc']:.3f}", flush=True)
+    return rows
+
+
 def plot(results: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -125,6 +192,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", choices=("hf", "vllm"), default="hf", help="rollouts during training")
     p.add_argument("--output-dir", default="runs/learning")
     p.add_argument("--log-level", default="WARNING")
+    p.add_argument("--supervised-ceiling", action="store_true",
+                   help="instead of GRPO: fine-tune on the correct replies and print accuracy per labelled example")
+    p.add_argument("--supervised-steps", type=int, default=300)
+    p.add_argument("--supervised-batch", type=int, default=64)
+    p.add_argument("--supervised-lr", type=float, default=1e-3)
     p.add_argument("--merge", nargs="+", metavar="LEARNING_JSON",
                    help="only combine the learning.json of separate runs (e.g. one seed per process) into one table/plot")
     args = p.parse_args(argv)
@@ -133,6 +205,17 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if args.supervised_ceiling:
+        model = str(build_tiny_model(spec=LEARNING_SPEC))
+        rows = supervised_ceiling(model, out, steps=args.supervised_steps, batch=args.supervised_batch,
+                                  lr=args.supervised_lr, eval_every=max(1, args.supervised_steps // 6),
+                                  items=args.items)
+        print("| supervised steps | labelled examples | training seconds | greedy acc |")
+        print("|---|---|---|---|")
+        for row in rows:
+            print(f"| {row['step']} | {row['examples']} | {row['train_seconds']:.0f} | {row['acc']:.3f} |")
+        (out / "ceiling.json").write_text(json.dumps(rows, indent=1) + "\n")
+        return 0
     if args.merge:
         runs = [json.loads(Path(f).read_text()) for f in args.merge]
         results = [r for run in runs for r in run["results"]]
