@@ -28,8 +28,8 @@ The ceiling mode answers "could any RL recipe reach +15 points in this budget?".
 same starting model with plain cross-entropy on the *correct* replies (``<a> + <b> = \\boxed{a+b}.``,
 loss on the reply tokens) and prints greedy accuracy (``baselines.evaluate``) against the number of
 labelled examples seen. A policy-gradient step on a chance-level policy (about 1/17 of the rollouts
-correct) carries far less information than a supervised step, so the examples supervision needs are a
-floor under the rollouts RL needs.
+correct) carries far less information than a supervised step, so the labelled examples supervision
+needs are a floor under the *correct* rollouts RL needs.
 """
 
 from __future__ import annotations
@@ -121,9 +121,10 @@ def supervised_ceiling(model: str, out: Path, *, steps: int, batch: int, lr: flo
     tokenizer = AutoTokenizer.from_pretrained(model)
     policy = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)
     env = make(EVAL_ENV, **env_kwargs)
-    # training problems come from seeds (as GRPO's do), evaluation from the indexed stream
+    # training problems come from seeds (as GRPO's do), evaluation from the indexed stream; a pool of a
+    # quarter of the draws, so problems repeat during training as they do in RL
     examples = []
-    for seed in range(10_000, 10_000 + 4 * batch * max(steps, 1) // 16 + batch):
+    for seed in range(10_000, 10_000 + batch * max(steps, 1) // 4 + batch):
         _, info = env.reset(seed=seed)
         prompt = encode(tokenizer, episode_prompt(tokenizer, info))
         reply = f"{env.unwrapped.item['expression']} = \\boxed{{{env.unwrapped.item['answer']}}}."
