@@ -79,6 +79,11 @@ def answer_spread(eval_dir: Path) -> dict[str, Any]:
             "constant_acc": max(answers.values()) / len(records)}
 
 
+def task_kwargs(cfg: Any) -> dict[str, Any]:
+    """The recipe's env kwargs without its training reward weights: the task evaluation scores."""
+    return {k: v for k, v in cfg.env_kwargs.items() if k != "reward_weights"}
+
+
 def run_seed(seed: int, steps: int, out: Path, model: str, items: int, backend: str = "hf",
              overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Evaluate the starting model, train ``steps`` GRPO steps, evaluate the result."""
@@ -87,7 +92,7 @@ def run_seed(seed: int, steps: int, out: Path, model: str, items: int, backend: 
 
     cfg = make_config(PRESET, model=model, seed=seed, steps=steps, output_dir=str(out), save_every=0, resume=False,
                       progress=False, backend=backend, **(overrides or {}))
-    eval_kwargs = {k: v for k, v in cfg.env_kwargs.items() if k != "reward_weights"}
+    eval_kwargs = task_kwargs(cfg)
     start_acc = evaluate_accuracy(model, eval_kwargs, items, out / "eval_start")
     started = time.perf_counter()
     trainer = GRPOTrainer(cfg, device="cpu")
@@ -117,7 +122,7 @@ def supervised_ceiling(model: str, out: Path, *, steps: int, batch: int, lr: flo
     from envs.core.chat import encode, episode_prompt
 
     cfg = make_config(PRESET, model=model)
-    env_kwargs = {k: v for k, v in cfg.env_kwargs.items() if k != "reward_weights"}
+    env_kwargs = task_kwargs(cfg)
     tokenizer = AutoTokenizer.from_pretrained(model)
     policy = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)
     env = make(EVAL_ENV, **env_kwargs)

@@ -30,7 +30,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import gymnasium as gym
 
 from envs.core.data import DataError
-from envs.core.env import coerce_action
+from envs.core.env import coerce_action, format_transcript, render_text
 from envs.core.spaces import UnicodeText
 from envs.core.tools import Tool, ToolError
 from envs.server import wire
@@ -332,14 +332,10 @@ class RemoteEnv(gym.Env[str, str]):
         return self._item
 
     def transcript(self) -> str:
-        return "\n".join(f"[{m['role']}] {m['content']}" for m in self._messages)
+        return format_transcript(self._messages)
 
     def render(self) -> str | None:
-        text = self.transcript()
-        if self.render_mode == "human":
-            print(text)  # noqa: T201 - rendering to the terminal is this mode's purpose
-            return None
-        return text
+        return render_text(self.transcript(), self.render_mode)
 
     def close(self) -> None:
         if self._ws is not None:

@@ -270,11 +270,7 @@ class TextEnv(gym.Env[str, str]):
         return ledger.total, info
 
     def render(self) -> str | None:
-        text = self.transcript()
-        if self.render_mode == "human":
-            print(text)  # noqa: T201 - rendering to the terminal is this mode's purpose
-            return None
-        return text
+        return render_text(self.transcript(), self.render_mode)
 
     # ------------------------------------------------------------------ helpers
     def _score_unfinished_episode(self, ledger: RewardLedger) -> dict[str, float]:
@@ -314,7 +310,7 @@ class TextEnv(gym.Env[str, str]):
         """The episode so far as readable text."""
         if self._state is None:
             return ""
-        return "\n".join(f"[{m['role']}] {m['content']}" for m in self._state.messages)
+        return format_transcript(self._state.messages)
 
     def _run_tool_turn(self, turn: ParsedTurn, ledger: RewardLedger) -> tuple[str, list[dict[str, Any]]]:
         state = self._state
@@ -461,6 +457,19 @@ def end_unfinished(env: gym.Env, reason: str = "budget") -> tuple[float, dict[st
     if not callable(getattr(base, "end_unfinished", None)):
         raise TypeError(f"end_unfinished needs an env with an end_unfinished method, got {type(base).__name__}")
     return base.end_unfinished(reason)
+
+
+def format_transcript(messages: Sequence[Mapping[str, Any]]) -> str:
+    """An episode's messages as readable text, one ``[role] content`` block each (local and remote envs)."""
+    return "\n".join(f"[{m['role']}] {m['content']}" for m in messages)
+
+
+def render_text(text: str, render_mode: str | None) -> str | None:
+    """Gymnasium's text render: ``"human"`` prints and returns None, any other mode returns the text."""
+    if render_mode == "human":
+        print(text)  # noqa: T201 - rendering to the terminal is this mode's purpose
+        return None
+    return text
 
 
 def coerce_action(action: Any, max_chars: int) -> str:

@@ -60,6 +60,24 @@ def test_remote_plays_exactly_like_local(server, env_id):
         far.close()
 
 
+def test_remote_renders_like_local(server, capsys):
+    env_id = "AgentR1/Arithmetic-v0"
+    local = gym.make(env_id, render_mode="ansi", **OFFLINE[env_id])
+    far = remote(server, env_id, render_mode="ansi")
+    human = remote(server, env_id, render_mode="human")
+    try:
+        for env in (local, far, human):
+            env.reset(seed=2)
+            env.step(local.unwrapped.demonstration()[0])
+        text = local.render()
+        assert text and "[assistant]" in text and far.render() == text
+        capsys.readouterr()  # "human" mode may also print on reset/step; what render() itself prints is checked
+        assert human.render() is None and capsys.readouterr().out == text + "\n"
+    finally:
+        for env in (local, far, human):
+            env.close()
+
+
 def test_options_item_index_and_data_errors_travel(server):
     env = remote(server, "math-v0")
     item = {"problem": "What is 6 times 7?", "answer": "42"}
