@@ -40,6 +40,7 @@ from typing import Any
 
 import gymnasium as gym
 
+from baselines.models import model_help
 from envs.core.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -158,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m baselines.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", required=True, help="env id or alias, e.g. AgentR1/AIME24-v0, math500-v0")
-    p.add_argument("--model", required=True, help="HF id or directory (a trainer checkpoint works); 'tiny' = test model")
+    p.add_argument("--model", required=True, help=f"{model_help()}; a trainer checkpoint directory works too")
     p.add_argument("--tokenizer", help="defaults to --model")
     p.add_argument("--samples", type=int, default=1, help="samples per item (n of pass@k)")
     p.add_argument("--backend", choices=("hf", "vllm"), default="hf")

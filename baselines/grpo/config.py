@@ -26,7 +26,7 @@ class GRPOConfig:
     env: str = "arithmetic-v0"
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     env_url: str | None = None  # env servers (comma-separated URLs) to play episodes on; None: $AGENTR1_ENV_URL, else local
-    model: str = "tiny"  # a HF id or directory; "tiny" builds baselines.tiny's model
+    model: str = "tiny"  # a HF id or directory, or a named model of baselines.models ("tiny", "smollm2-135m")
     tokenizer: str | None = None  # defaults to ``model``
     output_dir: str = "runs/grpo"
     seed: int = 0

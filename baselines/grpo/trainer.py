@@ -45,15 +45,15 @@ logger = logging.getLogger(__name__)
 
 
 def resolve_model_path(name: str, ctx: DistContext | None = None) -> str:
-    """``"tiny"`` builds (rank 0 first) the tiny test model; anything else is passed through."""
-    if name != "tiny":
-        return name
-    from baselines.tiny import build_tiny_model
+    """``baselines.models.resolve_model`` with rank 0 building or converting a named model first."""
+    from baselines.models import NAMED_MODELS, resolve_model
 
+    if name.strip().lower() not in NAMED_MODELS:
+        return name
     if ctx is not None and ctx.distributed and not ctx.is_main:
         barrier(ctx)
-        return str(build_tiny_model())
-    path = str(build_tiny_model())
+        return resolve_model(name)
+    path = resolve_model(name)
     if ctx is not None and ctx.distributed:
         barrier(ctx)
     return path
