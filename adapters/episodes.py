@@ -172,7 +172,8 @@ def paper_recipe(env_id: str) -> Recipe | None:
 
 
 def _accepted(env_id: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of ``kwargs`` the env's constructor takes (a recipe's split means nothing to arithmetic)."""
+    """The part of ``kwargs`` the env's constructor takes (a recipe's split means nothing to an env without
+    splits, nor to one whose declared ``splits`` lack it: arithmetic has train/test, no validation)."""
     from gymnasium.envs.registration import load_env_creator
 
     from envs.core.registry import accepted_kwargs
@@ -182,7 +183,8 @@ def _accepted(env_id: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(creator, type):
         return dict(kwargs)
     names = set(accepted_kwargs(creator))
-    return {k: v for k, v in kwargs.items() if k in names}
+    splits = getattr(creator, "splits", None)
+    return {k: v for k, v in kwargs.items() if k in names and not (k == "split" and splits and v not in splits)}
 
 
 def training_make_kwargs(env_id: str, recipe: str | None, env_kwargs: Mapping[str, Any] | None = None, *,

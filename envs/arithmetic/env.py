@@ -53,6 +53,7 @@ class ArithmeticEnv(TextEnv):
     """Arithmetic word problems; reward = correct answer + format, plus tool process rewards."""
 
     default_reward_weights: ClassVar[dict[str, float]] = {"answer": 1.0, "format": 0.1}
+    splits: ClassVar[tuple[str, ...]] = ("train", "test")
     default_system_prompt = "You are a careful assistant. Solve the problem step by step."
 
     def __init__(self, *, digits: int = 2, num_operations: int = 2, operations: str = "+-*",

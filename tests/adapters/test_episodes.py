@@ -127,8 +127,9 @@ def test_the_qa_recipe_trains_on_train_unless_env_kwargs_name_a_split():
     assert training_make_kwargs("musique-v0", "agent-r1-qa", {"split": "validation"})["split"] == "validation"
     assert training_make_kwargs("hotpotqa-v0", "open-rs", {}) == {}  # no recipe split: the env's default
     assert training_make_kwargs("hotpotqa-v0", None, {"top_k": 2}) == {"top_k": 2}
-    # an env without splits is not handed one (arithmetic would refuse the keyword)
-    assert training_make_kwargs("arithmetic-v0", "agent-r1-qa", {"digits": 2}) == {"digits": 2}
+    # an env is handed a recipe split only if it has it: arithmetic has train/test splits, no validation
+    assert training_make_kwargs("arithmetic-v0", "agent-r1-qa", {"digits": 2}) == {"split": "train", "digits": 2}
+    assert evaluation_make_kwargs("arithmetic-v0", "agent-r1-qa", {"digits": 2}) is None
     assert evaluation_make_kwargs("hotpotqa-v0", "agent-r1-qa", {**QA_OFFLINE, "split": "train"}) == {
         **QA_OFFLINE, "split": "validation"}
     assert evaluation_make_kwargs("math-v0", "open-rs", {"dataset": "sample"}) is None
