@@ -38,6 +38,7 @@ from __future__ import annotations
 import bisect
 import logging
 import random
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,6 +101,7 @@ class QuestionConfig:
             raise ValueError(f"kinds must be a non-empty subset of {QUESTION_KINDS}, got {self.kinds!r}")
         if not any(_kinds_at(h, kinds) for h in hops):
             raise ValueError(f"no question kind in {kinds} has {hops} hops (single: 1; the others: 2 or 3)")
+        hops = tuple(h for h in hops if _kinds_at(h, kinds))  # kinds=("comparison",) with hops (1, 2, 3): 2 and 3
         if not isinstance(self.context_distractors, int) or not 0 <= self.context_distractors <= 50:
             raise ValueError(f"context_distractors must be an int in 0..50, got {self.context_distractors!r}")
         object.__setattr__(self, "hops", hops)
@@ -169,6 +171,8 @@ FACTS: tuple[Fact, ...] = (
 )
 FACT = {f.key: f for f in FACTS}
 YEAR_FACT = {f.subject: f for f in FACTS if f.year}
+# Relation pairs that lead back where they started (a province's seat lies in that province).
+_INVERSES = {(("province", "seat"), ("town", "province"))}
 
 # How a comparison names the winner, by kind: (earliest year, latest year).
 _SUPERLATIVES = {"person": ("elder", "younger"), "town": ("older", "younger"), "province": ("older", "younger"),
@@ -514,9 +518,10 @@ def patterns(hops: int, kind: str) -> list[Pattern]:
         if hops == 2:
             return [Pattern("comparison", f.subject, (), g.name) for f in FACTS if f.year
                     for g in FACTS if g.subject == f.subject]
-        if hops == 3:
+        if hops == 3:  # not via a relation the asked fact inverts (the seat's province is the one named)
             return [Pattern("comparison", f.subject, (r.name,), g.name, other=r.subject) for f in FACTS if f.year
-                    for r in FACTS if r.target == f.subject for g in FACTS if g.subject == f.subject]
+                    for r in FACTS if r.target == f.subject for g in FACTS if g.subject == f.subject
+                    and (r.key, g.key) not in _INVERSES]
         return []
     if hops < 2:
         return []
@@ -582,7 +587,8 @@ class SynthQuestions:
     def _valid_starts(self, pattern: Pattern, ids: Sequence[int]) -> list[int]:
         """The entities a pattern can start from: its chain never comes back to an entity (nor answers one)."""
         if pattern.kind == "comparison":  # the second side is drawn per item
-            return list(ids)
+            entities = self.world.entities
+            return [eid for eid in ids if not _leaks(self.world.value(entities[eid], pattern.final), entities[eid].name)]
         end = pattern.anchor
         for rel in pattern.path:
             end = FACT[(end, rel)].target or ""
@@ -597,7 +603,8 @@ class SynthQuestions:
                 seen.append(nxt)
                 facts = entities[nxt].facts
             else:
-                if not asks_entity or int(facts[pattern.final]) not in seen:
+                answer = entities[int(facts[pattern.final])].name if asks_entity else str(facts[pattern.final])
+                if not (asks_entity and int(facts[pattern.final]) in seen) and not _leaks(answer, entities[eid].name):
                     out.append(eid)
         return out
 
@@ -682,15 +689,18 @@ class SynthQuestions:
         key = YEAR_FACT[pattern.anchor].name
         # The second side: a named entity of the same kind, or the end of one relation from another kind.
         pool = world.by_kind.get((pattern.other or pattern.anchor, split), [])
-        for _ in range(32):
+        for _ in range(64):
             named = world.entities[rng.choice(pool)]
             chain = _walk(world, named, pattern.path)
             if chain is None:
                 continue
             second = chain.entities[-1]
-            if (second.id == first.id or any(e.id == first.id for e in chain.entities)
-                    or second.facts[key] == first.facts[key]
-                    or (first.kind == "work" and second.subtype != first.subtype)):
+            if (any(e.id == first.id for e in chain.entities) or second.facts[key] == first.facts[key]
+                    or (first.kind == "work" and second.subtype != first.subtype)
+                    # reading one side must not be enough, and no named entity may give the answer away
+                    or world.value(first, pattern.final) == world.value(second, pattern.final)
+                    or any(_leaks(world.value(side, pattern.final), f"{first.name} {named.name}")
+                           for side in (first, second))):
                 continue
             break
         else:
@@ -720,16 +730,24 @@ class SynthQuestions:
         for i in similar[: (want + 1) // 2]:
             chosen[i] = None
         kinds = [e.kind for e in gold]
-        for _ in range(4 * want):
+        for attempt in range(100 * want):  # then the same kinds, then any (a small world has few provinces)
             if len(chosen) >= want:
                 break
-            kind = rng.choice(kinds)
+            kind = rng.choice(kinds) if attempt < 4 * want else rng.choice(ENTITY_KINDS)
             candidate = rng.choice(world.by_kind[(kind, rng.choice(SPLITS))])
             if candidate not in gold_ids:
                 chosen[candidate] = None
         ids = [e.id for e in gold] + list(chosen)
         rng.shuffle(ids)
         return [{"title": world.passages[i].title, "text": world.passages[i].text} for i in ids]
+
+
+def _leaks(answer: str, text: str) -> bool:
+    """Whether ``answer`` occurs in ``text`` as whole words (so a guess from the question could find it)."""
+    def words(t: str) -> str:
+        return " ".join(re.findall(r"[a-z0-9]+", t.lower()))
+
+    return f" {words(answer)} " in f" {words(text)} "
 
 
 def _capitalise(text: str) -> str:
