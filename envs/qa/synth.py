@@ -10,14 +10,15 @@ never a real word list), every fact drawn at random.
 * **The corpus**: one passage per entity (title = its name), one or two short sentences from one
   template per entity kind, so every answer is a short span that appears verbatim in a gold passage.
   ``paraphrase`` (0..1) is the share of passages and questions that use alternative phrasings.
-  ``distractors`` (0..1) is how often a new name reuses a word of an earlier one (``Ada Kerr``,
-  ``Kerr Press``, ``Kerrholm``), so searches return passages that share names, types and wording.
+  ``distractors`` (0..1) is how often a new name reuses a word of an earlier one (``Dezusk Kufox``,
+  ``Kufox Press``, a town ``Kufox``), so searches return passages sharing names, kinds and wording.
 * **Questions** (``SynthQuestions``), HotpotQA's item form with HotpotQA's and 2Wiki's kinds:
   ``single`` (1 hop: an attribute or relation of a named entity), ``bridge`` (2-3 hops: follow
-  relations, then read an attribute: "In what year was the person who founded Kesh Press born?"),
-  ``compositional`` (2-3 hops, every hop a relation, the answer an entity: "In which town was the
-  founder of the employer of Ada Kerr born?") and ``comparison`` (2-3 hops: compare two entities'
-  years, then read a fact of the winner: "In which town was the elder of Ada Kerr and Bo Lin born?";
+  relations, then read an attribute: "On which river does the town where Bugisp Thevasp was born
+  stand?"), ``compositional`` (2-3 hops, every hop a relation, the answer an entity: "In which town
+  was the founder of Pumesk Bank born?") and ``comparison`` (2-3 hops: compare two entities' years,
+  then read a fact of the winner: "In which town was the younger of Lisink Vomonk and Brobosp Pavulk
+  born?";
   the answer is never one of the compared names, so it cannot be guessed from the question).
   Every question names the entity to search for first; its gold passages are ``supporting_titles``
   in the order a solver reads them, and ``evidence`` holds the fact read from each.
@@ -37,10 +38,11 @@ from __future__ import annotations
 
 import array
 import bisect
+import hashlib
 import logging
 import random
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -287,7 +289,7 @@ class _Namer:
             return self.rng.choice(self.stems)
         return self.fresh_stem()
 
-    def unique(self, make: Any) -> str:
+    def unique(self, make: Callable[[bool], str]) -> str:
         """``make()`` until it gives a title not used yet (after a few tries, with fresh stems only)."""
         for attempt in range(64):
             title = make(attempt >= 8)
@@ -350,7 +352,7 @@ _STOP_WORDS = frozenset({"the", "of"})
 
 
 def _name_words(name: str) -> list[str]:
-    """The invented words of a name (``"The Kesh Lantern"`` -> ``["kesh"]``)."""
+    """The invented words of a name (``"The Kufox Lantern"`` -> ``["kufox"]``)."""
     return [w for w in name.lower().replace("'s", "").split() if w not in _STOP_WORDS and w not in _GENERIC_WORDS]
 
 
@@ -506,10 +508,6 @@ class Pattern:
     final: str
     other: str = ""
 
-    @property
-    def hops(self) -> int:
-        return 1 + len(self.path) + (1 if self.kind == "comparison" else 0)
-
 
 def _relations_from(kind: str) -> list[Fact]:
     return [f for f in FACTS if f.subject == kind and f.target]
@@ -548,20 +546,15 @@ def patterns(hops: int, kind: str) -> list[Pattern]:
     return out
 
 
-@dataclass
-class _Chain:
-    entities: list[Entity]  # the named entity, then each entity a relation reaches
-
-
-def _walk(world: World, start: Entity, path: Sequence[str]) -> _Chain | None:
-    """Follow ``path`` from ``start``; None if it comes back to an entity already on the chain."""
+def _walk(world: World, start: Entity, path: Sequence[str]) -> list[Entity] | None:
+    """``start`` and each entity ``path`` reaches from it; None if it comes back to one already on it."""
     chain = [start]
     for rel in path:
         nxt = world.follow(chain[-1], rel)
         if any(nxt.id == e.id for e in chain):
             return None
         chain.append(nxt)
-    return _Chain(chain)
+    return chain
 
 
 class SynthQuestions:
@@ -638,7 +631,7 @@ class SynthQuestions:
             raise ValueError("no valid question found")
         question, answer, gold, evidence = built
         return {
-            "id": f"synthhop-{world.config.seed}-{config.split}-{index}",
+            "id": f"synthhop-{world.config.seed}-{config.split}-{_digest(question)}",  # one id per question
             "question": question,
             "answers": [answer],
             "supporting_titles": [e.name for e in gold],
@@ -683,13 +676,13 @@ class SynthQuestions:
         if pattern.kind != "comparison":
             chain = _walk(world, start, pattern.path)
             assert chain is not None
-            last = chain.entities[-1]
+            last = chain[-1]
             style = "that" if pattern.kind == "bridge" else "of"
-            subject = self._phrase(chain.entities, pattern.path, style)
+            subject = self._phrase(chain, pattern.path, style)
             question = self._ask(FACT[(last.kind, pattern.final)], subject, rng, last)
-            evidence = [self._say(e, rel) for e, rel in zip(chain.entities, pattern.path, strict=False)]
+            evidence = [self._say(e, rel) for e, rel in zip(chain, pattern.path, strict=False)]
             evidence.append(self._say(last, pattern.final))
-            return question, world.value(last, pattern.final), chain.entities, evidence
+            return question, world.value(last, pattern.final), chain, evidence
         return self._compare(pattern, start, rng)
 
     def _compare(self, pattern: Pattern, first: Entity, rng: random.Random
@@ -703,8 +696,8 @@ class SynthQuestions:
             chain = _walk(world, named, pattern.path)
             if chain is None:
                 continue
-            second = chain.entities[-1]
-            if (any(e.id == first.id for e in chain.entities) or second.facts[key] == first.facts[key]
+            second = chain[-1]
+            if (any(e.id == first.id for e in chain) or second.facts[key] == first.facts[key]
                     or (first.kind == "work" and second.subtype != first.subtype)
                     # reading one side must not be enough, and no named entity may give the answer away
                     or world.value(first, pattern.final) == world.value(second, pattern.final)
@@ -717,13 +710,13 @@ class SynthQuestions:
         sides = [first, second] if rng.random() < 0.5 else [second, first]
         earliest = rng.random() < 0.5
         winner = min(sides, key=lambda e: int(e.facts[key])) if earliest else max(sides, key=lambda e: int(e.facts[key]))
-        mentions = [first.mention() if e is first else self._phrase(chain.entities, pattern.path, "of") for e in sides]
+        mentions = [first.mention() if e is first else self._phrase(chain, pattern.path, "of") for e in sides]
         word = _SUPERLATIVES[pattern.anchor][0 if earliest else 1]
         subject = f"the {word} of {mentions[0]} and {mentions[1]}"
         question = self._ask(FACT[(winner.kind, pattern.final)], subject, rng, winner)
-        gold = [first, *chain.entities]
+        gold = [first, *chain]
         evidence = [self._say(first, key)]
-        evidence += [self._say(e, rel) for e, rel in zip(chain.entities, pattern.path, strict=False)]
+        evidence += [self._say(e, rel) for e, rel in zip(chain, pattern.path, strict=False)]
         evidence.append(self._say(second, key))
         if pattern.final != key:
             evidence[-1 if winner is second else 0] += " " + self._say(winner, pattern.final)
@@ -748,6 +741,10 @@ class SynthQuestions:
         ids = [e.id for e in gold] + list(chosen)
         rng.shuffle(ids)
         return [{"title": world.passages[i].title, "text": world.passages[i].text} for i in ids]
+
+
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=6).hexdigest()
 
 
 def _leaks(answer: str, text: str) -> bool:
