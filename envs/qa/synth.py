@@ -213,7 +213,8 @@ PASSAGES: dict[str, tuple[str, ...]] = {
     "person": ("{name} was {a_subtype} born in {birthplace} in {born}. {name} worked for {employer}.",
                "Born in {born} in {birthplace}, {name} became {a_subtype} and was employed by {employer}.",
                "{name} ({born}) was {a_subtype} from {birthplace} who worked at {employer}."),
-    "town": ("{name} is a town in the province of {province}, founded in {founded}. {name} stands on the river {river}.",
+    "town": ("{name} is a town in the province of {province}, founded in {founded}. "
+             "{name} stands on the river {river}.",
              "Founded in {founded}, the town of {name} lies on the {river} river in {province}.",
              "{name}, a town on the river {river}, was founded in {founded} and belongs to {province}."),
     "province": ("{name} is a province formed in {formed}. Its seat is the town of {seat}.",
@@ -416,11 +417,13 @@ class _Builder:
             def title(fresh: bool) -> str:
                 stem = namer.fresh_stem() if fresh else namer.stem()
                 word = rng.choice(_TITLE_WORDS)
-                return rng.choice((f"The {stem} {word}", f"{word} of {stem}", f"{stem}'s {word}", f"The {word} of {stem}"))
+                forms = (f"The {stem} {word}", f"{word} of {stem}", f"{stem}'s {word}", f"The {word} of {stem}")
+                return rng.choice(forms)
 
             return subtype, namer.unique(title)
         subtype = rng.choice(list(EVENT_SUBTYPES))
-        return subtype, namer.unique(lambda fresh: f"{namer.fresh_stem() if fresh else namer.stem()} {EVENT_SUBTYPES[subtype]}")
+        return subtype, namer.unique(
+            lambda fresh: f"{namer.fresh_stem() if fresh else namer.stem()} {EVENT_SUBTYPES[subtype]}")
 
     def _relate(self, split: str) -> None:
         """Draw every relation within one partition, keeping dates plausible where it is cheap to."""
@@ -457,7 +460,8 @@ class _Builder:
         alternative = rng.choice(templates[1:])  # drawn for every passage, so paraphrase changes only wording
         template = alternative if rng.random() < self.config.paraphrase else templates[0]
         article = "an" if entity.subtype[0] in "aeiou" else "a"
-        fill: dict[str, Any] = {"name": entity.name, "subtype": entity.subtype, "a_subtype": f"{article} {entity.subtype}"}
+        fill: dict[str, Any] = {"name": entity.name, "subtype": entity.subtype,
+                                "a_subtype": f"{article} {entity.subtype}"}
         if entity.kind == "work":
             fill.update(_work_fill(entity.subtype))
         for fact, raw in entity.facts.items():
@@ -589,7 +593,8 @@ class SynthQuestions:
         """The entities a pattern can start from: its chain never comes back to an entity (nor answers one)."""
         if pattern.kind == "comparison":  # the second side is drawn per item
             entities = self.world.entities
-            return [eid for eid in ids if not _leaks(self.world.value(entities[eid], pattern.final), entities[eid].name)]
+            return [eid for eid in ids
+                    if not _leaks(self.world.value(entities[eid], pattern.final), entities[eid].name)]
         end = pattern.anchor
         for rel in pattern.path:
             end = FACT[(end, rel)].target or ""
@@ -709,7 +714,7 @@ class SynthQuestions:
             return None
         sides = [first, second] if rng.random() < 0.5 else [second, first]
         earliest = rng.random() < 0.5
-        winner = min(sides, key=lambda e: int(e.facts[key])) if earliest else max(sides, key=lambda e: int(e.facts[key]))
+        winner = (min if earliest else max)(sides, key=lambda e: int(e.facts[key]))
         mentions = [first.mention() if e is first else self._phrase(chain, pattern.path, "of") for e in sides]
         word = _SUPERLATIVES[pattern.anchor][0 if earliest else 1]
         subject = f"the {word} of {mentions[0]} and {mentions[1]}"

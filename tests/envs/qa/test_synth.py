@@ -146,7 +146,8 @@ def test_train_and_test_share_no_question_and_no_entity():
         assert {split_of[t] for it in group for t in it["supporting_titles"]} == {split}
         answers = {it["answers"][0] for it in group} - rivers
         assert {split_of.get(a, split) for a in answers} == {split}  # entity answers too
-    assert not {t for it in train for t in it["supporting_titles"]} & {t for it in test for t in it["supporting_titles"]}
+    train_gold = {t for it in train for t in it["supporting_titles"]}
+    assert not train_gold & {t for it in test for t in it["supporting_titles"]}
 
 
 def _check_item(item: dict, w: synth.World, config: synth.QuestionConfig) -> None:
@@ -269,7 +270,8 @@ def test_a_policy_that_never_searches_scores_near_zero():
         return sum(score_answer(f"<answer>{guess(it)}</answer>", it["answers"], tools_ok=True).scores["acc"]
                    for it in test) / len(test)
 
-    frequent = acc(lambda it: (by_shape.get(_shape(it["question"])) or collections.Counter([overall])).most_common(1)[0][0])
+    frequent = acc(lambda it: (by_shape.get(_shape(it["question"])) or collections.Counter([overall]))
+                   .most_common(1)[0][0])
     from_question = acc(lambda it: it["question"])  # cover-EM: right if the gold is anywhere in the question
     assert frequent < 0.02 and from_question == 0.0
 
@@ -340,7 +342,8 @@ def test_splits_sizes_and_curriculum_through_the_env():
     env = envs.make("AgentR1/SynthHop-v0", hops=1, num_items=50)
     env.reset(seed=0)
     assert len(env.unwrapped.items) == 50 and {it["hops"] for it in env.unwrapped.items} == {1}
-    assert env.unwrapped.items == tuple(env.unwrapped.prepare_item(it, source="x", row=None) for it in items("train", 50, hops=1))
+    generated = items("train", 50, hops=1)
+    assert env.unwrapped.items == tuple(env.unwrapped.prepare_item(it, source="x", row=None) for it in generated)
 
 
 def test_never_searching_through_the_env_scores_near_zero():
