@@ -486,7 +486,7 @@ _WORLDS: SharedValues[World] = SharedValues()
 
 
 def build_world(config: WorldConfig | None = None) -> World:
-    """The world for ``config`` (built once per process; ~0.3 s for 10,000 passages)."""
+    """The world for ``config`` (built once per process; under a second for 10,000 passages)."""
     config = config or WorldConfig()
     return _WORLDS.get(config, lambda: _build(config))
 
