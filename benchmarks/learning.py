@@ -36,14 +36,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import statistics
+import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from baselines.tiny import LEARNING_SPEC
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # as a script: the checkout's packages
+from baselines.tiny import LEARNING_SPEC  # noqa: E402
+from envs.core.cli import add_logging_argument, progress, setup_logging  # noqa: E402
 
 PRESET = "arithmetic_learn"
 EVAL_ENV = "AgentR1/Arithmetic-v0"
@@ -197,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--items", type=int, default=200, help="evaluation items (>= 100)")
     p.add_argument("--backend", choices=("hf", "vllm"), default="hf", help="rollouts during training")
     p.add_argument("--output-dir", default="runs/learning")
-    p.add_argument("--log-level", default="WARNING")
+    add_logging_argument(p)
     p.add_argument("--supervised-ceiling", action="store_true",
                    help="instead of GRPO: fine-tune on the correct replies and print accuracy per labelled example")
     p.add_argument("--supervised-steps", type=int, default=300)
@@ -206,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--merge", nargs="+", metavar="LEARNING_JSON",
                    help="only combine the learning.json of separate runs (e.g. one seed per process) into one table/plot")
     args = p.parse_args(argv)
-    logging.basicConfig(level=getattr(logging, args.log_level.upper()))
+    setup_logging(args.log_level)
     from baselines.tiny import build_tiny_model
 
     out = Path(args.output_dir)
@@ -230,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         model = str(build_tiny_model(spec=LEARNING_SPEC))
         print(f"starting model: {model} (built in {time.perf_counter() - t0:.0f} s)")
-        results = [run_seed(s, args.steps, out / f"seed{s}", model, args.items, args.backend) for s in args.seeds]
+        results = [run_seed(s, args.steps, out / f"seed{s}", model, args.items, args.backend)
+                   for s in progress(args.seeds, desc="seeds", unit="seed")]
     plot(results, out / "curves.png")
     print("| seed | start acc | end acc | change | distinct greedy answers (start -> end) "
           "| best constant answer's acc | train wall time (s) |")

@@ -31,7 +31,7 @@ from adapters.episodes import (add_episode_arguments, evaluation_make_kwargs, po
                                resolve_make_kwargs, training_make_kwargs)
 from adapters.openrlhf.dataset import INPUT_KEY, LABEL_KEY, prompt_rows, write_agent_file, write_jsonl
 from adapters.openrlhf.presets import PRESETS, FlagValue, default_preset
-from envs.core.cli import add_logging_argument, cli_entry, program_name, progress_enabled, setup_logging
+from envs.core.cli import HelpFormatter, add_logging_argument, cli_entry, program_name, progress_enabled, setup_logging
 from envs.core.io import atomic_write_text
 from envs.core.layout import checkout_root, child_environment
 
@@ -45,7 +45,8 @@ DROP_FILTER_FLAGS: dict[str, FlagValue] = {"--algo.dynamic_filtering_enable": Tr
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=program_name("adapters.openrlhf"), description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog=program_name("adapters.openrlhf"), formatter_class=HelpFormatter,
+                                description=__doc__.split("\n\n")[0],
                                 epilog="Flags after `--` go to openrlhf.cli.train_ppo_ray unchanged and override the preset.")
     add_episode_arguments(p, "openrlhf", presets=PRESETS,
                           seed_help="base reset seed of the episodes and OpenRLHF's --train.seed")

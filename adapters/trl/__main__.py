@@ -35,7 +35,7 @@ from typing import Any
 
 from adapters.episodes import add_episode_arguments, paper_recipe, policy_model, prompt_count, training_make_kwargs
 from adapters.trl.dataset import trl_rows
-from envs.core.cli import add_logging_argument, cli_entry, program_name, progress_enabled, setup_logging
+from envs.core.cli import HelpFormatter, add_logging_argument, cli_entry, program_name, progress_enabled, setup_logging
 from envs.core.io import atomic_write_text
 
 logger = logging.getLogger("adapters.trl")
@@ -69,7 +69,8 @@ def default_preset(env_id: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=program_name("adapters.trl"), description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=program_name("adapters.trl"), formatter_class=HelpFormatter,
+                                description=__doc__.split("\n\n")[0])
     add_episode_arguments(p, "trl", presets=PRESETS, seed_help="base reset seed of the episodes and GRPOConfig's seed")
     p.add_argument("--chat-template", help="use a template TRL ships: the NAME in trl.chat_template_utils.NAME_chat_template")
     p.add_argument("--max-steps", type=int, default=-1, help="optimizer steps (default: one epoch over the rows)")

@@ -36,7 +36,7 @@ from adapters.episodes import (add_episode_arguments, evaluation_make_kwargs, pa
                                prompt_count, training_make_kwargs)
 from adapters.verl import AGENT_LOOP_CONFIG
 from adapters.verl.dataset import verl_rows, write_parquet
-from envs.core.cli import add_logging_argument, cli_entry, program_name, progress_enabled, setup_logging
+from envs.core.cli import HelpFormatter, add_logging_argument, cli_entry, program_name, progress_enabled, setup_logging
 from envs.core.io import atomic_write_text
 from envs.core.layout import child_environment
 from envs.core.registry import env_server_urls
@@ -101,7 +101,8 @@ def default_preset(env_id: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=program_name("adapters.verl"), description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog=program_name("adapters.verl"), formatter_class=HelpFormatter,
+                                description=__doc__.split("\n\n")[0],
                                 epilog="Overrides after `--` go to verl.trainer.main_ppo unchanged and win.")
     add_episode_arguments(p, "verl", presets=PRESETS)
     p.add_argument("--nodes", type=int, default=1)

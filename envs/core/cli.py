@@ -24,6 +24,7 @@ import importlib.metadata
 import logging
 import re
 import sys
+import textwrap
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -70,14 +71,23 @@ def setup_logging(level: str | int = "info") -> None:
         logging.getLogger(name).setLevel(_level)
 
 
-class _TqdmHandler(logging.StreamHandler):
+class _TqdmHandler(logging.Handler):
+    """Writes to the current ``sys.stderr`` (wherever it is redirected now), around any progress bar."""
+
     def emit(self, record: logging.LogRecord) -> None:
         from tqdm import tqdm
 
         try:
-            tqdm.write(self.format(record), file=self.stream)
+            tqdm.write(self.format(record), file=sys.stderr)
         except Exception:  # logging must never raise
             self.handleError(record)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's help, but never breaking a line inside a hyphenated name (``deepseek-ai/...``)."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
 
 
 def progress_enabled() -> bool:
@@ -93,6 +103,13 @@ def progress(iterable: Iterable[Any] | None = None, *, enabled: bool | None = No
     kwargs.setdefault("dynamic_ncols", True)
     shown = progress_enabled() if enabled is None else enabled
     return tqdm(iterable, disable=None if shown else True, **kwargs)
+
+
+def echo(text: str = "") -> None:
+    """Print a line of a command's output (stdout) without breaking a progress bar on stderr."""
+    from tqdm import tqdm
+
+    tqdm.write(text, file=sys.stdout)
 
 
 def program_name(module: str) -> str:

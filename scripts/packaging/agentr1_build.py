@@ -6,8 +6,9 @@
   wheel writes nothing but ``agentr1_gym/`` and its ``.dist-info`` into site-packages.
 * ``build_editable`` (PEP 660) writes a small wheel of its own: ``agentr1_gym/__init__.py`` puts a
   finder on ``sys.meta_path`` that imports the checkout's modules as ``agentr1_gym.*``, renamed as
-  they load. It answers for nothing outside ``agentr1_gym``, so an editable install shadows no other
-  distribution either (setuptools' own editable modes would expose the top-level folders).
+  they load (``agentr1_rename.RenamingFinder``). It answers for nothing outside ``agentr1_gym``, so
+  an editable install shadows no other distribution either (setuptools' own editable modes would
+  put the top-level folders on the path).
 """
 
 from __future__ import annotations
@@ -76,6 +77,19 @@ class BuildPy(build_py):
         return [*super().get_outputs(include_bytecode), str(Path(self.build_lib) / PACKAGE / "__init__.py")]
 
 
+# An editable install's ``agentr1_gym/__init__.py`` loads the checkout's own renaming module (so a change to
+# it needs no reinstall) and puts its finder over the checkout on ``sys.meta_path``.
+EDITABLE_PREAMBLE = """
+import importlib.util as _util
+import sys as _sys
+
+_spec = _util.spec_from_file_location("agentr1_gym._rename", {rename!r})
+_rename = _sys.modules["agentr1_gym._rename"] = _util.module_from_spec(_spec)
+_spec.loader.exec_module(_rename)
+_rename.install({root!r})  # this checkout: an editable install of it
+"""
+
+
 def _record_line(name: str, data: bytes) -> str:
     digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
     return f"{name},sha256={digest},{len(data)}"
@@ -88,11 +102,8 @@ def build_editable(wheel_directory, config_settings=None, metadata_directory=Non
         if metadata_directory is None:  # else it is the .dist-info folder the frontend had prepared
             metadata_directory = Path(tmp, _setuptools.prepare_metadata_for_build_editable(tmp, config_settings))
         dist_info = Path(metadata_directory)
-        preamble = f"from {PACKAGE}._rename import install as _install\n\n_install({str(root)!r})\n"
-        files: dict[str, bytes] = {
-            f"{PACKAGE}/__init__.py": INIT_SOURCE.format(preamble=preamble).encode(),
-            f"{PACKAGE}/_rename.py": Path(__file__).with_name("agentr1_rename.py").read_bytes(),
-        }
+        files: dict[str, bytes] = {f"{PACKAGE}/__init__.py": INIT_SOURCE.format(preamble=EDITABLE_PREAMBLE.format(
+            rename=str(Path(__file__).resolve().with_name("agentr1_rename.py")), root=str(root))).encode()}
         for path in sorted(dist_info.rglob("*")):
             if path.is_file() and path.name not in ("RECORD", "WHEEL"):
                 files[f"{dist_info.name}/{path.relative_to(dist_info).as_posix()}"] = path.read_bytes()

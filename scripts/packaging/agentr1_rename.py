@@ -14,7 +14,7 @@ renamed to match:
 
 Edits keep every line where it was, so tracebacks point at the checkout's line numbers. This module
 is stdlib only: the wheel build (``agentr1_build.BuildPy``) renames files with it, and an editable
-install ships a copy that renames the checkout's modules as they are imported (``install``).
+install loads it from the checkout to rename the checkout's modules as they are imported (``install``).
 """
 
 from __future__ import annotations
@@ -147,9 +147,13 @@ class _RenamingLoader(importlib.machinery.SourceFileLoader):
     """Loads a checkout module under its installed name, renamed; writes no bytecode cache (the
     checkout's own ``__pycache__`` holds the un-renamed module's)."""
 
+    def __init__(self, fullname: str, path: str, package: str):
+        super().__init__(fullname, path)
+        self.package = package
+
     def source_to_code(self, data, path, *, _optimize=-1):  # noqa: ANN001 - importlib's signature
         text = importlib.util.decode_source(data)
-        return compile(rename_source(text), path, "exec", dont_inherit=True, optimize=_optimize)
+        return compile(rename_source(text, self.package), path, "exec", dont_inherit=True, optimize=_optimize)
 
     def path_stats(self, path):  # noqa: ANN001 - no stats: SourceLoader then neither reads nor writes a cache
         raise OSError("no bytecode cache for renamed modules")
@@ -181,7 +185,7 @@ class RenamingFinder(importlib.abc.MetaPathFinder):
         else:
             return None
         return importlib.util.spec_from_file_location(fullname, origin, submodule_search_locations=locations,
-                                                      loader=_RenamingLoader(fullname, str(origin)))
+                                                      loader=_RenamingLoader(fullname, str(origin), self.package))
 
 
 def install(root: str | Path, package: str = PACKAGE) -> None:
