@@ -10,7 +10,9 @@ validates on the training file), ``<output-dir>/agent_loop.yaml``
 model, our agent loop's config file) and your overrides after ``--`` (which win).
 
 The policy is the preset's paper model unless ``--model`` names another (``agent-r1-qa``:
-Qwen2.5-1.5B-Instruct; ``open-rs``: DeepSeek-R1-Distill-Qwen-1.5B). Presets: ``agent-r1-qa`` (Agent-R1's HotpotQA recipe: GRPO, 5 samples, lr 1e-6, KL loss 0.001
+Qwen2.5-1.5B-Instruct; ``open-rs``: DeepSeek-R1-Distill-Qwen-1.5B).
+
+Presets: ``agent-r1-qa`` (Agent-R1's HotpotQA recipe: GRPO, 5 samples, lr 1e-6, KL loss 0.001
 ``low_var_kl``, up to 5 tool turns of 1024 tokens: an 8192-token response budget; trains on the
 ``train`` split and validates on ``validation``) and ``open-rs``
 (Open-RS: 6 samples at temperature 0.7, lr 1e-6 cosine with 10% warm-up, KL loss 0.04 (k3 =

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 import gymnasium as gym
 
 from envs.core.data import DataError
-from envs.core.layout import PACKAGE, SUITE_ROOTS
+from envs.core.layout import INSTALLED_PACKAGE, SUITE_ROOTS
 from envs.core.registry import UnknownArgumentError
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -91,18 +91,22 @@ class HelpFormatter(argparse.HelpFormatter):
 
 
 def progress_enabled() -> bool:
-    """Whether a command shows progress bars: at ``--log-level info`` or below (tqdm hides them off a terminal)."""
-    return _level <= logging.INFO
+    """Whether a command shows progress bars: on a terminal (stderr), at ``--log-level info`` or below.
+
+    Pass it on as the ``progress=`` / ``show_progress=`` of library code, whose bars (bm25s's too)
+    would otherwise also write into a log file.
+    """
+    return _level <= logging.INFO and sys.stderr.isatty()
 
 
 def progress(iterable: Iterable[Any] | None = None, *, enabled: bool | None = None, **kwargs: Any) -> Any:
-    """A tqdm bar on stderr, shown when ``enabled`` (default: ``progress_enabled()``) and stderr is a
-    terminal; otherwise a silent one (``bar.disable`` is then true)."""
+    """A tqdm bar (on stderr unless ``file=``), shown when ``enabled`` (default: ``--log-level`` info or
+    below) and its file is a terminal; otherwise a silent one (``bar.disable`` is then true)."""
     from tqdm import tqdm
 
     kwargs.setdefault("dynamic_ncols", True)
-    shown = progress_enabled() if enabled is None else enabled
-    return tqdm(iterable, disable=None if shown else True, **kwargs)
+    shown = _level <= logging.INFO if enabled is None else enabled
+    return tqdm(iterable, disable=None if shown else True, **kwargs)  # None: tqdm's own check for a terminal
 
 
 def echo(text: str = "") -> None:
@@ -126,7 +130,7 @@ def user_error(exc: BaseException) -> str | None:
         return str(exc)
     if isinstance(exc, ModuleNotFoundError) and exc.name:
         module = exc.name.split(".")[0]
-        if module in (*SUITE_ROOTS, PACKAGE or "agentr1_gym"):
+        if module in (*SUITE_ROOTS, INSTALLED_PACKAGE):  # the suite's own module: a bug
             return None
         extra = optional_extra(module)
         hint = f"pip install '{DISTRIBUTION}[{extra}]'" if extra else "an optional dependency; see docs/install.md"

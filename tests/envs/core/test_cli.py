@@ -43,8 +43,18 @@ def test_the_suite_logs_at_the_chosen_level_and_other_libraries_from_warning(cap
     err = capsys.readouterr().err
     assert "INFO envs.qa.env: suite info" in err and "library warning" in err
     assert "suite debug" not in err and "library info" not in err
+
+
+def test_progress_is_enabled_on_a_terminal_at_info(monkeypatch):
+    terminal = io.StringIO()
+    terminal.isatty = lambda: True
+    monkeypatch.setattr(sys, "stderr", terminal)
+    cli.setup_logging("info")
     assert cli.progress_enabled()
     cli.setup_logging("warning")
+    assert not cli.progress_enabled()
+    cli.setup_logging("info")
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # piped into a log file: no bars
     assert not cli.progress_enabled()
 
 
