@@ -35,7 +35,9 @@ from setuptools.command.build_py import build_py
 
 from agentr1_rename import INIT_SOURCE, PACKAGE, SUITE_PACKAGES, rename_source, rename_text
 
-DATA_PATTERNS = ["**/*.json", "**/*.jsonl", "**/*.yaml", "**/*.yml"]  # package data: shipped samples, presets
+# package data: shipped samples, presets, templates (tests/packaging checks that every non-Python file ships)
+DATA_PATTERNS = [f"**/*.{ext}" for ext in ("json", "jsonl", "yaml", "yml", "txt", "md", "csv", "tsv", "html", "css",
+                                          "js", "svg", "png", "j2", "jinja", "typed")]
 RENAMED_DATA_SUFFIXES = (".yaml", ".yml")  # data that names modules (verl's ``_target_``); datasets stay verbatim
 
 

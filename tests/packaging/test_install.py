@@ -144,10 +144,13 @@ def build(tmp_path_factory) -> dict[str, Path]:
             "editable": tmp / "editable" / editable}
 
 
-def test_the_wheel_ships_one_top_level_package(build):
+def test_the_wheel_ships_one_top_level_package_with_every_file(build):
     names = zipfile.ZipFile(build["wheel"]).namelist()
     assert {n.split("/")[0] for n in names} == {"agentr1_gym", build["wheel"].name.split("-py3")[0] + ".dist-info"}
-    assert "agentr1_gym/envs/data/qa_sample.jsonl" in names and "agentr1_gym/adapters/verl/agent_loop.yaml" in names
+    files = [p.relative_to(build["source"]).as_posix() for package in ("envs", "adapters", "baselines")
+             for p in (build["source"] / package).rglob("*") if p.is_file()]
+    missing = sorted(f for f in files if f"agentr1_gym/{f}" not in names)  # data included: samples, presets, templates
+    assert not missing, f"not in the wheel (add the file type to agentr1_build.DATA_PATTERNS): {missing}"
     entry_points = zipfile.ZipFile(build["wheel"]).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert all(f"{script} = agentr1_gym." in entry_points for script in CONSOLE_SCRIPTS)
 
