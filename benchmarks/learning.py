@@ -47,7 +47,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envs.core.io import atomic_write_text
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # as a script: the checkout's packages
+from envs.core.cli import add_logging_argument, progress_enabled, setup_logging  # noqa: E402
+from envs.core.io import atomic_write_text  # noqa: E402
+from envs.core.layout import child_environment  # noqa: E402
 
 logger = logging.getLogger("benchmarks.learning")
 
@@ -143,7 +146,7 @@ def run_evaluation(task: Task, model: str, out_dir: Path, *, items: int, backend
                 "--env-kwargs", json.dumps({**task.env_kwargs, "split": "test"}), "--output-dir", str(out_dir),
                 "--backend", backend, "--device", "cpu", "--batch-items", str(items)]
         started = time.perf_counter()
-        subprocess.run(args, check=True)
+        subprocess.run(args, check=True, env=child_environment())
         logger.info("evaluated %s on %s in %.0f s", model, task.name, time.perf_counter() - started)
     return eval_metrics(out_dir, task.kind)
 
@@ -159,7 +162,7 @@ def train(task: Task, seed: int, start_model: str, out_dir: Path, *, backend: st
     overrides = {**task.overrides, **extra}
     cfg = make_config(task.preset, model=start_model, seed=seed, output_dir=str(out_dir), backend=backend,
                       env=task.env, env_kwargs={**task.env_kwargs, "split": "train"}, resume=True,
-                      max_train_seconds=budget_s, progress=sys.stderr.isatty(), steps=steps, **overrides)
+                      max_train_seconds=budget_s, progress=progress_enabled(), steps=steps, **overrides)
     trainer = GRPOTrainer(cfg, device="cpu")
     try:
         if trainer.start_step < cfg.steps and trainer.train_seconds_before < budget_s:
@@ -330,9 +333,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", choices=("hf", "vllm"), default=None, help="default: vllm if importable, else hf")
     p.add_argument("--output-dir", default="runs/learning")
     p.add_argument("--report", action="store_true", help="only print the table and draw curves.png from what exists")
-    p.add_argument("--log-level", default="INFO")
+    add_logging_argument(p)
     args = p.parse_args(argv)
-    logging.basicConfig(level=getattr(logging, args.log_level.upper()), format="%(asctime)s %(name)s: %(message)s")
+    setup_logging(args.log_level)
     import yaml
 
     out = Path(args.output_dir)

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.episodes import (DEFAULT_PROCEDURAL_PROMPTS, EnvPool, EpisodeSpec, add_episode_arguments, episode_log_keys,
-                               evaluation_make_kwargs, is_procedural, iter_episode_specs, paper_recipe, prompt_count,
-                               resolve_make_kwargs, training_make_kwargs)
+from adapters.episodes import (DEFAULT_PROCEDURAL_PROMPTS, PRESET_MODELS, EnvPool, EpisodeSpec, add_episode_arguments,
+                               episode_log_keys, evaluation_make_kwargs, is_procedural, iter_episode_specs, paper_recipe,
+                               policy_model, prompt_count, resolve_make_kwargs, training_make_kwargs)
 
 json_values = st.recursive(st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.floats(allow_nan=False, allow_infinity=False)
                            | st.text(max_size=40), lambda inner: st.lists(inner, max_size=4)
@@ -151,3 +151,23 @@ def test_common_cli_arguments():
     with pytest.raises(SystemExit):
         parser.parse_args(["--env", "x", "--model", "m", "--preset", "c"])
     assert "runs/demo/<env>" in parser.format_help()
+    assert parser.parse_args(["--env", "x"]).model is None  # the preset's model (policy_model)
+
+
+def test_every_preset_trains_its_papers_model_unless_model_is_given(caplog):
+    import logging
+
+    from adapters.openrlhf.presets import PRESETS as OPENRLHF
+    from adapters.trl.__main__ import PRESETS as TRL
+    from adapters.verl.__main__ import PRESETS as VERL
+
+    assert set(OPENRLHF) | set(TRL) | set(VERL) <= set(PRESET_MODELS)  # no trainer preset without a default policy
+    assert PRESET_MODELS["open-rs"] == "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
+    assert PRESET_MODELS["agent-r1-qa"] == "Qwen/Qwen2.5-1.5B-Instruct"
+    with caplog.at_level(logging.INFO, logger="adapters.episodes"):
+        assert policy_model(None, "open-rs") == "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
+        assert policy_model("runs/mine", "open-rs") == "runs/mine"
+    assert "model deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B (the open-rs preset's default" in caplog.text
+    assert "model runs/mine (--model)" in caplog.text
+    with pytest.raises(SystemExit, match="names no model"):
+        policy_model(None, "someone-elses")
