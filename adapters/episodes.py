@@ -221,8 +221,9 @@ def add_episode_arguments(parser: argparse.ArgumentParser, trainer_name: str, *,
     """The flags every trainer CLI shares: which env, model and recipe, where to write, which data."""
     parser.add_argument("--env", required=True, help="env id or alias (python -m envs list)")
     defaults = "; ".join(f"{name}: {PRESET_MODELS[name]}" for name in sorted(presets) if name in PRESET_MODELS)
-    parser.add_argument("--model", help=f"HF model id or local path of the policy (default: the preset's paper model; "
-                                        f"{defaults})")
+    parser.add_argument("--model", help=f"HF model id or local path of the policy, or a named model ('smollm2-135m': "
+                                        f"SmolLM2-135M-Instruct from its PyPI wheel; 'tiny') (default: the preset's "
+                                        f"paper model; {defaults})")
     parser.add_argument("--preset", choices=sorted(presets), help="training recipe (default: chosen from the env)")
     parser.add_argument("--output-dir", type=Path, help=f"where the run's data, config and logs go (default runs/{trainer_name}/<env>)")
     parser.add_argument("--env-kwargs", type=json.loads, default={},
@@ -240,8 +241,11 @@ def add_episode_arguments(parser: argparse.ArgumentParser, trainer_name: str, *,
 def policy_model(model: str | None, preset: str) -> str:
     """``--model``, else the preset's model (``PRESET_MODELS``); logged, so a run's log names its policy."""
     if model:
-        logger.info("model %s (--model)", model)
-        return model
+        from baselines.models import resolve_model
+
+        resolved = resolve_model(model)
+        logger.info("model %s (--model)%s", model, f" at {resolved}" if resolved != model else "")
+        return resolved
     if preset not in PRESET_MODELS:
         raise SystemExit(f"the {preset} preset names no model: pass --model")
     logger.info("model %s (the %s preset's default; --model picks another)", PRESET_MODELS[preset], preset)

@@ -62,6 +62,15 @@ def test_the_designs_command_runs_as_written(tmp_path, monkeypatch, capsys, capl
     assert "agent-r1-qa: Qwen/Qwen2.5-1.5B-Instruct" in help_text
 
 
+def test_a_named_model_is_resolved_to_its_local_directory(tmp_path, capsys, smollm2_dir):
+    """``--model smollm2-135m``: the launch command names the converted HF directory, not the name."""
+    out = tmp_path / "run"
+    assert main(["--env", "arithmetic-v0", "--model", "smollm2-135m", "--num-prompts", "4", "--output-dir", str(out),
+                 "--dry-run"]) == 0
+    argv = _argv_from(out, capsys)
+    assert argv[argv.index("--actor.model_name_or_path") + 1] == str(smollm2_dir)
+
+
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 @pytest.mark.parametrize("layout", [
     {"nodes": 1, "gpus_per_node": 1, "colocate": True, "vllm_tp": 1},
