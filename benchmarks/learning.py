@@ -80,16 +80,26 @@ TWO_DIGIT = {"digits": 2, "num_operations": 1, "operations": "+-", "calculator":
              "test_fraction": 0.2}
 WORD = {"test_fraction": 0.2}  # the default Arithmetic-v0: two steps over + - *, two digits, calculator
 
+
+def _preset_env_kwargs(preset: str) -> dict[str, Any]:
+    """The preset's env kwargs but the split: evaluation must see the prompt and tools training sees."""
+    from baselines.grpo.config import load_preset
+
+    return {k: v for k, v in load_preset(preset).get("env_kwargs", {}).items() if k != "split"}
+
+
+QA = _preset_env_kwargs("smollm2_synthhop")
+
 TASKS: dict[str, Task] = {t.name: t for t in (
     Task("arith1", "one-digit sums", "AgentR1/Arithmetic-v0", ONE_DIGIT_SUMS, "smollm2_arithmetic", "arithmetic"),
     Task("arith2", "two-digit sums and differences", "AgentR1/Arithmetic-v0", TWO_DIGIT, "smollm2_arithmetic",
          "arithmetic"),
     Task("word", "Arithmetic-v0 word problems (calculator)", "AgentR1/Arithmetic-v0", WORD, "smollm2_arithmetic",
          "arithmetic", overrides={"max_new_tokens": 128, "max_episode_tokens": 1024}),
-    Task("qa1", "SynthHop 1-hop questions (search)", "AgentR1/SynthHop-v0", {"hops": 1}, "smollm2_synthhop", "qa",
-         warmup={"steps": 40, "batch_size": 16, "lr": 2e-5}),
-    Task("qa2", "SynthHop 2-hop questions (search)", "AgentR1/SynthHop-v0", {"hops": 2}, "smollm2_synthhop", "qa",
-         start="qa1"),
+    Task("qa1", "SynthHop 1-hop questions (search)", "AgentR1/SynthHop-v0", {**QA, "hops": 1, "max_tool_turns": 2},
+         "smollm2_synthhop", "qa", eval_max_new_tokens=64, warmup={"steps": 40, "batch_size": 16, "lr": 2e-5}),
+    Task("qa2", "SynthHop 2-hop questions (search)", "AgentR1/SynthHop-v0", {**QA, "hops": 2, "max_tool_turns": 3},
+         "smollm2_synthhop", "qa", eval_max_new_tokens=64, start="qa1"),
 )}
 
 
@@ -306,8 +316,8 @@ def plot(results: Sequence[Mapping[str, Any]], out: Path, path: Path) -> None:
                 if pts:
                     ax.plot([p[0] for p in pts], [p[1] for p in pts], linewidth=1.0, label=f"seed {r['seed']}")
             row[1].scatter([0, r["steps"]], [r["start"]["acc"], r["end"]["acc"]], marker="s", s=18, zorder=3)
-        row[0].set_title(f"{task.title}: training reward")
-        row[1].set_title(f"{task.title}: rollout acc; squares = held-out greedy acc")
+        row[0].set_title(f"{task.title}: training reward", fontsize=9)
+        row[1].set_title(f"{task.title}: rollout acc (lines), held-out greedy acc (squares)", fontsize=9)
         for ax in row:
             ax.set_xlabel("GRPO step")
             ax.grid(alpha=0.3)
