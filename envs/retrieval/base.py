@@ -7,8 +7,8 @@ down, index missing) raises ``RetrievalError`` with a message fit to show the mo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 
@@ -18,15 +18,24 @@ class RetrievalError(RuntimeError):
 
 @dataclass(frozen=True)
 class Passage:
-    """One retrieved (or indexable) passage."""
+    """One retrieved (or indexable) passage.
+
+    ``row`` is the corpus row as stored, kept only when ``id``/``title``/``text`` alone would not
+    rebuild it (Search-R1's ``{"id", "contents"}`` rows, extra fields): a server returns it as stored.
+    """
 
     id: str
     title: str
     text: str
     score: float = 0.0
+    row: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+
+    def scored(self, score: float) -> Passage:
+        """This passage with ``score`` (a plain constructor call: ``dataclasses.replace`` costs twice as much)."""
+        return Passage(self.id, self.title, self.text, score, self.row)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"id": self.id, "title": self.title, "text": self.text, "score": self.score}
 
     @property
     def contents(self) -> str:
@@ -45,6 +54,19 @@ class Retriever(Protocol):
     def search_many(self, queries: Sequence[str], k: int = 5) -> list[list[Passage]]:
         """``search`` for a batch of queries (backends batch for throughput)."""
         ...
+
+
+def to_document(passage: Passage) -> dict[str, Any]:
+    """A passage as a retrieval server returns it: the stored row, with ``id`` and ``contents`` added if absent.
+
+    Search-R1's client reads ``document["contents"]``; nothing the corpus stored is rewritten or dropped.
+    """
+    if passage.row is None:
+        return {"id": passage.id, "contents": passage.contents, "title": passage.title, "text": passage.text}
+    document = dict(passage.row)
+    document.setdefault("id", passage.id)
+    document.setdefault("contents", passage.contents)
+    return document
 
 
 def to_contents(title: str, text: str) -> str:
