@@ -20,7 +20,7 @@ from typing import Any
 
 from envs.core.data import DataError, locate, present_fields
 from envs.core.io import atomic_open, default_cache_dir  # noqa: F401  (re-exported: indexes go under indexes/)
-from envs.retrieval.base import Passage, split_contents
+from envs.retrieval.base import Passage, split_contents, to_document
 
 def passage_from_record(record: Mapping[str, Any], *, source: str, row: int, where: str | None = None) -> Passage:
     """One corpus row as a ``Passage``: ``id``/``title``/``text``, or Search-R1's ``id``/``contents``.
@@ -40,7 +40,8 @@ def passage_from_record(record: Mapping[str, Any], *, source: str, row: int, whe
         raise DataError(f"{where or locate(source, row)}: a corpus row needs 'text' (or 'contents'); "
                         f"fields present: {present}")
     passage = Passage(id=str(pid), title="" if title is None else str(title), text=str(text))
-    if dict(record) != {"id": passage.id, "title": passage.title, "text": passage.text}:
+    rebuilt = {"id": passage.id, "title": passage.title, "text": passage.text}
+    if dict(record) not in (rebuilt, to_document(passage)):
         passage = replace(passage, row=dict(record))  # served as stored, not rebuilt from id/title/text
     return passage
 
