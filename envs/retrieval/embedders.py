@@ -160,7 +160,8 @@ class SentenceTransformerEmbedder:
         if max_length is not None:
             self._model.max_seq_length = int(max_length)
         self.max_length = int(self._model.max_seq_length) if self._model.max_seq_length else None
-        dim = self._model.get_sentence_embedding_dimension()
+        get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        dim = get_dim()  # renamed in sentence-transformers 6
         if dim is None:
             dim = int(self._model.encode(["x"], convert_to_numpy=True).shape[1])
         self.dim = int(dim)
