@@ -194,6 +194,18 @@ def _timed_search(search, queries: list[str], k: int, repeats: int = 3) -> tuple
     return found, len(queries) / best
 
 
+def _timed_pair(search_a, search_b, queries: list[str], k: int, repeats: int = 6):  # noqa: ANN001, ANN202
+    """Like ``_timed_search`` for two searches, their passes interleaved so both see the same machine load."""
+    search_a(queries[:200], k), search_b(queries[:200], k)
+    best = {"a": float("inf"), "b": float("inf")}
+    found: dict[str, list[list[str]]] = {}
+    for i in range(repeats):
+        for name in ("ab" if i % 2 == 0 else "ba"):  # alternate which goes first
+            found[name], seconds = _timed(lambda s=search_a if name == "a" else search_b: s(queries, k))
+            best[name] = min(best[name], seconds)
+    return found["a"], len(queries) / best["a"], found["b"], len(queries) / best["b"]
+
+
 def rrf(sparse: list[str], dense: list[str], weight: float = 1.0, k: int = 60) -> list[str]:
     """Reciprocal-rank fusion (Cormack et al. 2009), the fusion the hybrid backend does not use: for the sweep."""
     score: dict[str, float] = {}
@@ -224,11 +236,8 @@ def bench_recall(items: list[dict[str, Any]], workdir: Path, source: str) -> Non
         "passages.jsonl", "agentr1_manifest.json")) / 1e6, "qps": qps, "found": found})
 
     dense, build_s = _timed(lambda: DenseRetriever.build(passages, workdir / "dense", show_progress=False))
-    found, qps = _timed_search(lambda q, n: ids(dense.search_many(q, n)), questions, k)
-    index_mb = (workdir / "dense" / INDEX_NAME).stat().st_size / 1e6
-    rows.append({"name": "dense (WordLlama 256d, faiss Flat)", "build": build_s, "mb": index_mb, "qps": qps,
-                 "found": found})
-    ours_qps = qps
+    dense_row = {"name": "dense (WordLlama 256d, faiss Flat)", "build": build_s,
+                 "mb": (workdir / "dense" / INDEX_NAME).stat().st_size / 1e6}
 
     # raw faiss: WordLlama's own API and a faiss IndexFlatIP, no wrapper in between
     model = dense.embedder._model  # the same loaded WordLlama weights
@@ -241,10 +250,11 @@ def bench_recall(items: list[dict[str, Any]], workdir: Path, source: str) -> Non
     def raw_search(q: list[str], n: int) -> list[list[str]]:
         _, hits = raw.search(model.embed(q, norm=True, batch_size=512), n)
         return [[raw_ids[i] for i in row if i >= 0] for row in hits.tolist()]
-    found, qps = _timed_search(raw_search, questions, k)
-    rows.append({"name": "raw faiss IndexFlatIP, same vectors", "build": build_s, "mb": raw.ntotal * raw.d * 4 / 1e6,
-                 "qps": qps, "found": found})
-    raw_qps = qps
+    raw_row = {"name": "raw faiss IndexFlatIP, same vectors", "build": build_s, "mb": raw.ntotal * raw.d * 4 / 1e6}
+    dense_row["found"], ours_qps, raw_row["found"], raw_qps = _timed_pair(
+        lambda q, n: ids(dense.search_many(q, n)), raw_search, questions, k)
+    dense_row["qps"], raw_row["qps"] = ours_qps, raw_qps
+    rows += [dense_row, raw_row]
 
     hybrid = HybridRetriever(bm25, dense)
     found, qps = _timed_search(lambda q, n: ids(hybrid.search_many(q, n)), questions, k)
@@ -256,8 +266,8 @@ def bench_recall(items: list[dict[str, Any]], workdir: Path, source: str) -> Non
     for r in rows:
         recalls = " | ".join(f"{recall_at(r['found'], gold, n):>5.3f}" for n in (1, 5, 10))
         print(f"| {r['name']:<38} | {recalls} | {r['qps']:>9,.0f} | {r['build']:>7.1f} | {r['mb']:>8.1f} |")
-    print(f"\nour dense path / raw faiss queries/s: {ours_qps / raw_qps:.2f} (target >= 0.90). Queries are searched "
-          "as one batch, query embedding included; build includes embedding the passages; index MB is the "
+    print(f"\nour dense path / raw faiss queries/s: {ours_qps / raw_qps:.2f} (target >= 0.90; best of 6 "
+          "interleaved passes each). Queries are searched as one batch, query embedding included; build includes embedding the passages; index MB is the "
           "bm25s score matrix and vocabulary, or the faiss vectors (the corpus text is not counted).")
 
     print(f"\nhybrid: dense_weight against recall (0 = bm25 alone, 1 = dense alone), and reciprocal-rank fusion:")

@@ -31,8 +31,16 @@ class Passage:
     row: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def scored(self, score: float) -> Passage:
-        """This passage with ``score`` (a plain constructor call: ``dataclasses.replace`` costs twice as much)."""
-        return Passage(self.id, self.title, self.text, score, self.row)
+        """This passage with ``score``: a copy of its fields, not a constructor call.
+
+        Backends make one per hit (30,000 for a batch of 3,000 queries at top-10); the frozen
+        dataclass's ``__init__`` costs ~5 us each, which was a quarter of a dense search's time.
+        """
+        copy = object.__new__(Passage)
+        fields = copy.__dict__
+        fields.update(self.__dict__)
+        fields["score"] = score
+        return copy
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "title": self.title, "text": self.text, "score": self.score}
