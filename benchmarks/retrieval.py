@@ -266,11 +266,11 @@ def bench_recall(items: list[dict[str, Any]], workdir: Path, source: str) -> Non
     for r in rows:
         recalls = " | ".join(f"{recall_at(r['found'], gold, n):>5.3f}" for n in (1, 5, 10))
         print(f"| {r['name']:<38} | {recalls} | {r['qps']:>9,.0f} | {r['build']:>7.1f} | {r['mb']:>8.1f} |")
-    print(f"\nour dense path / raw faiss queries/s: {ours_qps / raw_qps:.2f} (target >= 0.90; best of 6 "
-          "interleaved passes each). Queries are searched as one batch, query embedding included; build includes embedding the passages; index MB is the "
-          "bm25s score matrix and vocabulary, or the faiss vectors (the corpus text is not counted).")
+    print(f"\nour dense path / raw faiss queries/s: {ours_qps / raw_qps:.2f} (target >= 0.90; best of 6 interleaved "
+          "passes each). Queries are searched as one batch, query embedding included; build includes embedding the "
+          "passages; index MB is the bm25s score matrix and vocabulary, or the faiss vectors (not the corpus text).")
 
-    print(f"\nhybrid: dense_weight against recall (0 = bm25 alone, 1 = dense alone), and reciprocal-rank fusion:")
+    print("\nhybrid: dense_weight against recall (0 = bm25 alone, 1 = dense alone), and reciprocal-rank fusion:")
     print("| fusion | R@1 | R@5 | R@10 |\n|---|---:|---:|---:|")
     for weight in (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0):
         fused = ids(HybridRetriever(bm25, dense, dense_weight=weight).search_many(questions, k))

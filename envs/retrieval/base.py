@@ -64,6 +64,13 @@ class Retriever(Protocol):
         ...
 
 
+def query_batch(queries: Sequence[Any], k: int) -> list[str]:
+    """The queries as strings, after checking ``k``: where every backend's ``search_many`` starts."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    return [q if isinstance(q, str) else str(q) for q in queries]
+
+
 def to_document(passage: Passage) -> dict[str, Any]:
     """A passage as a retrieval server returns it: the stored row, with ``id`` and ``contents`` added if absent.
 

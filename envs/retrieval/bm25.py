@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from envs.core.io import atomic_directory
-from envs.retrieval.base import Passage, RetrievalError
+from envs.retrieval.base import Passage, RetrievalError, query_batch
 from envs.retrieval.corpus import corpus_fingerprint, default_cache_dir, load_corpus, write_corpus_jsonl
 from envs.retrieval.integrity import load_checked, require_intact, write_manifest
 
@@ -183,9 +183,7 @@ class BM25Retriever:
         return self.search_many([query], k)[0]
 
     def search_many(self, queries: Sequence[str], k: int = 5) -> list[list[Passage]]:
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        queries = [q if isinstance(q, str) else str(q) for q in queries]
+        queries = query_batch(queries, k)
         results: list[list[Passage]] = [[] for _ in queries]
         ids = self._query_ids(queries)
         todo = [i for i, q in enumerate(ids) if q]

@@ -20,7 +20,8 @@ from typing import Any
 
 from envs.core.data import DataError, locate, present_fields
 from envs.core.io import atomic_open, default_cache_dir  # noqa: F401  (re-exported: indexes go under indexes/)
-from envs.retrieval.base import Passage, split_contents, to_document
+from envs.retrieval.base import Passage, RetrievalError, split_contents, to_document
+
 
 def passage_from_record(record: Mapping[str, Any], *, source: str, row: int, where: str | None = None) -> Passage:
     """One corpus row as a ``Passage``: ``id``/``title``/``text``, or Search-R1's ``id``/``contents``.
@@ -196,8 +197,6 @@ class JsonlRows(Sequence[Passage]):
                 raise DataError("a corpus row must be a JSON object")
             return passage_from_record(record, source=str(self.path), row=i)
         except (ValueError, DataError) as exc:
-            from envs.retrieval.base import RetrievalError
-
             raise RetrievalError(f"{self.path}: row {i} (byte {int(self.offsets[i])}) is not a corpus row: "
                                  f"{str(exc)[:200]}") from None
 

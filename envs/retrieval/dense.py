@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from envs.core.io import atomic_directory
-from envs.retrieval.base import Passage, RetrievalError
+from envs.retrieval.base import Passage, RetrievalError, query_batch
 from envs.retrieval.corpus import (
     JsonlRows,
     corpus_fingerprint,
@@ -251,9 +251,7 @@ class DenseRetriever:
         return self.search_many([query], k)[0]
 
     def search_many(self, queries: Sequence[str], k: int = 5) -> list[list[Passage]]:
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        queries = [q if isinstance(q, str) else str(q) for q in queries]
+        queries = query_batch(queries, k)
         if not queries:
             return []
         vectors = np.ascontiguousarray(self.embedder.encode_queries(queries), dtype=np.float32)

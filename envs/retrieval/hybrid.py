@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from envs.retrieval.base import Passage, RetrievalError, Retriever
+from envs.retrieval.base import Passage, RetrievalError, Retriever, query_batch
 
 DEFAULT_DENSE_WEIGHT = 0.3
 DEFAULT_DEPTH = 50
@@ -122,8 +122,7 @@ class HybridRetriever:
         return self.search_many([query], k)[0]
 
     def search_many(self, queries: Sequence[str], k: int = 5) -> list[list[Passage]]:
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+        queries = query_batch(queries, k)
         depth = max(k, self.depth)
         sparse = self.sparse.search_many(queries, depth) if self.dense_weight < 1 else [[] for _ in queries]
         dense = self.dense.search_many(queries, depth) if self.dense_weight > 0 else [[] for _ in queries]
