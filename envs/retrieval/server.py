@@ -21,11 +21,11 @@ changes what a well-formed Search-R1 request gets:
 
 * request bodies above ``max_body_bytes`` (64 MiB: room for ``max_queries`` queries of
   ``max_query_chars`` ASCII characters) get 413 (before they are read, when ``Content-Length``
-  says so; otherwise as soon as the stream passes the limit), a body not complete within ``body_timeout`` gets 408, more than
-  ``max_queries`` queries get 413; a query over ``max_query_chars`` is truncated (counted in a
-  rate-limited log line), never failing its batch; a ``topk`` above ``max_topk`` is lowered to it;
-  every malformed request is a 4xx with a one-line message (JSON ``NaN``/``Infinity`` included),
-  never a 500 with a traceback;
+  says so; otherwise as soon as the stream passes the limit), a body not complete within
+  ``body_timeout`` gets 408, more than ``max_queries`` queries get 413; a query over
+  ``max_query_chars`` is truncated (counted in a rate-limited log line), never failing its batch;
+  a ``topk`` above ``max_topk`` is lowered to it; every malformed request is a 4xx with a
+  one-line message (JSON ``NaN``/``Infinity`` included), never a 500 with a traceback;
 * a connection must deliver its request headers within ``header_timeout`` seconds of connecting
   (or of its previous answer), so half-open and slow-loris connections are closed; idle keep-alive
   connections close after ``keep_alive`` seconds;
