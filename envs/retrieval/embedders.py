@@ -115,15 +115,16 @@ class WordLlamaEmbedder:
 
     def _encode(self, texts: Sequence[str], show_progress: bool) -> np.ndarray:
         texts = [t if isinstance(t, str) else str(t) for t in texts]
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        starts = range(0, len(texts), self.batch_size)
-        if show_progress and len(texts) > self.batch_size:
-            from tqdm.auto import tqdm
+        if not texts:
+            return np.empty((0, self.dim), dtype=np.float32)
+        if not show_progress or len(texts) <= self.batch_size:  # WordLlama batches internally
+            return normalize_rows(self._model.embed(texts, norm=False, batch_size=self.batch_size))
+        from tqdm.auto import tqdm
 
-            starts = tqdm(starts, desc=f"embedding ({self.name})", unit="batch")
-        for start in starts:
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for start in tqdm(range(0, len(texts), self.batch_size), desc=f"embedding ({self.name})", unit="batch"):
             chunk = texts[start:start + self.batch_size]
-            out[start:start + len(chunk)] = self._model.embed(chunk, norm=False, batch_size=len(chunk) or 1)
+            out[start:start + len(chunk)] = self._model.embed(chunk, norm=False, batch_size=len(chunk))
         return normalize_rows(out)
 
     def encode_queries(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
