@@ -39,7 +39,8 @@ def _add_dense_options(p: argparse.ArgumentParser, *, building: bool) -> None:
         g.add_argument("--ef-search", type=int, default=None, help="HNSW search breadth (default 64)")
         g.add_argument("--cpu", action="store_true", help="keep the faiss index on the CPU even with faiss-gpu")
         g.add_argument("--dense-weight", type=float, default=None,
-                       help="hybrid: weight of the dense ranking in the fusion (0 = BM25 alone; default 0.5)")
+                       help="hybrid: weight of the dense score in the fusion (0 = BM25 alone, 1 = dense alone; "
+                            "default 0.3)")
 
 
 def _dense_options(args: argparse.Namespace, *, building: bool) -> dict[str, Any]:
