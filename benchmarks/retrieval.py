@@ -148,16 +148,17 @@ def overlap(a: list[list[str]], b: list[list[str]], k: int) -> tuple[float, floa
 
 
 # ---------------------------------------------------------------------------- recall on multi-hop QA
-def generated_items(n: int, seed: int = 0) -> list[dict[str, Any]]:
-    """``n`` generated two-hop questions with distractor paragraphs: the benchmark's offline data source.
+def synthhop_data(n: int, seed: int = 0, passages: int = 10_000) -> tuple[list[Passage], list[str], list[set[str]]]:
+    """The benchmark's offline data: a SynthHop world (``passages`` entities, names that share words) and
+    ``n`` of its test questions (1-3 hops, every kind); gold = the passages of the supporting titles."""
+    from envs.qa.synth import corpus_and_questions
 
-    The one place the generated data comes from (the team-QA world generator), so it can be swapped
-    for another generator without touching the rest of the benchmark.
-    """
-    from envs.multiagent.team_qa import generate_item
-
-    rng = np.random.default_rng(seed)
-    return [generate_item(rng) for _ in range(n)]
+    corpus, items = corpus_and_questions(seed, passages=passages, num_questions=n)
+    by_title: dict[str, set[str]] = {}
+    for p in corpus:
+        by_title.setdefault(p.title, set()).add(p.id)
+    gold = [set().union(*(by_title[t] for t in item["supporting_titles"])) for item in items]
+    return corpus, [str(item["question"]) for item in items], gold
 
 
 def qa_benchmark_data(items: list[dict[str, Any]]) -> tuple[list[Passage], list[str], list[set[str]]]:
@@ -224,14 +225,14 @@ def rrf(sparse: list[str], dense: list[str], weight: float = 1.0, k: int = 60) -
     return sorted(score, key=lambda pid: -score[pid])
 
 
-def bench_recall(items: list[dict[str, Any]], workdir: Path, source: str) -> None:
+def bench_recall(passages: list[Passage], questions: list[str], gold: list[set[str]], workdir: Path,
+                 source: str) -> None:
     import faiss
 
     from envs.retrieval.bm25 import BM25Retriever
     from envs.retrieval.dense import INDEX_NAME, DenseRetriever
     from envs.retrieval.hybrid import DEFAULT_DENSE_WEIGHT, DEFAULT_DEPTH, HybridRetriever
 
-    passages, questions, gold = qa_benchmark_data(items)
     print(f"data: {source}; {len(questions):,} questions, {len(passages):,} passages "
           f"({statistics.fmean(len(g) for g in gold):.2f} gold passages per question)")
     k = 10
@@ -304,7 +305,7 @@ def main() -> None:
     sub = parser.add_subparsers(dest="table")
     recall = sub.add_parser("recall", help="recall@k on multi-hop QA for bm25s, dense, hybrid and raw faiss")
     recall.add_argument("--hotpotqa", default=None,
-                        help="a HotpotQA dev file (original JSON, JSONL or parquet); default: generated questions")
+                        help="a HotpotQA dev file (original JSON, JSONL or parquet); default: SynthHop's generated world")
     recall.add_argument("--items", type=int, default=3_000, help="generated questions (without --hotpotqa)")
     recall.add_argument("--max-items", type=int, default=None, help="use only the first N questions of --hotpotqa")
     args = parser.parse_args()
@@ -315,12 +316,13 @@ def main() -> None:
             if args.hotpotqa:
                 from envs.qa.datasets import load_items
 
-                items = load_items("hotpotqa", data_path=args.hotpotqa, max_items=args.max_items)
+                data = qa_benchmark_data(load_items("hotpotqa", data_path=args.hotpotqa, max_items=args.max_items))
                 source = f"{args.hotpotqa} (HotpotQA)"
             else:
-                items = generated_items(args.items, seed=args.seed)
-                source = f"{args.items:,} generated two-hop questions with 6 distractors each (seed {args.seed})"
-            bench_recall(items, Path(tmp), source)
+                data = synthhop_data(args.items, seed=args.seed)
+                source = (f"SynthHop world {args.seed} (10,000 passages whose names share words), {args.items:,} test "
+                          "questions of 1-3 hops")
+            bench_recall(*data, Path(tmp), source)
         return
 
     with tempfile.TemporaryDirectory(prefix="agentr1-retrieval-bench-", dir=args.workdir) as tmp:

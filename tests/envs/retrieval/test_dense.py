@@ -14,7 +14,7 @@ pytest.importorskip("wordllama")
 from envs.qa.datasets import SAMPLE_CORPUS_PATH  # noqa: E402
 from envs.retrieval import Passage, RetrievalError, load_corpus, make_retriever  # noqa: E402
 from envs.retrieval.bm25 import BM25Retriever  # noqa: E402
-from envs.retrieval.corpus import JsonlRows, line_offsets, passages_from_items  # noqa: E402
+from envs.retrieval.corpus import JsonlRows, line_offsets  # noqa: E402
 from envs.retrieval.dense import DenseRetriever  # noqa: E402
 from envs.retrieval.embedders import WordLlamaEmbedder, make_embedder, model_defaults, normalize_rows  # noqa: E402
 from envs.retrieval.hybrid import HybridRetriever, fuse  # noqa: E402
@@ -40,12 +40,11 @@ def embedder():
 
 @pytest.fixture(scope="module")
 def generated():
-    """~3,000 passages: every context paragraph of 400 generated two-hop questions (team QA's world)."""
-    from envs.multiagent.team_qa import generate_item
+    """A generated SynthHop world of 3,000 passages and 400 of its questions (1-3 hops)."""
+    from envs.qa.synth import corpus_and_questions
 
-    rng = np.random.default_rng(0)
-    items = [generate_item(rng) for _ in range(400)]
-    return items, passages_from_items(items)
+    passages, items = corpus_and_questions(0, passages=3_000, num_questions=400)
+    return items, passages
 
 
 @pytest.fixture(scope="module")
@@ -251,14 +250,8 @@ def test_hybrid_default_is_never_worse_than_bm25(generated, corpus, embedder):
         by_title: dict[str, set[str]] = {}
         for p in case_passages:
             by_title.setdefault(p.title, set()).add(p.id)
-        if case_passages is corpus:
-            questions = [it for it in case_items if it["supporting_titles"]]
-            gold = [set().union(*(by_title.get(t, set()) for t in it["supporting_titles"])) for it in questions]
-        else:
-            ids = {(p.title, p.text): p.id for p in case_passages}
-            questions = items
-            gold = [{ids[(c["title"], c["text"])] for c in it["context"] if c["title"] in it["supporting_titles"]}
-                    for it in items]
+        questions = [it for it in case_items if it["supporting_titles"]]
+        gold = [set().union(*(by_title.get(t, set()) for t in it["supporting_titles"])) for it in questions]
         bm25 = BM25Retriever(case_passages, persist=False, backend="numpy")
         hybrid = HybridRetriever(bm25, DenseRetriever.from_passages(case_passages, embedder=embedder, persist=False))
         texts = [it["question"] for it in questions]
