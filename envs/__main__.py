@@ -1,4 +1,4 @@
-"""Command line: ``python -m envs list | demo | play | serve``.
+"""Command line: ``python -m envs list | demo | play | serve | view``.
 
 ``demo`` plays each registered environment on the data the project ships (no download, no server,
 no GPU) with a scripted policy, printing the transcript, rewards and reward components: episode 0 is
@@ -18,6 +18,7 @@ import gymnasium as gym
 import envs
 from envs.core.registry import resolve_env_id, suite_envs
 from envs.server.cli import add_parser as add_serve_parser
+from envs.viewer.cli import add_parser as add_view_parser
 
 MALFORMED_CALL = '<tool_call>{"name": "calculator", "arguments": {"expression": </tool_call>'
 
@@ -110,6 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     play.add_argument("--seed", type=int, default=0)
     play.set_defaults(func=_play)
     add_serve_parser(sub)
+    add_view_parser(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -80,6 +80,7 @@ class GRPOConfig:
     resume: bool = True  # resume from the newest checkpoint in output_dir if there is one
     resume_from: str | None = None  # a specific checkpoint directory to resume from
     log_every: int = 1
+    sample_episodes: int = 4  # episodes written to output_dir/episodes.jsonl every logging step (0: none)
     tensorboard: bool = True
     wandb_project: str | None = None
     progress: bool = True
@@ -115,6 +116,7 @@ class GRPOConfig:
         need(self.dtype in ("auto", "float32", "bfloat16", "float16"), "dtype", "unknown dtype")
         need(self.strategy in ("auto", "fsdp", "ddp", "none"), "strategy", "must be auto, fsdp, ddp or none")
         need(self.keep_checkpoints >= 1, "keep_checkpoints", "must be >= 1")
+        need(self.sample_episodes >= 0, "sample_episodes", "must be >= 0")
         need(isinstance(self.env_kwargs, dict), "env_kwargs", "must be a mapping")
         return self
 
