@@ -184,7 +184,7 @@ def _clean(value: Any) -> Any:
             return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
         return value
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {_clean(str(k)): _clean(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_clean(v) for v in value]
     return value

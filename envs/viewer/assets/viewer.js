@@ -405,5 +405,6 @@
   renderControls();
   renderList();
   document.documentElement.dataset.renderMs = String(Math.round(performance.now() - started));
+  document.documentElement.dataset.readyAt = String(Math.round(performance.now()));
   document.documentElement.dataset.ready = "1";
 })();
