@@ -227,7 +227,8 @@
     for (const f of ep.flags) if (f !== verdict) head.appendChild(el("span", "badge " + f, FLAG_TEXT[f] || f));
     head.appendChild(el("span", "reward", "reward " + signed(ep.reward)));
     head.appendChild(el("span", "muted", [ep.env, ep.kind, ep.label].filter(Boolean).join(" · ")));
-    head.appendChild(el("span", "muted", ep.turns_taken + " turns · " + ep.tool_calls + " tool calls" +
+    const plural = (n, word) => n + " " + word + (n === 1 ? "" : "s");
+    head.appendChild(el("span", "muted", plural(ep.turns_taken, "turn") + " · " + plural(ep.tool_calls, "tool call") +
       (ep.tokens !== null && ep.tokens !== undefined ? " · " + ep.tokens + " tokens" : "")));
     head.appendChild(el("span", "ep-preview", preview(ep)));
     return head;
