@@ -121,7 +121,8 @@ def episode_label(record: EpisodeRecord) -> str:
     """Where the episode came from, in a few words (``item 3 · sample 1``, ``step 40 · group 2``)."""
     source = record.source
     parts = []
-    for key, word in (("step", "step"), ("index", "item"), ("sample", "sample"), ("group", "group"), ("seed", "seed")):
+    for key, word in (("step", "step"), ("index", "item"), ("sample", "sample"), ("group", "group"), ("seed", "seed"),
+                      ("policy", "policy")):
         if source.get(key) is not None:
             parts.append(f"{word} {source[key]}")
     return " · ".join(parts)
