@@ -144,9 +144,11 @@ def markdown_table(env_id: str, model: str, summary: dict[str, Any]) -> str:
 
 
 def _sample(episode: Any, correct: bool, source: dict[str, Any]) -> dict[str, Any]:
-    """One sample of ``items.jsonl``: the episode's record (``envs.core.records``); the item is on its line."""
+    """One sample of ``items.jsonl``: the episode's record (``envs.core.records``; the item is on its line),
+    and ``responses``, the model's turns, as samples carried them before the record format."""
     sample = episode.record(correct=correct, source=source).to_dict()
     del sample["item"]
+    sample["responses"] = list(episode.responses)
     return sample
 
 

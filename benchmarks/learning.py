@@ -71,10 +71,9 @@ def answer_spread(eval_dir: Path) -> dict[str, Any]:
     marginal, not the skill.
     """
     from envs.core.parsing import extract_last_boxed
-    from envs.core.records import EpisodeRecord
 
     records = [json.loads(line) for line in (eval_dir / "items.jsonl").read_text().splitlines() if line.strip()]
-    replies = [extract_last_boxed(EpisodeRecord.from_dict(r["samples"][0]).responses[-1]) for r in records]
+    replies = [extract_last_boxed(r["samples"][0]["responses"][-1]) for r in records]
     answers = Counter(str(r["item"]["answer"]) for r in records)
     return {"distinct_answers": len({a for a in replies if a is not None}),
             "constant_acc": max(answers.values()) / len(records)}

@@ -2,7 +2,8 @@
 
 Three places save episodes, all in this one format:
 
-* ``baselines.evaluate``: each sample of ``items.jsonl`` (one line per item, its ``samples`` list);
+* ``baselines.evaluate``: each sample of ``items.jsonl`` (one line per item, its ``samples`` list; a
+  sample also keeps ``responses``, the model's turns, for the tools that read them);
 * the GRPO trainer: a few episodes per logging step, one record per line of ``episodes.jsonl`` in
   the run directory (``GRPOConfig.sample_episodes``);
 * the remote client (``AgentR1/Remote-v0``), when asked to record its sessions (``record_path=``

@@ -30,7 +30,6 @@ import re
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -192,7 +191,7 @@ def _clean(value: Any) -> Any:
 
 
 def _asset(name: str) -> str:
-    return resources.files("envs.viewer").joinpath("assets", name).read_text(encoding="utf-8")
+    return (Path(__file__).with_name("assets") / name).read_text(encoding="utf-8")
 
 
 def _csp_hash(text: str) -> str:

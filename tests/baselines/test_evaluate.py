@@ -79,6 +79,7 @@ def test_cli_writes_items_and_summary(tiny_model_dir, tmp_path, capsys):
         assert episode.correct == sample["correct"] and episode.reward == pytest.approx(sample["reward"])
         assert episode.turns[0].action and sum(t.reward for t in episode.turns) == pytest.approx(sample["reward"])
         assert episode.response_tokens == sample["response_tokens"] > 0
+        assert episode.responses == sample["responses"]  # the field older readers use
     assert (out / "summary.md").read_text().startswith("| env |")
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
