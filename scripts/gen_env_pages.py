@@ -52,7 +52,7 @@ def env_page(entry: Any) -> str:
         lines += ["## At a glance", "", "| property | value |", "|---|---|",
                   f"| id | `{env_id}` |",
                   f"| aliases | {', '.join(f'`{a}`' for a in entry.aliases) or '–'} |",
-                  f"| class | [`{cls.__qualname__}`][{path}] |",
+                  f"| class | `{path}` |",  # plain: an env's module need not be on an API page
                   f"| registered kwargs | `{cell(spec.kwargs)}` |",
                   f"| action space | `{base.action_space}` |",
                   f"| observation space | `{base.observation_space}` |",
