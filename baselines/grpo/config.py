@@ -81,6 +81,7 @@ class GRPOConfig:
     max_train_seconds: float = 0.0  # stop (and save) after the step that crosses this wall time; 0: no limit
     resume_from: str | None = None  # a specific checkpoint directory to resume from
     log_every: int = 1
+    sample_episodes: int = 4  # episodes written to output_dir/episodes.jsonl every logging step (0: none)
     tensorboard: bool = True
     wandb_project: str | None = None
     progress: bool = True
@@ -117,6 +118,7 @@ class GRPOConfig:
         need(self.strategy in ("auto", "fsdp", "ddp", "none"), "strategy", "must be auto, fsdp, ddp or none")
         need(self.keep_checkpoints >= 1, "keep_checkpoints", "must be >= 1")
         need(self.max_train_seconds >= 0, "max_train_seconds", "must be >= 0 (0: no limit)")
+        need(self.sample_episodes >= 0, "sample_episodes", "must be >= 0")
         need(isinstance(self.env_kwargs, dict), "env_kwargs", "must be a mapping")
         return self
 

@@ -10,10 +10,16 @@ Seeds: each process seeds torch's own RNG once with ``seed + rank`` (HF sampling
 saves/restores that RNG state in checkpoints; env episodes are seeded from
 ``SeedSequence([seed, step, prompt])`` so the prompts of a step do not depend on the world size.
 Python's ``random`` and NumPy's global RNG are never seeded or used.
+
+Every logging step, rank 0 appends ``sample_episodes`` of its episodes (spread over its prompts) to
+``output_dir/episodes.jsonl`` as episode records (``envs.core.records``: the conversation, each
+turn's reward components, the final metrics), which ``python -m envs view`` shows; a run first drops
+the records of the steps it is about to play (those after its checkpoint, or all when it starts over).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -40,6 +46,10 @@ from baselines.grpo.distributed import (
     wrap_model,
 )
 from baselines.grpo.rollout import ChatFormat, Episode, HFGenerator, Sampling, run_episodes
+from envs.core.io import atomic_write_text
+from envs.core.records import append_episode_records
+
+SAMPLES_FILE = "episodes.jsonl"
 
 logger = logging.getLogger(__name__)
 
@@ -213,6 +223,8 @@ class GRPOTrainer:
             self.optimizer, lr_lambda(cfg.lr_schedule, total_updates, int(cfg.warmup_ratio * total_updates)))
         if resume_from:
             self._restore(resume_from)
+        if ctx.is_main:  # a run that starts over, or resumes, replays the steps after start_step
+            drop_samples_after(Path(cfg.output_dir) / SAMPLES_FILE, self.start_step)
         self.envs = [envs.make(self.env_id, env_url=cfg.env_url, **cfg.env_kwargs) for _ in range(self.local_prompts * cfg.group_size)]
         self._items = len(getattr(self.envs[0].unwrapped, "items", []) or [])
         self.sampling = Sampling(temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
@@ -346,11 +358,20 @@ class GRPOTrainer:
         if self._vllm:
             self.generator.sync_weights(iter_full_tensors(self.model, self.generator.torch_dtype))
         t_sync = time.perf_counter() - t2
+        if ctx.is_main and cfg.sample_episodes and (step + 1) % max(1, cfg.log_every) == 0:
+            self.write_samples(step + 1, episodes)
         metrics = self._metrics(episodes, sums, dropped=[a is None for a in advantages])
         metrics.update({"time/rollout": t_rollout, "time/train": t_train, "time/sync": t_sync,
                         "lr": self.scheduler.get_last_lr()[0]})
         metrics.update({f"rollout/logprob_gap_{k}": v for k, v in gap.items()})
         return metrics
+
+    def write_samples(self, step: int, episodes: list[Episode]) -> None:
+        """Append ``sample_episodes`` of ``episodes``, evenly spread over them, to ``episodes.jsonl``."""
+        picks = sorted({int(round(x)) for x in np.linspace(0, len(episodes) - 1, min(self.cfg.sample_episodes, len(episodes)))})
+        source = {"kind": "train", "env": self.env_id, "model": str(self.cfg.model), "step": step}
+        append_episode_records(Path(self.cfg.output_dir) / SAMPLES_FILE,
+                               [episodes[i].record(source={**source, "group": episodes[i].group}) for i in picks])
 
     # ------------------------------------------------------------------ rollout/trainer agreement
     def _check_logprobs(self, step: int) -> bool:
@@ -545,6 +566,22 @@ class GRPOTrainer:
     def close(self) -> None:
         for env in self.envs:
             env.close()
+
+
+def drop_samples_after(path: Path, step: int) -> None:
+    """Keep the sampled episodes of steps up to ``step`` (a resumed run replays the ones after it)."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
+            if line.strip() and _sample_step(line) <= step]
+    atomic_write_text(path, "".join(kept))
+
+
+def _sample_step(line: str) -> int:
+    try:
+        return int(json.loads(line)["source"]["step"])
+    except (ValueError, KeyError, TypeError):
+        return 1 << 62  # not a whole record (a crash mid-write): dropped
 
 
 def _union_keys(keys: list[str], ctx: DistContext) -> list[str]:

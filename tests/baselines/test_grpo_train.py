@@ -13,7 +13,8 @@ pytest.importorskip("transformers")
 
 from baselines.grpo.checkpoint import list_checkpoints  # noqa: E402
 from baselines.grpo.config import make_config  # noqa: E402
-from baselines.grpo.trainer import GRPOTrainer  # noqa: E402
+from baselines.grpo.trainer import SAMPLES_FILE, GRPOTrainer, drop_samples_after  # noqa: E402
+from envs.core.records import read_episode_records  # noqa: E402
 
 QUIET = dict(tensorboard=False, progress=False)
 
@@ -59,6 +60,14 @@ def test_checkpoint_resume_reproduces_the_next_step(tiny_model_dir, tmp_path):
     ckpt = saved[0][1]
     assert (ckpt / "config.json").is_file() and (ckpt / "optimizer.pt").is_file() and (ckpt / "rng_rank0.pt").is_file()
     assert not [p for p in ckpt.parent.iterdir() if p.name.startswith(".")]  # no temp dirs left behind
+    # every logging step wrote sample_episodes episode records, spread over the step's groups
+    samples = list(read_episode_records(tmp_path / "a" / SAMPLES_FILE))
+    assert [r.source["step"] for r in samples] == [1] * 4 + [2] * 4
+    assert {r.source["kind"] for r in samples} == {"train"} and {r.source["group"] for r in samples} == {0, 1}
+    for record in samples:
+        assert record.prompt[-1]["role"] == "user" and record.turns and record.metrics["turns"] >= 0
+        assert sum(t.reward for t in record.turns) == pytest.approx(record.reward)
+        assert set(record.reward_components) >= {"answer", "format"} and record.response_tokens > 0
 
     second = GRPOTrainer(_resume_config(tiny_model_dir, tmp_path / "b", resume_from=str(ckpt)), device="cpu")
     try:
@@ -83,6 +92,17 @@ def test_resume_picks_the_latest_checkpoint(tiny_model_dir, tmp_path):
         assert again.train() == []
     finally:
         again.close()
+    assert [r.source["step"] for r in read_episode_records(tmp_path / SAMPLES_FILE)] == [1] * 4  # kept on resume
+
+
+def test_a_run_drops_the_samples_of_the_steps_it_replays(tmp_path):
+    path = tmp_path / SAMPLES_FILE
+    lines = [json.dumps({"source": {"step": s}, "turns": []}) for s in (1, 1, 2, 3)]
+    path.write_text("\n".join(lines) + '\n{"source": {"step": 2}, "tur')  # a crash mid-write
+    drop_samples_after(path, 2)
+    assert [json.loads(line)["source"]["step"] for line in path.read_text().splitlines()] == [1, 1, 2]
+    drop_samples_after(path, 0)  # a run that starts over
+    assert path.read_text() == ""
 
 
 def test_cli_trains_logs_and_checkpoints(tiny_model_dir, tmp_path, capsys):
