@@ -134,7 +134,7 @@ def warm_up(model: str, env_id: str, env_kwargs: Mapping[str, Any], output_dir: 
                                + [-100] * (width - len(e.ids)) for e in chosen])
         attention = torch.tensor([[1] * len(e.ids) + [0] * (width - len(e.ids)) for e in chosen])
         with torch.autocast("cpu", dtype=compute, enabled=compute != torch.float32):
-            loss = policy(input_ids=input_ids, attention_mask=attention, labels=labels).loss
+            loss = _target_loss(policy, input_ids, attention, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
@@ -151,6 +151,19 @@ def warm_up(model: str, env_id: str, env_kwargs: Mapping[str, Any], output_dir: 
         tokenizer.save_pretrained(tmp)
         atomic_write_text(tmp / "warmup.json", json.dumps(summary, indent=1) + "\n")
     return summary
+
+
+def _target_loss(policy: Any, input_ids: Any, attention: Any, labels: Any) -> Any:
+    """Mean cross-entropy over the target tokens, projecting only their hidden states onto the vocabulary
+    (a few percent of the positions: the output layer of a 49k-token vocabulary is then no longer the
+    largest cost of a step, nor of its memory)."""
+    import torch
+
+    hidden = policy.get_decoder()(input_ids=input_ids, attention_mask=attention).last_hidden_state
+    targets = labels[:, 1:]
+    keep = targets != -100
+    logits = policy.get_output_embeddings()(hidden[:, :-1][keep])
+    return torch.nn.functional.cross_entropy(logits.float(), targets[keep])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,3 +49,21 @@ def test_warm_up_saves_a_model_and_reuses_it(tiny_model_dir, tmp_path):
     assert json.loads((out / "warmup.json").read_text())["steps"] == 3
     AutoModelForCausalLM.from_pretrained(out)  # a normal HF directory
     assert warm_up(str(tiny_model_dir), "AgentR1/Arithmetic-v0", CALCULATOR, out, steps=99) == summary  # reused
+
+
+def test_target_only_projection_gives_the_full_models_loss(tiny_model_dir):
+    """The warm-up projects only target positions onto the vocabulary: same loss as the model's own."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from baselines.warmup import _target_loss
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    ids = torch.randint(5, 300, (3, 12), generator=torch.Generator().manual_seed(0))
+    attention = torch.ones_like(ids)
+    labels = ids.clone()
+    labels[:, :6] = -100
+    attention[0, 9:], labels[0, 9:] = 0, -100  # a right-padded row
+    with torch.no_grad():
+        expected = model(input_ids=ids, attention_mask=attention, labels=labels).loss
+        assert torch.allclose(_target_loss(model, ids, attention, labels), expected, atol=1e-6)
