@@ -1,0 +1,50 @@
+"""The fallback provider: a plain subprocess with resource limits and a scratch working directory.
+
+Used only when bubblewrap cannot run here, with a warning, because it does not isolate: the code
+sees the host's files, processes and network as the user it runs as. What it does do: the same
+per-call limits as the sandbox (wall time, CPU time, address space, file size, processes, open
+files, output), a scratch working directory deleted with the session, a clean environment, no
+standard input, kernels as ``nobody`` when this process is root, and cleanup of every process the
+code starts (the supervisor is a child subreaper, so double forks and ``setsid`` do not escape it,
+and it kills them all when its owner dies). ``SubprocessProvider.unprotected`` lists what it does
+not protect against; ``docs/python-tool.md`` has the escape suite's results for both providers.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+from envs.sandbox.local import LocalProvider
+
+
+class SubprocessProvider(LocalProvider):
+    name: ClassVar[str] = "subprocess"
+    isolation: ClassVar[str] = (
+        "none (fallback): a subprocess with rlimits and a scratch working directory, as nobody when the host "
+        "process is root, else as the host user")
+    unprotected: ClassVar[tuple[str, ...]] = (
+        "file reads: every file the sandbox user can read (the project, system files; as a normal user, your own files)",
+        "file writes: everywhere the sandbox user can write, not only the scratch directory "
+        "(as a normal user: your home and the project)",
+        "network: the host's network, its loopback services included",
+        "other processes: it sees every process; as a normal user it can signal or trace your processes "
+        "and read their environment (secrets) in /proc",
+        "its own supervisor: as a normal user the code can kill it, and then the processes it started outlive the call",
+        "kernel vulnerabilities and every system call",
+        "memory and CPU are limited per process (rlimits), not per sandbox; "
+        "as a normal user the process limit counts all your processes",
+    )
+
+    def settings(self, scratch: Path) -> dict[str, Any]:
+        drop = self.drop_to()
+        # As root, kernels run as nobody with one capability kept, to read any file: the interpreter may
+        # live where nobody cannot read (pyenv under /root), and reading is not contained here anyway.
+        # A user namespace would drop that capability, so only a normal user's kernels get one (it
+        # makes the process limit count only the kernel's processes).
+        return {"cwd": str(scratch), "drop_uid": drop, "keep_read_capability": drop is not None,
+                "new_userns": drop is None, "owner_pid": os.getpid()}
+
+    def command(self, python_argv: list[str], scratch: Path) -> list[str]:
+        return python_argv
