@@ -20,13 +20,12 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import sys
 import threading
 from pathlib import Path
 from typing import Any, ClassVar
 
 from envs.sandbox.base import SandboxLimits, SandboxUnavailable
-from envs.sandbox.local import LocalProvider
+from envs.sandbox.local import LocalProvider, python_roots
 
 logger = logging.getLogger(__name__)
 
@@ -96,10 +95,11 @@ class BubblewrapProvider(LocalProvider):
                 argv += ["--symlink", os.readlink(path), str(path)]
             elif path.is_dir():
                 argv += ["--ro-bind", str(path), str(path)]
+        argv += ["--perms", "0755", "--dir", "/etc"]
         for path in _ETC_FILES:
             argv += ["--ro-bind-try", path, path]
         made: set[str] = {"/", "/usr", "/tmp", "/proc", "/dev"}
-        for root in _python_roots(self.python):
+        for root in python_roots(self.python):
             for parent in reversed(Path(root).parents):
                 if str(parent) not in made and not str(parent).startswith("/usr/"):
                     argv += ["--perms", "0755", "--dir", str(parent)]  # bwrap would copy a 0700 /root
@@ -109,14 +109,3 @@ class BubblewrapProvider(LocalProvider):
         argv += ["--proc", "/proc", "--dev", "/dev", "--bind", str(scratch), "/tmp", "--chdir", "/tmp",
                  "--remount-ro", "/", "--", *python_argv]
         return argv
-
-
-def _python_roots(python: str) -> list[str]:
-    """The directories an interpreter needs outside /usr: its environment and its installation."""
-    candidates = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
-                  os.path.dirname(os.path.dirname(os.path.realpath(python))),
-                  os.path.dirname(os.path.dirname(os.path.abspath(python)))}
-    roots = sorted({os.path.realpath(c) for c in candidates} | candidates)
-    roots = [r for r in roots if r and r != "/" and not (r == "/usr" or r.startswith("/usr/")) and os.path.isdir(r)]
-    # Drop roots inside other roots (their parent is bound already).
-    return [r for r in roots if not any(r != other and r.startswith(other + os.sep) for other in roots)]

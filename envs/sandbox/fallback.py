@@ -13,10 +13,11 @@ not protect against; ``docs/python-tool.md`` has the escape suite's results for 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Any, ClassVar
 
-from envs.sandbox.local import LocalProvider
+from envs.sandbox.local import LocalProvider, python_roots
 
 
 class SubprocessProvider(LocalProvider):
@@ -39,12 +40,28 @@ class SubprocessProvider(LocalProvider):
 
     def settings(self, scratch: Path) -> dict[str, Any]:
         drop = self.drop_to()
-        # As root, kernels run as nobody with one capability kept, to read any file: the interpreter may
-        # live where nobody cannot read (pyenv under /root), and reading is not contained here anyway.
-        # A user namespace would drop that capability, so only a normal user's kernels get one (it
-        # makes the process limit count only the kernel's processes).
-        return {"cwd": str(scratch), "drop_uid": drop, "keep_read_capability": drop is not None,
-                "new_userns": drop is None, "owner_pid": os.getpid()}
+        # As root, kernels run as nobody. Where nobody cannot read the interpreter (pyenv under /root)
+        # they keep one capability, to read any file, and so no user namespace of their own (which
+        # would drop it): then the code can read every file and create namespaces. Otherwise (and as a
+        # normal user) each kernel gets a user namespace that cannot create more, so the process limit
+        # counts only its own processes.
+        keep_read = drop is not None and not _readable_by_everyone(python_roots(self.python))
+        return {"cwd": str(scratch), "drop_uid": drop, "keep_read_capability": keep_read,
+                "new_userns": not keep_read, "owner_pid": os.getpid()}
 
     def command(self, python_argv: list[str], scratch: Path) -> list[str]:
         return python_argv
+
+
+def _readable_by_everyone(roots: list[str]) -> bool:
+    """Can any user reach and read these directories (every parent searchable by others)?"""
+    for root in roots:
+        path = Path(root)
+        for directory in (*reversed(path.parents), path):
+            try:
+                mode = directory.stat().st_mode
+            except OSError:
+                return False
+            if not mode & stat.S_IXOTH or (directory == path and not mode & stat.S_IROTH):
+                return False
+    return True

@@ -16,6 +16,7 @@ Lifetimes:
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import json
 import logging
 import os
@@ -108,6 +109,17 @@ class LocalProvider(SandboxProvider):
             return pwd.getpwnam("nobody").pw_uid
         except (ImportError, KeyError):
             return NOBODY
+
+
+def python_roots(python: str) -> list[str]:
+    """The directories an interpreter needs outside /usr: its environment and its installation."""
+    candidates = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+                  os.path.dirname(os.path.dirname(os.path.realpath(python))),
+                  os.path.dirname(os.path.dirname(os.path.abspath(python)))}
+    roots = sorted({os.path.realpath(c) for c in candidates} | candidates)
+    roots = [r for r in roots if r and r != "/" and not (r == "/usr" or r.startswith("/usr/")) and os.path.isdir(r)]
+    # Drop roots inside other roots (their parent is bound already).
+    return [r for r in roots if not any(r != other and r.startswith(other + os.sep) for other in roots)]
 
 
 class _Spawner:
@@ -302,6 +314,10 @@ class LocalSandbox(Sandbox):
         if len(code) > MAX_CODE_CHARS:
             return Execution(ERROR, error=f"the code is longer than {MAX_CODE_CHARS} characters")
         wall = min(limits.wall_s, remaining)
+        restarted = False
+        if self._process is not None and self._process.proc.poll() is not None:
+            self._stop()  # it died while idle (not the code's doing): start a new one
+            restarted = True
         try:
             process = self._ensure_started()
         except SandboxUnavailable as exc:
@@ -322,7 +338,10 @@ class LocalSandbox(Sandbox):
             status = KILLED if died else TIMEOUT
             detail = "the sandbox ended while running the code" if died else "the sandbox stopped answering"
             return Execution(status, seconds=elapsed, state_lost=self.persistent, detail=detail)
-        return self._execution(reply, elapsed)
+        execution = self._execution(reply, elapsed)
+        if restarted and self.persistent:
+            execution = dataclasses.replace(execution, state_lost=True)
+        return execution
 
     def _execution(self, reply: dict[str, Any], elapsed: float) -> Execution:
         status = str(reply.get("status", ERROR))
