@@ -136,6 +136,7 @@ class SandboxProvider(ABC):
     name: ClassVar[str] = ""
     isolation: ClassVar[str] = ""
     unprotected: ClassVar[tuple[str, ...]] = ()
+    weak: ClassVar[bool] = False  # isolation too weak to run untrusted code unattended (the fallback)
 
     @abstractmethod
     def open(self, limits: SandboxLimits, *, persistent: bool = False) -> Sandbox:

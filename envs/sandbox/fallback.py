@@ -22,6 +22,7 @@ from envs.sandbox.local import LocalProvider, python_roots
 
 class SubprocessProvider(LocalProvider):
     name: ClassVar[str] = "subprocess"
+    weak: ClassVar[bool] = True
     isolation: ClassVar[str] = (
         "none (fallback): a subprocess with rlimits and a scratch working directory, as nobody when the host "
         "process is root, else as the host user")

@@ -109,7 +109,7 @@ def test_config_errors_name_the_field(tmp_path):
         make_config(bad)
 
 
-@pytest.mark.parametrize("name", ["open_rs", "open_rs1", "open_rs3", "arithmetic_cpu", "agent_r1_hotpotqa"])
+@pytest.mark.parametrize("name", ["open_rs", "open_rs1", "open_rs3", "arithmetic_cpu", "agent_r1_hotpotqa", "torl"])
 def test_presets_load(name):
     cfg = make_config(name)
     assert cfg.steps >= 1 and cfg.group_size >= 2
