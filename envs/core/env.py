@@ -277,16 +277,18 @@ class TextEnv(gym.Env[str, str]):
         return render_text(self.transcript(), self.render_mode)
 
     def close(self) -> None:
-        self._release_tools()
+        self._release_tools(closing=True)
         super().close()
 
-    def _release_tools(self) -> None:
-        """Let tools free what they hold for an episode (``Tool.release``: a sandbox, its files)."""
+    def _release_tools(self, closing: bool = False) -> None:
+        """Let tools drop what they hold for an episode (``Tool.release``: a sandbox's processes and
+        files), or, when the env closes, everything (``Tool.close``)."""
         for spec in self.tools.values():
-            if spec.release is not None:
+            hook = spec.close if closing else spec.release
+            if hook is not None:
                 try:
-                    spec.release()
-                except Exception:  # releasing is best effort; it must not break reset or close
+                    hook()
+                except Exception:  # best effort: it must not break reset, step or close
                     logger.warning("releasing tool %s failed", spec.name, exc_info=True)
 
     # ------------------------------------------------------------------ helpers

@@ -67,9 +67,9 @@ class Tool:
     ``tag_argument`` names the argument that the short tag form (``<name>text</name>``) fills;
     ``fence_argument`` the one a fenced block (```` ```name ... ``` ````, ToRL's code form) fills.
     ``timeout`` bounds the wall-clock time of one call; a tool that can run away on CPU (symbolic
-    algebra) must also enforce its own hard limit in a worker process. ``release`` frees what a
-    tool holds for one episode (a sandbox): the env calls it when an episode starts or ends and
-    when it is closed.
+    algebra) must also enforce its own hard limit in a worker process. ``release`` drops what a
+    tool holds for one episode (a sandbox's processes and files): the env calls it when an episode
+    starts or ends; ``close`` frees the tool's resources when the env closes.
     """
 
     name: str
@@ -81,6 +81,7 @@ class Tool:
     max_output_chars: int = 4000
     fence_argument: str | None = None
     release: Callable[[], None] | None = None
+    close: Callable[[], None] | None = None
 
     def schema(self) -> dict[str, Any]:
         """The OpenAI/Hermes function schema, as chat templates expect in ``tools=[...]``."""

@@ -1,8 +1,8 @@
 """The sandbox interface: what a provider promises, the limits it enforces, what one run returns.
 
 A ``SandboxProvider`` opens ``Sandbox`` sessions; a session runs code (``run``) until it is closed.
-One session serves one episode: files in its scratch directory, and with ``persistent=True`` the
-interpreter's variables, last from ``open`` to ``close``. The local providers (``bubblewrap``, then
+A session serves one episode at a time: files in its scratch directory, and with ``persistent=True``
+the interpreter's variables, last until ``reset`` (the next episode) or ``close``. The local providers (``bubblewrap``, then
 the weaker ``subprocess`` fallback) are the implementations here; a remote sandbox service plugs in
 by implementing these two classes (see ``docs/python-tool.md``).
 
@@ -117,6 +117,11 @@ class Sandbox(ABC):
     @abstractmethod
     def run(self, code: str) -> Execution:
         """Run ``code``; never raises for anything the code does."""
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Start a new episode: drop every process, variable and file of the last one and reset the
+        time budget, keeping the sandbox itself (a fresh start costs an interpreter start)."""
 
     @abstractmethod
     def close(self) -> None:

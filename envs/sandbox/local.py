@@ -277,6 +277,22 @@ class LocalSandbox(Sandbox):
                                      f"{_tail(log_path) or 'no answer within %gs' % START_TIMEOUT_S}")
         return process
 
+    def reset(self) -> None:
+        with self._lock:
+            self.time_used, self.calls = 0.0, 0
+            process = self._process
+            if process is None:
+                return
+            reply = None
+            if process.proc.poll() is None:
+                try:
+                    runner.send_frame(process.req_w, {"op": "reset"})
+                    reply = _read_frame(process, time.monotonic() + ANSWER_GRACE_S)
+                except OSError:
+                    reply = None
+            if not (isinstance(reply, dict) and reply.get("reset")):
+                self._stop()  # it could not be cleaned: the next run starts a new one
+
     def close(self) -> None:
         with self._lock:
             self._closed = True

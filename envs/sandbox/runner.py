@@ -196,6 +196,29 @@ def kill_descendants(keep: frozenset = frozenset()) -> int:
     return killed
 
 
+def _remove(path: str) -> bool:
+    """Delete a file or a tree the code left, whatever its permissions; whether it is gone."""
+    import shutil
+
+    def make_writable(function, name, _):
+        try:
+            os.chmod(os.path.dirname(name), 0o700)
+            if not os.path.islink(name):
+                os.chmod(name, 0o700)
+            function(name)
+        except OSError:
+            pass
+
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, onerror=make_writable)
+        else:
+            os.unlink(path)
+    except OSError:
+        pass
+    return not os.path.lexists(path)
+
+
 def reap() -> dict[int, int]:
     """Collect exited children (the supervisor adopts orphans); ``pid -> wait status``."""
     statuses = {}
@@ -538,7 +561,7 @@ class Supervisor:
             if request is None:
                 self._terminate()
             try:
-                response = self.run(request)
+                response = self.reset() if request.get("op") == "reset" else self.run(request)
             except OSError as exc:  # fork refused, pipes exhausted: the sandbox cannot run this call
                 self._discard_kernel()
                 kill_descendants()
@@ -548,6 +571,21 @@ class Supervisor:
     def _terminate(self, *_: object) -> None:
         kill_descendants()
         os._exit(0)
+
+    def reset(self) -> dict:
+        """A new episode in the same sandbox: no kernel, no process of the code, an empty scratch directory."""
+        self._discard_kernel()
+        kill_descendants()
+        pid = os.fork()
+        if pid == 0:  # the files are the kernels' user's: delete them as that user
+            try:
+                drop_privileges(self.config)
+                os._exit(0 if all([_remove(e.path) for e in os.scandir(self.config["cwd"])]) else 1)
+            finally:
+                os._exit(2)
+        _, status = os.waitpid(pid, 0)
+        wiped = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        return {"reset": wiped, "error": None if wiped else "the scratch directory could not be emptied"}
 
     def spawn(self) -> Kernel:
         k_req_r, k_req_w = os.pipe()

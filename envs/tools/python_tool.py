@@ -1,8 +1,9 @@
 """The ``python`` tool: runs model-written code in a sandbox and shows what it printed.
 
 The code runs in an ``envs.sandbox`` session (bubblewrap where it works, else the weaker fallback,
-which logs what it does not protect against); one session per episode, closed when the episode
-starts or ends and when the env closes (``Tool.release``). A call answers with what the code
+which logs what it does not protect against), started on the env's first call. When an episode
+starts or ends (``Tool.release``) the session drops every process, variable and file of the last
+episode and keeps the sandbox warm; the env's ``close`` (``Tool.close``) stops it. A call answers with what the code
 printed (stdout and stderr, head and tail past ``max_output_chars``), the value of a final
 expression (as a notebook shows it) and, on an error, the traceback of the code's own frames.
 
@@ -112,7 +113,13 @@ class PythonSession:
         return self.result(execution, provider)
 
     def release(self) -> None:
-        """End the episode's sandbox (its processes and files); the next call starts a new one."""
+        """End the episode in the sandbox (its processes, variables and files), keeping the sandbox warm."""
+        with self._lock:
+            if self._sandbox is not None:
+                self._sandbox.reset()
+
+    def close(self) -> None:
+        """Stop the sandbox; a later call starts a new one."""
         with self._lock:
             sandbox, self._sandbox = self._sandbox, None
         if sandbox is not None:
@@ -184,6 +191,7 @@ def python_tool(config: PythonToolConfig | Mapping[str, Any] | None = None) -> T
         fn=session,
         fence_argument="code" if config.fenced else None,
         release=session.release,
+        close=session.close,
         # The sandbox enforces every limit itself; this last resort must outlast a start and a stop.
         timeout=limits.wall_s + START_TIMEOUT_S + ANSWER_GRACE_S + 10.0,
         max_output_chars=max(4000, 4 * limits.max_output_chars),

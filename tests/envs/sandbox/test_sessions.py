@@ -116,3 +116,16 @@ def test_trimmed_output_is_printable_and_bounded(head, tail, total, complete, ma
     assert len(text) <= max_chars + 80
     if complete and len(clean_text(head + tail)) <= max_chars:
         assert text == clean_text(head + tail)
+
+
+def test_reset_starts_a_clean_episode_in_the_same_sandbox(provider):
+    with provider.open(SandboxLimits(wall_s=1, cpu_s=1, episode_s=1.5), persistent=True) as sandbox:
+        assert sandbox.run("import os, subprocess\nx = 1\nos.makedirs('d/e')\nopen('d/e/f', 'w').write('1')\n"
+                           "os.chmod('d/e', 0)\nos.chmod('d', 0)\nsubprocess.Popen(['/bin/sleep', '300'])").ok
+        assert sandbox.run("import time\ntime.sleep(5)").status == "timeout"
+        pid = sandbox.pid
+        sandbox.reset()
+        assert sandbox.pid == pid  # kept warm
+        after = sandbox.run("import os\nprint(sorted(os.listdir('.')))\n'x' in globals()")
+        assert after.ok and after.stdout == "[]\n" and after.value == "False"  # no files, no variables
+        assert not after.state_lost and sandbox.time_used < 1  # and a new time budget

@@ -116,20 +116,24 @@ def test_a_sandbox_that_cannot_start_is_never_charged():
     env.close()
 
 
-def test_the_sandbox_ends_with_the_episode_and_with_close():
+def test_an_episode_end_clears_the_sandbox_and_close_stops_it():
     env = _math()
     env.reset(seed=0)
-    env.step(_code("print(1)"))
+    env.step(_code("import subprocess\nsubprocess.Popen(['/bin/sleep', '300'])\nopen('notes.txt', 'w').write('x')"))
     session = env.unwrapped.tools["python"].fn
-    pid = session._sandbox.pid
-    assert os.path.exists(f"/proc/{pid}")
-    env.step("The answer is $\\boxed{1}$.")  # the final answer ends the episode and its sandbox
-    assert session._sandbox is None
-    env.reset(seed=0)
-    env.step(_code("print(1)"))
     sandbox = session._sandbox
+    scratch = sandbox._process.directory / "scratch"
+    env.step(_code("x = 1"))
+    assert [p.name for p in scratch.iterdir()] == ["notes.txt"]
+    env.step("The answer is $\\boxed{1}$.")  # the final answer ends the episode: its files and processes go
+    assert list(scratch.iterdir()) == [] and sandbox.started
+    env.reset(seed=0)
+    assert "FileNotFoundError" in env.step(_code("open('notes.txt').read()"))[0]
+    assert session._sandbox is sandbox  # the same warm sandbox served the next episode
+    pid = sandbox.pid
     env.close()
-    assert session._sandbox is None and sandbox._closed
+    assert session._sandbox is None and sandbox._closed and not scratch.exists()
+    assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
 
 
 def test_options_are_checked():
