@@ -22,7 +22,7 @@ from pathlib import Path
 
 from envs.sandbox.base import Execution, SandboxLimits, SandboxProvider
 
-SUITE_LIMITS = SandboxLimits(wall_s=2.0, cpu_s=1.0, memory_mb=512, processes=8, file_size_mb=8,
+SUITE_LIMITS = SandboxLimits(wall_s=2.0, cpu_s=1.0, memory_mb=256, processes=8, file_size_mb=8,
                              max_output_chars=600, stop_output_bytes=200_000, episode_s=0)
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SECRET_VARIABLE = "AGENTR1_ESCAPE_SUITE_SECRET"
@@ -179,9 +179,9 @@ CASES: tuple[EscapeCase, ...] = (
     EscapeCase("fork bomb",
                "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
                _ended_with("timeout", "cpu_limit", "error")),
-    EscapeCase("memory bomb",
-               "blocks = []\nwhile True:\n    blocks.append(bytearray(64 << 20))",
-               _ended_with("error", "killed")),
+    EscapeCase("memory bomb",  # on a loaded machine filling the pages may outlast the wall time: contained too
+               "blocks = []\nwhile True:\n    blocks.append(bytearray(32 << 20))",
+               _ended_with("error", "killed", "timeout")),
     EscapeCase("busy loop", "while True:\n    pass", _ended_with("timeout", "cpu_limit")),
     EscapeCase("sleep past the deadline", "import time\ntime.sleep(3600)", _ended_with("timeout")),
     EscapeCase("signal or ptrace the owner process",

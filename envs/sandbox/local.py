@@ -22,7 +22,6 @@ import logging
 import os
 import queue
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -419,15 +418,8 @@ def _close(fd: int) -> None:
 
 
 def _remove_tree(path: Path) -> None:
-    def make_writable(function: Any, name: str, _: Any) -> None:
-        try:
-            os.chmod(os.path.dirname(name), 0o700)
-            os.chmod(name, 0o700)
-            function(name)
-        except OSError:
-            pass
-
-    shutil.rmtree(path, onerror=make_writable)
+    if not runner.remove_tree(str(path)):
+        logger.warning("could not delete the sandbox directory %s", path)
 
 
 def _tail(path: Path, chars: int = 1500) -> str:

@@ -196,26 +196,26 @@ def kill_descendants(keep: frozenset = frozenset()) -> int:
     return killed
 
 
-def _remove(path: str) -> bool:
-    """Delete a file or a tree the code left, whatever its permissions; whether it is gone."""
+def remove_tree(path: str) -> bool:
+    """Delete a file or a tree the code left, whatever permissions it set on it; whether it is gone."""
     import shutil
 
-    def make_writable(function, name, _):
+    if os.path.isdir(path) and not os.path.islink(path):
+        stack = [path]
+        while stack:  # open every directory up first (top-down): a chmod 000 inside stops rmtree
+            directory = stack.pop()
+            try:
+                os.chmod(directory, 0o700)
+                with os.scandir(directory) as entries:
+                    stack.extend(e.path for e in entries if e.is_dir(follow_symlinks=False))
+            except OSError:
+                continue
+        shutil.rmtree(path, ignore_errors=True)
+    else:
         try:
-            os.chmod(os.path.dirname(name), 0o700)
-            if not os.path.islink(name):
-                os.chmod(name, 0o700)
-            function(name)
+            os.unlink(path)
         except OSError:
             pass
-
-    try:
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, onerror=make_writable)
-        else:
-            os.unlink(path)
-    except OSError:
-        pass
     return not os.path.lexists(path)
 
 
@@ -284,9 +284,9 @@ def _set_capabilities(mask: int) -> None:
     libc().capset(ctypes.byref(header), data)
 
 
-def tasks_of_this_user() -> int:
-    """Tasks (threads included, as RLIMIT_NPROC counts them) of this real uid visible here."""
-    uid, count = os.getuid(), 0
+def tasks_of_user(uid: int) -> int:
+    """Tasks (threads included, as RLIMIT_NPROC counts them) of ``uid`` visible here."""
+    count = 0
     for pid in process_table():
         try:
             if os.stat(f"/proc/{pid}").st_uid == uid:
@@ -314,7 +314,7 @@ def set_limits(limits: dict, own_namespace: bool) -> None:
         # RLIMIT_NPROC counts the tasks of the real uid: in the kernel's own user namespace that is the
         # kernel alone; elsewhere every task of the user (all of them, in the fallback), so allow that
         # many more.
-        base = 1 if own_namespace else tasks_of_this_user()
+        base = 1 if own_namespace else int(limits.get("user_tasks") or 0)
         setrlimit(resource.RLIMIT_NPROC, base + int(limits["processes"]))
     if limits.get("memory_mb"):
         setrlimit(resource.RLIMIT_AS, int(limits["memory_mb"]) << 20)
@@ -555,8 +555,13 @@ class Supervisor:
                 self._terminate()
         os.set_inheritable(self.req_fd, False)
         os.set_inheritable(self.resp_fd, False)
+        # Where kernels share a process count with the rest of their user's processes, their process
+        # limit counts those too (counted once: a scan of every process is slow in the fallback).
+        uid = self.config.get("drop_uid")
+        self.limits["user_tasks"] = tasks_of_user(uid if uid is not None and os.getuid() == 0 else os.getuid())
         send_frame(self.resp_fd, {"ready": True, "pid": os.getpid(), "uid": os.getuid(), "python": sys.version.split()[0]})
         while True:
+            self._prepare_kernel()
             request = recv_frame(self.req_fd)
             if request is None:
                 self._terminate()
@@ -567,6 +572,14 @@ class Supervisor:
                 kill_descendants()
                 response = {"status": "unavailable", "error": f"the sandbox could not run the code: {exc}"}
             send_frame(self.resp_fd, response)
+
+    def _prepare_kernel(self) -> None:
+        """Fork the next call's kernel while the owner is busy elsewhere (the model is generating)."""
+        if self.kernel is None:
+            try:
+                self.kernel = self.spawn()
+            except OSError:
+                self.kernel = None  # the call will try again, and report what stops it
 
     def _terminate(self, *_: object) -> None:
         kill_descendants()
@@ -580,7 +593,7 @@ class Supervisor:
         if pid == 0:  # the files are the kernels' user's: delete them as that user
             try:
                 drop_privileges(self.config)
-                os._exit(0 if all([_remove(e.path) for e in os.scandir(self.config["cwd"])]) else 1)
+                os._exit(0 if all([remove_tree(e.path) for e in os.scandir(self.config["cwd"])]) else 1)
             finally:
                 os._exit(2)
         _, status = os.waitpid(pid, 0)
