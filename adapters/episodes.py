@@ -57,7 +57,8 @@ TORL_MAKE_KWARGS: dict[str, Any] = {
     "tools": ["python"],
     "reward_preset": "torl",
     "max_turns": 4,  # 3 code turns, then the answer
-    "python": {"fenced": True, "persistent": False, "wall_s": 10.0, "max_output_chars": 256, "errors": "last_line"},
+    "python": {"fenced": True, "persistent": False, "wall_s": 10.0, "max_output_chars": 256, "errors": "last_line",
+               "preload": ["numpy", "sympy"]},  # [suite] imported once per sandbox: fresh calls that import them are fast
 }
 # The make-kwargs of a recipe's training and evaluation data, where the env takes them.
 RECIPE_TRAIN_KWARGS: dict[str, dict[str, Any]] = {

@@ -6,7 +6,7 @@ latency per call (p50, p99), calls per second (one session, calls in a row) and 
 process of an idle warm sandbox; a plain subprocess: its peak RSS). Ratios are against the plain
 ``python -c`` subprocess, the cost of running code with no isolation and no limits at all.
 
-    python benchmarks/sandbox.py [--seconds 3] [--code "print(sum(range(10**5)))"]
+    python benchmarks/sandbox.py [--seconds 3] [--code "print(sum(range(10**5)))"] [--preload sympy numpy]
 """
 
 from __future__ import annotations
@@ -75,17 +75,18 @@ def measure_plain(code: str, seconds: float) -> dict[str, float]:
     return {"cold": cold, "episode": cold, **_summary(warm), "memory": memory}
 
 
-def measure_sandbox(provider: LocalProvider, code: str, seconds: float, *, persistent: bool) -> dict[str, float]:
+def measure_sandbox(provider: LocalProvider, code: str, seconds: float, *, persistent: bool,
+                    preload: tuple[str, ...] = ()) -> dict[str, float]:
     colds = []
     for _ in range(3):
         start = time.perf_counter()
-        sandbox = provider.open(LIMITS, persistent=persistent)
+        sandbox = provider.open(LIMITS, persistent=persistent, preload=preload)
         result = sandbox.run(code)
         colds.append(time.perf_counter() - start)
         sandbox.close()
         if not result.ok:
             raise SystemExit(f"{provider.name}: the code failed: {result.status} {result.error or result.detail}")
-    sandbox = provider.open(LIMITS, persistent=persistent)
+    sandbox = provider.open(LIMITS, persistent=persistent, preload=preload)
     assert isinstance(sandbox, LocalSandbox)
     try:
         sandbox.run(code)
@@ -124,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="seconds of warm calls per row")
     parser.add_argument("--code", default="print(sum(i * i for i in range(10_000)))", help="the snippet each call runs")
+    parser.add_argument("--preload", nargs="*", default=[], help="modules the sandboxes import once (e.g. sympy numpy)")
     args = parser.parse_args(argv)
 
     rows: list[tuple[str, dict[str, float]]] = [("plain `python -c` subprocess (no isolation)", measure_plain(args.code, args.seconds))]
@@ -137,7 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     for provider in providers:
         for persistent in (False, True):
             label = f"{provider.name}, {'persistent' if persistent else 'fresh'} state"
-            rows.append((label, measure_sandbox(provider, args.code, args.seconds, persistent=persistent)))
+            if args.preload:
+                label += f", preload {' '.join(args.preload)}"
+            rows.append((label, measure_sandbox(provider, args.code, args.seconds, persistent=persistent,
+                                                preload=tuple(args.preload))))
 
     base = rows[0][1]
     print(f"\nSandbox benchmark: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, code {args.code!r}\n")

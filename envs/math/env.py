@@ -30,8 +30,6 @@ from envs.core.registry import reject_unknown_kwargs
 from envs.core.rewards import RewardLedger
 from envs.core.shared import SharedValues
 from envs.core.tools import Tool
-from envs.tools import PythonToolConfig, make_tool
-from envs.tools.python_tool import usage_hint
 from envs.math.datasets import load_math_items, normalize_record, registered_name
 from envs.math.rewards import (
     CosineConfig,
@@ -46,6 +44,8 @@ from envs.math.rewards import (
     response_length,
 )
 from envs.math.verify import ENV_ERROR, MathVerifier, Verdict, gold_content, open_rs_verifier
+from envs.tools import PythonToolConfig, make_tool
+from envs.tools.python_tool import usage_hint
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,6 @@ _TOOL_HINT = {
     "calculator": ('You can use the calculator tool: <tool_call>{"name": "calculator", "arguments": {"expression": '
                    '"(12 + 7) * 3"}}</tool_call>.'),
 }
-
 
 
 class MathEnv(ItemListEnv):

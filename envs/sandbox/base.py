@@ -144,8 +144,9 @@ class SandboxProvider(ABC):
     weak: ClassVar[bool] = False  # isolation too weak to run untrusted code unattended (the fallback)
 
     @abstractmethod
-    def open(self, limits: SandboxLimits, *, persistent: bool = False) -> Sandbox:
-        """A new session (it may start lazily, on its first ``run``)."""
+    def open(self, limits: SandboxLimits, *, persistent: bool = False, preload: tuple[str, ...] = ()) -> Sandbox:
+        """A new session (it may start lazily, on its first ``run``). ``preload``: modules to import
+        before any code runs, so calls that import them start fast (a hint; a provider may ignore it)."""
 
     def available(self) -> bool:
         """Whether this provider can run code here."""

@@ -81,8 +81,8 @@ class LocalProvider(SandboxProvider):
     def __init__(self, *, python: str | None = None):
         self.python = python or sys.executable
 
-    def open(self, limits: SandboxLimits, *, persistent: bool = False) -> LocalSandbox:
-        return LocalSandbox(self, limits, persistent=persistent)
+    def open(self, limits: SandboxLimits, *, persistent: bool = False, preload: tuple[str, ...] = ()) -> LocalSandbox:
+        return LocalSandbox(self, limits, persistent=persistent, preload=preload)
 
     @abstractmethod
     def command(self, python_argv: list[str], scratch: Path) -> list[str]:
@@ -188,11 +188,13 @@ class _Process:
 class LocalSandbox(Sandbox):
     """A session on a local provider; the sandbox starts on the first ``run``."""
 
-    def __init__(self, provider: LocalProvider, limits: SandboxLimits, *, persistent: bool = False):
+    def __init__(self, provider: LocalProvider, limits: SandboxLimits, *, persistent: bool = False,
+                 preload: tuple[str, ...] = ()):
         self.provider = provider.name
         self._provider = provider
         self.limits = limits
         self.persistent = persistent
+        self.preload = tuple(preload)
         self.time_used = 0.0  # wall seconds of this session's calls (the episode budget)
         self.calls = 0
         self._process: _Process | None = None
@@ -242,6 +244,7 @@ class LocalSandbox(Sandbox):
             "req_fd": req_r,
             "resp_fd": resp_w,
             "persistent": self.persistent,
+            "preload": list(self.preload),
             "env": {**SANDBOX_ENV},
             "limits": {
                 "wall_s": limits.wall_s, "cpu_s": limits.cpu_s, "cpu_episode_s": limits.episode_s,
@@ -274,6 +277,8 @@ class LocalSandbox(Sandbox):
             process.stop(grace=0.5)
             raise SandboxUnavailable(f"{provider.name} sandbox did not start: "
                                      f"{_tail(log_path) or 'no answer within %gs' % START_TIMEOUT_S}")
+        for error in hello.get("preload_errors") or ():
+            logger.warning("sandbox preload failed: %s", error)
         return process
 
     def reset(self) -> None:

@@ -10,7 +10,8 @@ Roles, in one process tree:
   process the code starts stays its descendant even after a double fork or ``setsid``; after each
   call it kills all of them but a persistent kernel. When it loses its owner (``PR_SET_PDEATHSIG``)
   or its request pipe closes, it kills every descendant and exits.
-* a **kernel** runs the code. It is forked from the supervisor (fast: no interpreter start), drops
+* a **kernel** runs the code. It is forked from the supervisor (fast: no interpreter start, and the
+  modules in ``preload`` are already imported; a kernel is forked ahead of each call), drops
   privileges where the supervisor holds them (a root supervisor runs kernels as ``nobody`` in a user
   namespace of their own, which cannot create more), and sets its resource limits before any code
   runs. Fresh state: one kernel per call. Persistent state: one kernel per episode, replaced when it
@@ -559,7 +560,8 @@ class Supervisor:
         # limit counts those too (counted once: a scan of every process is slow in the fallback).
         uid = self.config.get("drop_uid")
         self.limits["user_tasks"] = tasks_of_user(uid if uid is not None and os.getuid() == 0 else os.getuid())
-        send_frame(self.resp_fd, {"ready": True, "pid": os.getpid(), "uid": os.getuid(), "python": sys.version.split()[0]})
+        send_frame(self.resp_fd, {"ready": True, "pid": os.getpid(), "uid": os.getuid(), "python": sys.version.split()[0],
+                                  "preload_errors": self._preload()})
         while True:
             self._prepare_kernel()
             request = recv_frame(self.req_fd)
@@ -572,6 +574,19 @@ class Supervisor:
                 kill_descendants()
                 response = {"status": "unavailable", "error": f"the sandbox could not run the code: {exc}"}
             send_frame(self.resp_fd, response)
+
+    def _preload(self) -> list[str]:
+        """Import the configured modules once: every kernel is forked with them loaded (``import
+        sympy`` in a fresh call then costs nothing), yet each call still starts from clean variables."""
+        import importlib
+
+        errors = []
+        for name in self.config.get("preload") or ():
+            try:
+                importlib.import_module(name)
+            except Exception as exc:  # noqa: BLE001 - reported to the owner, never fatal
+                errors.append(f"{name}: {type(exc).__name__}: {exc}")
+        return errors
 
     def _prepare_kernel(self) -> None:
         """Fork the next call's kernel while the owner is busy elsewhere (the model is generating)."""

@@ -130,3 +130,12 @@ def test_reset_starts_a_clean_episode_in_the_same_sandbox(provider):
         after = sandbox.run("import os\nprint(sorted(os.listdir('.')))\n'x' in globals()")
         assert after.ok and after.stdout == "[]\n" and after.value == "False"  # no files, no variables
         assert not after.state_lost and sandbox.time_used < used
+
+
+def test_preloaded_modules_are_imported_once_yet_every_call_starts_clean(provider):
+    probe = "import sys\n'decimal' in sys.modules"  # the supervisor itself never imports decimal
+    with provider.open(FAST) as plain, provider.open(FAST, preload=("decimal", "no_such_module")) as preloaded:
+        assert plain.run(probe).value == "False"
+        assert preloaded.run(probe).value == "True"
+        assert preloaded.run("import decimal\nx = decimal.Decimal(1) / 3").ok
+        assert "NameError" in preloaded.run("x").error
