@@ -27,14 +27,16 @@ class SubprocessProvider(LocalProvider):
         "none (fallback): a subprocess with rlimits and a scratch working directory, as nobody when the host "
         "process is root, else as the host user")
     unprotected: ClassVar[tuple[str, ...]] = (
-        "file reads: every file the sandbox user can read (the project, system files; as a normal user, your own files)",
+        "file reads: every file the sandbox user can read (the project, system files; as a normal user, your own "
+        "files; as root with a Python installation only root can read, every file, /etc/shadow included)",
         "file writes: everywhere the sandbox user can write, not only the scratch directory "
         "(as a normal user: your home and the project)",
         "network: the host's network, its loopback services included",
         "other processes: it sees every process; as a normal user it can signal or trace your processes "
         "and read their environment (secrets) in /proc",
         "its own supervisor: as a normal user the code can kill it, and then the processes it started outlive the call",
-        "kernel vulnerabilities and every system call",
+        "kernel vulnerabilities and every system call (in that last root case also new user and mount namespaces, "
+        "where a memory-backed file system escapes memory_mb)",
         "memory and CPU are limited per process (rlimits), not per sandbox; "
         "as a normal user the process limit counts all your processes",
     )
