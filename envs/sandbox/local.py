@@ -3,8 +3,10 @@ enforce the outer deadline, and make sure nothing outlives the session, the env 
 
 Lifetimes:
 
-* ``close()`` (the env's reset, episode end or close) closes the request pipe; the supervisor kills
-  every process of the session and exits; a supervisor that does not is killed.
+* ``reset()`` (an episode starts or ends) has the supervisor kill every process of the code, drop
+  the kernel and empty the scratch directory; the sandbox stays warm for the next episode.
+* ``close()`` (the env closes) closes the request pipe; the supervisor kills every process of the
+  session and exits; a supervisor that does not is killed; the session's directory is deleted.
 * A garbage-collected session is closed by its finaliser; open sessions are closed at exit.
 * A SIGKILL of this process: the sandbox process was started with a parent-death signal
   (``bwrap --die-with-parent``, or the supervisor's own ``PR_SET_PDEATHSIG``), which fires when the
@@ -161,8 +163,7 @@ class _Process:
 
     def stop(self, grace: float = 2.0) -> None:
         """Close the request pipe (the supervisor kills its processes and exits), then make sure."""
-        for fd in (self.req_w,):
-            _close(fd)
+        _close(self.req_w)
         try:
             self.proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:
@@ -265,8 +266,8 @@ class LocalSandbox(Sandbox):
                                       stderr=log, env={**SANDBOX_ENV, "PYTHONHASHSEED": "0"}, cwd=scratch,
                                       start_new_session=True)
         except OSError as exc:
-            for fd in (req_r, req_w, resp_r, resp_w):
-                _close(fd)
+            _close(req_w)
+            _close(resp_r)
             raise SandboxUnavailable(f"{provider.name}: cannot start {argv[0]}: {exc}") from exc
         finally:
             _close(req_r)
@@ -304,20 +305,22 @@ class LocalSandbox(Sandbox):
         _LIVE.discard(self)
 
     def _stop(self) -> None:
-        process, self._process = self._process, None
-        if self._finalizer is not None:
-            self._finalizer.detach()
-            self._finalizer = None
+        process = self._detach()
         if process is not None:
             process.stop()
 
     def _disown(self) -> None:
+        process = self._detach()
+        if process is not None:
+            process.disown()
+
+    def _detach(self) -> _Process | None:
+        """Forget the running sandbox (its finaliser too) and return it."""
         process, self._process = self._process, None
         if self._finalizer is not None:
             self._finalizer.detach()
             self._finalizer = None
-        if process is not None:
-            process.disown()
+        return process
 
     # ------------------------------------------------------------------ running code
     def run(self, code: str) -> Execution:

@@ -303,8 +303,8 @@ def set_limits(limits: dict, own_namespace: bool) -> None:
     def setrlimit(kind: int, soft: int, hard: int | None = None) -> None:
         hard = soft if hard is None else hard
         _, current_hard = resource.getrlimit(kind)
-        if current_hard != resource.RLIM_INFINITY:
-            soft, hard = min(soft, current_hard), min(hard, current_hard)
+        if current_hard != resource.RLIM_INFINITY:  # a limit can only go down
+            soft, hard = (current_hard if v == resource.RLIM_INFINITY else min(v, current_hard) for v in (soft, hard))
         try:
             resource.setrlimit(kind, (soft, hard))
         except (ValueError, OSError):
@@ -324,9 +324,13 @@ def set_limits(limits: dict, own_namespace: bool) -> None:
     if limits.get("open_files"):
         setrlimit(resource.RLIMIT_NOFILE, int(limits["open_files"]))
     if limits.get("cpu_s"):
+        # A fresh kernel is killed a second after its soft limit. A persistent kernel's soft limit moves
+        # with each call (``_set_call_cpu``) and its hard limit is the episode's (none without a budget).
         used = _cpu_used()
-        total = limits.get("cpu_total_s") or limits["cpu_s"]
-        setrlimit(resource.RLIMIT_CPU, int(used + limits["cpu_s"]) + 1, int(used + total) + 2)
+        soft = int(used + limits["cpu_s"]) + 1
+        total = limits.get("cpu_total_s")
+        hard = soft + 1 if total is None else int(used + total) + 2 if total else resource.RLIM_INFINITY
+        setrlimit(resource.RLIMIT_CPU, soft, hard)
 
 
 def _cpu_used() -> float:
@@ -376,8 +380,8 @@ def kernel_main(config: dict, req_fd: int, res_fd: int, out_fd: int, supervisor:
         os.set_inheritable(fd, False)
     own_namespace = drop_privileges(config)
     limits = dict(config["limits"])
-    if config.get("persistent") and limits.get("cpu_episode_s"):
-        limits["cpu_total_s"] = limits["cpu_episode_s"]
+    if config.get("persistent"):
+        limits["cpu_total_s"] = limits.get("cpu_episode_s") or 0
     set_limits(limits, own_namespace)
     os.chdir(config["cwd"])
     os.environ.clear()
