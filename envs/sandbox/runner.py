@@ -34,6 +34,7 @@ import errno
 import io
 import json
 import linecache
+import math
 import os
 import resource
 import select
@@ -327,9 +328,9 @@ def set_limits(limits: dict, own_namespace: bool) -> None:
         # A fresh kernel is killed a second after its soft limit. A persistent kernel's soft limit moves
         # with each call (``_set_call_cpu``) and its hard limit is the episode's (none without a budget).
         used = _cpu_used()
-        soft = int(used + limits["cpu_s"]) + 1
+        soft = math.ceil(used + limits["cpu_s"])
         total = limits.get("cpu_total_s")
-        hard = soft + 1 if total is None else int(used + total) + 2 if total else resource.RLIM_INFINITY
+        hard = soft + 1 if total is None else math.ceil(used + total) + 1 if total else resource.RLIM_INFINITY
         setrlimit(resource.RLIMIT_CPU, soft, hard)
 
 
@@ -343,7 +344,7 @@ def _set_call_cpu(limits: dict) -> None:
     if not limits.get("cpu_s"):
         return
     soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
-    wanted = int(_cpu_used() + limits["cpu_s"]) + 1
+    wanted = math.ceil(_cpu_used() + limits["cpu_s"])
     if hard != resource.RLIM_INFINITY:
         wanted = min(wanted, hard)
     try:

@@ -170,7 +170,7 @@ _NOTES = {
     "timeout": "Error: the code ran past the {limits.wall_s:g}s time limit and was stopped.",
     CPU_LIMIT: "Error: the code used more than {limits.cpu_s:g}s of CPU time and was stopped.",
     "output_limit": "Error: the code printed more than {limits.stop_output_bytes} bytes and was stopped.",
-    "killed": "Error: the code's process was killed ({detail}).",
+    "killed": "Error: the code's process was {detail}.",
     "exited": "Error: the code ended its own process ({detail}).",
     BUDGET: "Error: {detail}; answer without running more code.",
 }
@@ -186,7 +186,7 @@ def python_tool(config: PythonToolConfig | Mapping[str, Any] | None = None) -> T
     return Tool(
         name="python",
         description=(f"Run Python 3 code in a sandbox and see what it prints and the value of its last line. {state} "
-                     f"No network; {limits.wall_s:g}s per call."),
+                     f"At most {limits.wall_s:g}s per call."),
         parameters={
             "type": "object",
             "properties": {"code": {"type": "string", "description": "Python source code to run"}},

@@ -163,14 +163,20 @@ def test_the_tool_runs_through_run_tool_like_any_other():
 @pytest.mark.slow
 @pytest.mark.parametrize("env_id, kwargs", [
     ("AgentR1/Arithmetic-v0", {"python": AUDIT}),
-    ("AgentR1/Arithmetic-v0", {"calculator": False, "python": {**AUDIT, "fenced": False}}),
     ("AgentR1/Math-v0", {"dataset": "sample", "tools": ("python",), "python": AUDIT}),
-], ids=["arithmetic+python", "arithmetic-python-hermes", "math-python"])
+], ids=["arithmetic+python", "math-python"])
 def test_conformance_and_reward_audit_with_the_python_tool(env_id, kwargs):
     report = check_env_conformance(env_id, make_kwargs=kwargs, seeds=(0,))
     policies = {row.policy for row in report.audit}
     assert {"python spam", "python infinite loop", "python prints the answer, never answers"} <= policies
     assert all(row.ok for row in report.audit)
+
+
+@pytest.mark.slow
+def test_the_reward_audit_with_hermes_calls_only():
+    rows = check_reward_audit("AgentR1/Arithmetic-v0", make_kwargs={"calculator": False,
+                                                                    "python": {**AUDIT, "fenced": False}})
+    assert {"python spam", "python infinite loop"} <= {r.policy for r in rows} and all(r.ok for r in rows)
 
 
 @pytest.mark.slow
