@@ -40,6 +40,8 @@ from typing import Any
 
 import gymnasium as gym
 
+from baselines.models import model_help
+from envs.core.cli import add_logging_argument, cli_entry, program_name, progress, setup_logging
 from envs.core.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -155,10 +157,10 @@ def _printable_item(item: dict[str, Any], max_chars: int = 4000) -> dict[str, An
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m baselines.evaluate", description=__doc__,
+    p = argparse.ArgumentParser(prog=program_name("baselines.evaluate"), description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", required=True, help="env id or alias, e.g. AgentR1/AIME24-v0, math500-v0")
-    p.add_argument("--model", required=True, help="HF id or directory (a trainer checkpoint works); 'tiny' = test model")
+    p.add_argument("--model", required=True, help=f"{model_help()}; a trainer checkpoint directory works too")
     p.add_argument("--tokenizer", help="defaults to --model")
     p.add_argument("--samples", type=int, default=1, help="samples per item (n of pass@k)")
     p.add_argument("--backend", choices=("hf", "vllm"), default="hf")
@@ -186,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpu-kvcache-gib", type=float, default=1.0,
                    help="vLLM on CPU: KV-cache size (VLLM_CPU_KVCACHE_SPACE, unless set)")
     p.add_argument("--tensor-parallel-size", type=int, default=1)
-    p.add_argument("--log-level", default="WARNING")
+    add_logging_argument(p)
     return p
 
 
@@ -261,6 +263,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     records: list[dict[str, Any]] = []
     metric: str | None = args.success_metric
     started = time.perf_counter()
+    bar = progress(total=num_items, desc=f"evaluating {env_id}", unit="item")
     try:
         for start in range(0, num_items, args.batch_items):
             indices = list(range(start, min(num_items, start + args.batch_items)))
@@ -286,8 +289,11 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                                  "response_tokens": e.model_tokens, "metrics": e.metrics,
                                  "reward_components": e.components} for e, c in zip(eps, correct, strict=True)],
                 })
-            logger.info("evaluated %d/%d items", len(records), num_items)
+            bar.update(len(indices))
+            if bar.disable:  # no bar (not a terminal, or a quiet --log-level): the log says how far it got
+                logger.info("evaluated %d/%d items", len(records), num_items)
     finally:
+        bar.close()
         for env in pool:
             env.close()
     metric = metric or "acc"
@@ -307,10 +313,10 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+@cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args.log_level)
     summary = evaluate(args)
     print(summary["table"], end="")
     print(f"wrote {summary['output_dir']}/summary.json, summary.md, items.jsonl")

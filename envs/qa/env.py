@@ -181,8 +181,8 @@ class QAEnv(ItemListEnv):
         self.observation_style = observation_style
         data = None
         if items is None:
-            data = qa_data_source(self.dataset, data_path=data_path, split=split, hf_name=hf_name,
-                                  hf_config=hf_config, max_items=max_items)
+            data = self.data_source(data_path=data_path, split=split, hf_name=hf_name, hf_config=hf_config,
+                                    max_items=max_items)
         elif max_items is not None:
             items = list(items)[:max_items]
         if max_turns is None:
@@ -256,10 +256,20 @@ class QAEnv(ItemListEnv):
             raise DataError(f"corpus must be one of {_CORPUS_SENTINELS} or a JSONL file; {str(corpus)!r} does not exist")
         return shared_retriever(backend, corpus_path=path, cache_dir=cache_dir, **options)
 
+    def data_source(self, *, data_path: str | Path | None, split: str | None, hf_name: str | None,
+                    hf_config: str | None, max_items: int | None) -> DataSource:
+        """Where the questions come from when no ``items`` are given (generated datasets override it)."""
+        return qa_data_source(self.dataset, data_path=data_path, split=split, hf_name=hf_name, hf_config=hf_config,
+                              max_items=max_items)
+
+    def corpus_passages(self) -> list[Passage]:
+        """What ``corpus="dataset"`` indexes: the questions' context paragraphs, de-duplicated (Agent-R1's recipe)."""
+        return passages_from_items(self.items)
+
     def _dataset_retriever(self, backend: str, cache_dir: str | Path | None, options: dict[str, Any]) -> Retriever:
         from envs.retrieval.factory import shared_retriever
 
-        passages: list[Passage] = passages_from_items(self.items)
+        passages = self.corpus_passages()
         if not passages:
             raise DataError(f"{self.dataset}: these questions have no context paragraphs, so corpus='dataset' has "
                             "nothing to index; pass corpus='path/to/corpus.jsonl', index=..., or "

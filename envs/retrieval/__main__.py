@@ -8,11 +8,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 from pathlib import Path
 
+from envs.core.cli import add_logging_argument, cli_entry, program_name, progress_enabled, setup_logging
 from envs.retrieval.base import format_passages
 from envs.retrieval.corpus import default_cache_dir, load_corpus
 from envs.retrieval.factory import BACKENDS, make_retriever
@@ -35,9 +35,9 @@ def _build_index(args: argparse.Namespace) -> int:
         from envs.retrieval.bm25 import BM25Retriever
 
         if args.out:
-            retriever = BM25Retriever.build(passages, args.out, show_progress=True)
+            retriever = BM25Retriever.build(passages, args.out, show_progress=progress_enabled())
         else:
-            retriever = BM25Retriever(passages, cache_dir=args.cache_dir, show_progress=True)
+            retriever = BM25Retriever(passages, cache_dir=args.cache_dir, show_progress=progress_enabled())
         out = retriever.index_dir
     else:
         from envs.retrieval.corpus import corpus_fingerprint
@@ -45,7 +45,7 @@ def _build_index(args: argparse.Namespace) -> int:
 
         root = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
         out = Path(args.out) if args.out else root / "indexes" / f"lucene-{corpus_fingerprint(passages)}"
-        build_index(passages, out, threads=args.threads, progress=True)
+        build_index(passages, out, threads=args.threads, progress=progress_enabled())
     print(f"index written to {out} in {time.perf_counter() - started:.1f}s")
     return 0
 
@@ -73,8 +73,9 @@ def _search(args: argparse.Namespace) -> int:
     return 0
 
 
+@cli_entry
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m envs.retrieval", description=__doc__,
+    parser = argparse.ArgumentParser(prog=program_name("envs.retrieval"), description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build-index", help="index a JSONL corpus (bm25s or pyserini's Lucene indexer)")
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--out", default=None, help="index directory (default: the cache, keyed by corpus hash)")
     b.add_argument("--cache-dir", default=None)
     b.add_argument("--threads", type=int, default=2)
+    add_logging_argument(b)
     b.set_defaults(func=_build_index)
     s = sub.add_parser("serve", help="serve the Search-R1 /retrieve protocol over a backend")
     _add_source(s)
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--topk", type=int, default=3, help="topk when a request does not say")
     s.add_argument("--threads", type=int, default=2)
-    s.add_argument("--log-level", default="info")
+    add_logging_argument(s)
     s.add_argument("--max-topk", type=int, default=100, help="largest topk a request may ask for")
     s.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger request bodies get 413")
     s.add_argument("--max-query-chars", type=int, default=4096, help="longer queries get 413")
@@ -104,9 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("-k", type=int, default=5)
     q.add_argument("--threads", type=int, default=2)
     q.add_argument("queries", nargs="+")
+    add_logging_argument(q)
     q.set_defaults(func=_search)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(args.log_level)
     return int(args.func(args))
 
 

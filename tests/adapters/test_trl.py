@@ -418,6 +418,13 @@ def test_cli_dry_run_picks_the_environment_path_by_template(tiny, tmp_path, caps
         main(["--env", "arithmetic-v0", "--model", chatml, "--num-prompts", "2", "--output-dir", str(tmp_path / "x"), "--dry-run"])
 
 
+def test_cli_help_names_each_presets_default_model():
+    from adapters.trl.__main__ import build_parser
+
+    help_text = " ".join(build_parser().format_help().split())
+    assert "open-rs: deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B" in help_text and "small: Qwen/Qwen2.5-0.5B-Instruct" in help_text
+
+
 def test_cli_qa_preset_writes_rows_from_the_train_split(tmp_path, capsys):
     from adapters.episodes import EpisodeSpec
     from adapters.trl.__main__ import main

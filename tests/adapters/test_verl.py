@@ -268,7 +268,7 @@ def test_qa_cli_trains_on_the_train_split_and_validates_on_validation(tmp_path, 
     def specs(path):
         return [EpisodeSpec.from_label(r["extra_info"]["agentr1"]) for r in pq.read_table(path).to_pylist()]
 
-    monkeypatch.chdir(tmp_path)  # a relative --output-dir is made absolute: verl runs from the repository root
+    monkeypatch.chdir(tmp_path)  # a relative --output-dir is made absolute: the command runs from any directory
     assert main(["--env", "hotpotqa-v0", "--offline", "--model", "m", "--num-prompts", "3", "--output-dir", "qa",
                  "--dry-run"]) == 0
     out = tmp_path / "qa"
@@ -282,3 +282,11 @@ def test_qa_cli_trains_on_the_train_split_and_validates_on_validation(tmp_path, 
     assert main(["--env", "math-v0", "--offline", "--model", "m", "--output-dir", str(out / "m"), "--dry-run"]) == 0
     assert f"data.val_files={out / 'm' / 'train.parquet'} " in (out / "m" / "command.txt").read_text()
     assert not (out / "m" / "val.parquet").exists()
+
+
+def test_cli_trains_the_presets_paper_model_unless_model_is_given(tmp_path):
+    from adapters.verl.__main__ import main
+
+    for env, model in (("hotpotqa-v0", "Qwen/Qwen2.5-1.5B-Instruct"), ("math-v0", "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B")):
+        assert main(["--env", env, "--offline", "--num-prompts", "2", "--output-dir", str(tmp_path / env), "--dry-run"]) == 0
+        assert f"actor_rollout_ref.model.path={model} " in (tmp_path / env / "command.txt").read_text()

@@ -109,7 +109,7 @@ def test_config_errors_name_the_field(tmp_path):
         make_config(bad)
 
 
-@pytest.mark.parametrize("name", ["open_rs", "open_rs1", "open_rs3", "arithmetic_cpu", "agent_r1_hotpotqa", "torl"])
+@pytest.mark.parametrize("name", sorted(p.stem for p in __import__("baselines.grpo.config", fromlist=["x"]).PRESET_DIR.glob("*.yaml")))
 def test_presets_load(name):
     cfg = make_config(name)
     assert cfg.steps >= 1 and cfg.group_size >= 2
@@ -155,3 +155,26 @@ def test_multi_turn_step_counts_only_model_tokens_and_updates(tiny_model_dir, tm
     assert metrics["episode_length"] > metrics["response_length"] + 100
     assert math.isfinite(metrics["loss"]) and metrics["grad_norm"] > 0.0
     assert any(not torch.equal(a, b.detach()) for a, b in zip(before, trainer.model.parameters(), strict=True))
+
+
+def test_max_train_seconds_stops_saves_and_counts_across_resumes(tiny_model_dir, tmp_path):
+    """A wall-time budget ends the run after the step that crosses it, with a checkpoint; resumed runs
+    count the time already spent, so a budget split over interrupted sessions is still one budget."""
+    cfg = _resume_config(tiny_model_dir, tmp_path, steps=5, save_every=0, updates_per_batch=1, max_train_seconds=1e-6)
+    trainer = GRPOTrainer(cfg, device="cpu")
+    try:
+        history = trainer.train()
+    finally:
+        trainer.close()
+    assert len(history) == 1
+    (step, ckpt), = list_checkpoints(tmp_path)
+    spent = json.loads((ckpt / "trainer_state.json").read_text())["train_seconds"]
+    assert step == 1 and spent > 0
+    again = GRPOTrainer(_resume_config(tiny_model_dir, tmp_path, steps=5, save_every=0, updates_per_batch=1,
+                                       max_train_seconds=spent + 1e-6), device="cpu")
+    try:
+        assert again.start_step == 1 and again.train_seconds >= spent
+        assert len(again.train()) == 1  # the budget was nearly spent before this run began
+    finally:
+        again.close()
+    assert [s for s, _ in list_checkpoints(tmp_path)] == [1, 2]
