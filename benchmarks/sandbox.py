@@ -103,6 +103,7 @@ def measure_sandbox(provider: LocalProvider, code: str, seconds: float, *, persi
             return time.perf_counter() - start
 
         warm = _calls_for(call, seconds)
+        time.sleep(0.5)  # idle: a fresh-state sandbox has forked the next call's kernel by now
         memory = _tree_pss_mb(sandbox.pid) if sandbox.pid else float("nan")
     finally:
         sandbox.close()
