@@ -11,7 +11,9 @@ Lifetimes:
 * A SIGKILL of this process: the sandbox process was started with a parent-death signal
   (``bwrap --die-with-parent``, or the supervisor's own ``PR_SET_PDEATHSIG``), which fires when the
   *thread* that started it ends. So every sandbox is started from one long-lived spawner thread,
-  never from a tool call's worker thread (which may end while the sandbox should live on).
+  never from a tool call's worker thread (which may end while the sandbox should live on). Its
+  directory stays behind; each session locks its directory while its owner lives, and starting a
+  session deletes the unlocked ones.
 * A forked child (``AsyncVectorEnv`` workers) forgets its parent's sessions without touching them.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import fcntl
 import json
 import logging
 import os
@@ -61,6 +64,7 @@ RUNNER_SOURCE = Path(runner.__file__).read_text(encoding="utf-8")
 START_TIMEOUT_S = 60.0  # a cold interpreter on a loaded machine; an unresponsive start is infrastructure
 ANSWER_GRACE_S = 5.0  # the supervisor's own deadline handling, on top of the call's wall time
 MAX_CODE_CHARS = 200_000
+SESSION_PREFIX = "agentr1-sandbox-"
 NOBODY = 65534
 SANDBOX_ENV = {  # the code's environment: nothing of the host's
     "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -157,8 +161,8 @@ _LIVE: weakref.WeakSet[LocalSandbox] = weakref.WeakSet()
 class _Process:
     """A running sandbox: the process, its pipes and its directory (what a finaliser must clean)."""
 
-    def __init__(self, proc: subprocess.Popen, req_w: int, resp_r: int, directory: Path):
-        self.proc, self.req_w, self.resp_r, self.directory = proc, req_w, resp_r, directory
+    def __init__(self, proc: subprocess.Popen, req_w: int, resp_r: int, directory: Path, lock: int):
+        self.proc, self.req_w, self.resp_r, self.directory, self.lock = proc, req_w, resp_r, directory, lock
         self.reader = runner.FrameReader()
 
     def stop(self, grace: float = 2.0) -> None:
@@ -179,11 +183,12 @@ class _Process:
                 logger.warning("sandbox process %s did not exit", self.proc.pid)
         _close(self.resp_r)
         _remove_tree(self.directory)
+        _close(self.lock)
 
     def disown(self) -> None:
         """In a forked child: drop the parent's descriptors, touch nothing else."""
-        _close(self.req_w)
-        _close(self.resp_r)
+        for fd in (self.req_w, self.resp_r, self.lock):
+            _close(fd)
 
 
 class LocalSandbox(Sandbox):
@@ -202,6 +207,7 @@ class LocalSandbox(Sandbox):
         self._finalizer: weakref.finalize | None = None
         self._closed = False
         self._lock = threading.Lock()
+        self._handed_over: set[int] = set()
         _LIVE.add(self)
 
     # ------------------------------------------------------------------ lifecycle
@@ -223,7 +229,8 @@ class LocalSandbox(Sandbox):
             raise SandboxUnavailable("the sandbox session is closed")
         if self._process is not None:
             return self._process
-        directory = Path(tempfile.mkdtemp(prefix="agentr1-sandbox-"))
+        _remove_stale_sessions()
+        directory = Path(tempfile.mkdtemp(prefix=SESSION_PREFIX))
         try:
             process = self._launch(directory)
         except BaseException:
@@ -234,6 +241,17 @@ class LocalSandbox(Sandbox):
         return process
 
     def _launch(self, directory: Path) -> _Process:
+        lock = _hold_lock(directory)
+        try:
+            return self._start(directory, lock)
+        except BaseException:
+            if lock not in self._handed_over:
+                _close(lock)
+            raise
+        finally:
+            self._handed_over.discard(lock)
+
+    def _start(self, directory: Path, lock: int) -> _Process:
         scratch = directory / "scratch"
         scratch.mkdir()
         provider = self._provider
@@ -272,7 +290,8 @@ class LocalSandbox(Sandbox):
         finally:
             _close(req_r)
             _close(resp_w)
-        process = _Process(proc, req_w, resp_r, directory)
+        process = _Process(proc, req_w, resp_r, directory, lock)
+        self._handed_over.add(lock)  # from here on the process closes it
         hello = _read_frame(process, time.monotonic() + START_TIMEOUT_S)
         if not isinstance(hello, dict) or not hello.get("ready"):
             process.stop(grace=0.5)
@@ -428,6 +447,38 @@ def _close(fd: int) -> None:
 def _remove_tree(path: Path) -> None:
     if not runner.remove_tree(str(path)):
         logger.warning("could not delete the sandbox directory %s", path)
+
+
+def _hold_lock(directory: Path) -> int:
+    """Lock the session's directory for as long as this process lives (the kernel drops the lock
+    when the process dies, SIGKILL included): an unlocked session directory is a dead owner's."""
+    fd = os.open(directory / "lock.new", os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.rename(directory / "lock.new", directory / "lock")  # "lock" only ever names a held lock
+    return fd
+
+
+def _remove_stale_sessions() -> None:
+    """Delete the session directories of owners that died without closing them (a SIGKILL)."""
+    root = Path(tempfile.gettempdir())
+    try:
+        candidates = [p for p in root.iterdir() if p.name.startswith(SESSION_PREFIX)]
+    except OSError:
+        return
+    for directory in candidates:
+        try:
+            fd = os.open(directory / "lock", os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            continue  # being created, or not a session of this kind: leave it
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue  # its owner is alive
+        try:
+            _remove_tree(directory)
+        finally:
+            os.close(fd)
 
 
 def _tail(path: Path, chars: int = 1500) -> str:

@@ -5,8 +5,10 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -59,6 +61,11 @@ def test_sigkill_of_the_owner_leaves_no_sandbox_process(provider, tmp_path):
         owner.wait(timeout=10)
         assert _wait_until(lambda: not _processes_mentioning(session) and not _processes_mentioning("777." + token)), \
             f"left running: {_processes_mentioning(session) + _processes_mentioning('777.' + token)}"
+        leftover = Path(tempfile.gettempdir()) / session
+        assert leftover.exists()  # nobody closed it; the next session started anywhere deletes it
+        with provider.open(SandboxLimits(wall_s=5)) as sandbox:
+            sandbox.start()
+        assert not leftover.exists()
     finally:
         if owner.poll() is None:
             owner.kill()
