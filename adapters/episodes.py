@@ -37,7 +37,7 @@ LABEL_VERSION = 1
 BASE_METRICS = ("acc", "format", "turns", "assistant_turns", "tool_calls", "failed_tool_calls", "invalid_actions",
                 "truncated", "episode_reward")
 
-Recipe = Literal["open-rs", "agent-r1-qa"]
+Recipe = Literal["open-rs", "agent-r1-qa", "torl"]
 
 # Env ids (lower-case fnmatch patterns) each paper's recipe is the default for: Open-RS trains small
 # math models (on Math-v0's open-rs data; its paper reports AIME24, MATH-500, AMC23, Minerva and
@@ -47,9 +47,23 @@ RECIPE_ENV_PATTERNS: dict[Recipe, tuple[str, ...]] = {
                 "agentr1/olympiadbench-v*", "agentr1/gsm8k-v*"),
     "agent-r1-qa": ("agentr1/hotpotqa-v*", "agentr1/2wikimultihopqa-v*", "agentr1/musique-v*"),
 }
+# ToRL's tool-integrated reasoning setting for the math envs (Li, Zou, Liu 2025, "ToRL: Scaling
+# Tool-Integrated RL"; github.com/GAIR-NLP/ToRL, verl/workers/rollout/vllm_rollout/vllm_rollout_spmd.py):
+# the model writes ```python blocks, each run alone (SandboxFusion, a 10 s request timeout) and answered
+# with an ```output block holding at most 256 characters (the first and last 128) and, on an error,
+# only its last line; at most C code calls per response (C = 3 in its trainer config; its 1.5B script
+# sets 1); reward +1 / -1 on the boxed answer (envs.math.rewards preset "torl").
+TORL_MAKE_KWARGS: dict[str, Any] = {
+    "tools": ["python"],
+    "reward_preset": "torl",
+    "max_turns": 4,  # 3 code turns, then the answer
+    "python": {"fenced": True, "persistent": False, "wall_s": 10.0, "max_output_chars": 256, "errors": "last_line",
+               "preload": ["numpy", "sympy"]},  # [suite] imported once per sandbox: fresh calls that import them are fast
+}
 # The make-kwargs of a recipe's training and evaluation data, where the env takes them.
 RECIPE_TRAIN_KWARGS: dict[str, dict[str, Any]] = {
     "agent-r1-qa": {"split": "train"},  # [Agent-R1] trains on the train split (the QA envs default to validation)
+    "torl": TORL_MAKE_KWARGS,  # [ToRL] the python tool, its limits and rewards (chosen with --preset torl)
 }
 RECIPE_EVAL_KWARGS: dict[str, dict[str, Any]] = {
     "agent-r1-qa": {"split": "validation"},  # [Agent-R1] reports EM on the dev (validation) sets
@@ -61,6 +75,7 @@ PRESET_MODELS: dict[str, str] = {
     "open-rs": "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B",  # [Open-RS] the model of every Open-RS run
     "agent-r1-qa": "Qwen/Qwen2.5-1.5B-Instruct",  # [Agent-R1] the blog's HotpotQA run (the paper's tables: 3B)
     "small": "Qwen/Qwen2.5-0.5B-Instruct",  # [suite] procedural envs and smoke tests on a small GPU
+    "torl": "Qwen/Qwen2.5-Math-1.5B",  # [ToRL] scripts/torl_1.5b.sh (its 7B runs: Qwen2.5-Math-7B)
 }
 
 

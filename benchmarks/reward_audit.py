@@ -1,6 +1,7 @@
 """Reward audit: does any degenerate policy earn as much as solving the task, on any env?
 
-For every registered env id (on its shipped offline data), plus ``Math-v0`` with the sympy tool,
+For every registered env id (on its shipped offline data), plus ``Math-v0`` with the sympy tool and
+with the python tool (also under the ToRL reward preset) and ``Arithmetic-v0`` with the python tool,
 plays the conformance kit's degenerate policies (``envs.testing.degenerate_policies``: tool spam at
 the per-turn maximum, repeated calls, never answering, a wrong answer after spam, answering without
 tags, empty turns, junk, a budget cut through ``end_unfinished``) and the demonstration padded with
@@ -27,6 +28,11 @@ from envs.core.cli import add_logging_argument, echo, progress, setup_logging  #
 # (env id, extra make kwargs, label): the registered ids run as registered; these add tool configurations.
 EXTRA_CONFIGURATIONS = [
     ("AgentR1/Math-v0", {"tools": ("sympy",)}, "AgentR1/Math-v0 tools=('sympy',)"),
+    # The python tool with 2s calls (its infinite-loop policy waits out every call).
+    ("AgentR1/Math-v0", {"tools": ("python",), "python": {"wall_s": 2}}, "AgentR1/Math-v0 tools=('python',)"),
+    ("AgentR1/Math-v0", {"tools": ("python",), "reward_preset": "torl", "python": {"wall_s": 2, "errors": "last_line"}},
+     "AgentR1/Math-v0 ToRL (python, torl rewards)"),
+    ("AgentR1/Arithmetic-v0", {"python": {"wall_s": 2}}, "AgentR1/Arithmetic-v0 python=True"),
 ]
 
 

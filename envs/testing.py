@@ -14,7 +14,9 @@ Contributors run ``check_env_conformance("AgentR1/MyEnv-v0")`` in their env's te
 * the reward audit (``reward_audit``): every degenerate policy (tool spam at the per-turn maximum,
   repeated calls, never answering, a wrong answer after spam, answering without tags, empty turns,
   junk, stopping at a token budget via ``end_unfinished``) earns strictly less episode reward than
-  the demonstration, and the demonstration padded with useless tool calls earns no more than it.
+  the demonstration, and the demonstration padded with useless tool calls earns no more than it. An env
+  with a ``python`` tool also plays python spam, an infinite loop in every turn, and printing the
+  answer from code instead of computing it (``python_policies``).
 """
 
 from __future__ import annotations
@@ -406,6 +408,9 @@ def degenerate_policies(base: Any, adversarial: Sequence[str] = ADVERSARIAL_ACTI
         plans["tool spam, then wrong answer"] = Plan([*(spam_turn() for _ in range(turns - 1)), wrong])
     for i, action in enumerate(adversarial):
         plans[f"junk #{i} {action[:12]!r}"] = Plan([action] * (turns + 1))
+    python = getattr(base, "tools", {}).get("python")
+    if python is not None:
+        plans.update(python_policies(python, turns, per_turn, counter, golds[0] if golds else None, final))
     if tools:
         useless = [single_call() for _ in range(PADDING_CALLS)]
         if len(demo) > 1:  # the demonstration's first tool turn makes three more calls
@@ -423,6 +428,28 @@ def degenerate_policies(base: Any, adversarial: Sequence[str] = ADVERSARIAL_ACTI
 
 
 GOLDEN = "golden"  # the demonstration's name among the audit's episodes
+
+
+def python_policies(python: Tool, turns: int, per_turn: int, counter: Iterator[int], gold: str | None,
+                    final: str) -> dict[str, Plan]:
+    """The ways to farm a python tool: spam, infinite loops, and printing the answer instead of computing it."""
+
+    def code_turn(code: str) -> str:
+        if python.fence_argument:  # the form a ToRL-style model writes
+            return f"```python\n{code}\n```"
+        return "<tool_call>" + json.dumps({"name": python.name, "arguments": {"code": code}}) + "</tool_call>"
+
+    plans = {
+        "python spam": Plan(["\n".join(code_turn(f"print({next(counter)})") for _ in range(per_turn))
+                             for _ in range(turns)]),
+        "python infinite loop": Plan([code_turn(f"n = {next(counter)}\nwhile True:\n    n += 1") for _ in range(turns)]),
+    }
+    if gold is not None:
+        printed = "The answer is \\boxed{" + gold + "}"
+        plans["python prints the answer, never answers"] = Plan([code_turn(f"print({printed!r})"),
+                                                                 "The answer is in the output above."])
+        plans["python prints the answer, then answers"] = Plan([code_turn(f"print({gold!r})"), final], may_tie=True)
+    return plans
 
 
 def audit_episodes(env: str | Callable[[], gym.Env], *, make_kwargs: dict[str, Any] | None = None,

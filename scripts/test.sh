@@ -40,6 +40,13 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 
+# bubblewrap: the python tool's sandbox; tests/envs/sandbox run the escape suite against it. CI runs as
+# root on Debian; elsewhere the bubblewrap tests are skipped, saying why.
+if ! command -v bwrap >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap; } >/dev/null 2>&1 \
+    || echo "bubblewrap could not be installed: its sandbox tests will be skipped" >&2
+fi
+
 set +e
 python -m pytest "$@"
 status=$?

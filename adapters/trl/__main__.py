@@ -55,6 +55,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "gradient_accumulation_steps": 16, "bf16": True, "gradient_checkpointing": True, "logging_steps": 1,
         "save_steps": 50,
     },
+    # [ToRL] the python tool, its limits and rewards: adapters.episodes.RECIPE_TRAIN_KWARGS, applied by main(). TRL
+    # calls the tool through the chat template's tool calls (Hermes JSON), not ToRL's ```python blocks.
+    "torl": {
+        "num_generations": 16, "temperature": 1.0, "learning_rate": 1e-6, "beta": 0.0, "max_completion_length": 3072,
+        "max_tool_calling_iterations": 3, "per_device_train_batch_size": 16, "gradient_accumulation_steps": 64,
+        "loss_type": "grpo", "scale_rewards": "group", "bf16": True, "gradient_checkpointing": True,
+        "logging_steps": 1, "save_steps": 20,
+    },
     "small": {
         "num_generations": 8, "temperature": 1.0, "learning_rate": 1e-6, "beta": 0.01, "max_completion_length": 1024,
         "max_tool_calling_iterations": 3, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 4,

@@ -17,8 +17,9 @@ Presets: ``agent-r1-qa`` (Agent-R1's HotpotQA recipe: GRPO, 5 samples, lr 1e-6, 
 ``train`` split and validates on ``validation``) and ``open-rs``
 (Open-RS: 6 samples at temperature 0.7, lr 1e-6 cosine with 10% warm-up, KL loss 0.04 (k3 =
 ``low_var_kl``), clip 0.2, prompt 512 / response 3584 tokens, 12 prompts per step, validation at
-temperature 0.6 / top-p 0.95). Batch sizes beyond the papers' numbers follow their example scripts'
-scale. The default preset is the env's paper recipe (``adapters.episodes.paper_recipe``), else
+temperature 0.6 / top-p 0.95) and ``torl`` (ToRL: the python tool, 16 samples at temperature 1.0,
+128 prompts per step, no KL, 3072 response tokens). Batch sizes beyond the papers' numbers follow
+their example scripts' scale. The default preset is the env's paper recipe (``adapters.episodes.paper_recipe``), else
 ``open-rs``; ``--env-kwargs`` naming a split wins over the preset's.
 """
 
@@ -91,9 +92,22 @@ PRESETS: dict[str, dict[str, Any]] = {
         "actor_rollout_ref.rollout.val_kwargs.top_p": 0.95,
         "actor_rollout_ref.rollout.val_kwargs.do_sample": True,
     },
+    # [ToRL] the python tool, its limits and rewards: adapters.episodes.RECIPE_TRAIN_KWARGS, applied by main()
+    "torl": {
+        **_COMMON,
+        "actor_rollout_ref.rollout.n": 16,
+        "actor_rollout_ref.rollout.temperature": 1.0,
+        "actor_rollout_ref.actor.kl_loss_coef": 0.0,
+        "actor_rollout_ref.rollout.multi_turn.max_assistant_turns": 4,  # 3 code turns + the answer
+        "data.max_prompt_length": 512,  # ToRL: 400; our prompt adds the tool's usage sentence
+        "data.max_response_length": 3072,
+        "data.train_batch_size": 128,
+        "actor_rollout_ref.actor.ppo_mini_batch_size": 64,  # 64 prompts x 16 samples: ToRL's 1024-sample steps
+        "trainer.save_freq": 20,
+    },
 }
 # Per-turn generation caps, written into the run's agent-loop YAML entry (not a verl config key).
-TURN_CAPS: dict[str, int | None] = {"agent-r1-qa": 1024, "open-rs": None}
+TURN_CAPS: dict[str, int | None] = {"agent-r1-qa": 1024, "open-rs": None, "torl": None}
 
 
 

@@ -3,7 +3,8 @@
 Each item is a short story of ``num_operations`` steps over ``digits``-digit numbers, generated from
 the episode's ``np_random`` (or, for ``reset(options={"index": i})``, from ``(dataset_seed, i)`` so
 item ``i`` is the same everywhere). The model answers in ``\\boxed{}``; with ``calculator=True`` it
-may first call the calculator over several turns.
+may first call the calculator over several turns, with ``python=True`` (or a mapping of the python
+tool's options, ``envs.tools.python_tool``) run code in a sandbox.
 
 ``split="train"`` / ``"test"`` draws only problems of that side of a fixed partition of *problems*
 (the operands and operations, not the story around them), so learning can be measured on problems a
@@ -17,6 +18,7 @@ about 22 of them (about 40 ordered ones).
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping
 from fractions import Fraction
@@ -30,6 +32,7 @@ from envs.core.parsing import extract_last_boxed, strip_reasoning
 from envs.core.registry import reject_unknown_kwargs
 from envs.core.rewards import RewardLedger
 from envs.tools.calculator import calculator_tool
+from envs.tools.python_tool import PythonToolConfig, python_tool, usage_hint
 
 _NAMES = ("Ada", "Bilal", "Chen", "Dana", "Emeka", "Farah", "Goran", "Hana", "Ines", "Jonas", "Kofi", "Lena")
 _THINGS = ("apples", "stamps", "marbles", "coins", "books", "shells", "stickers", "cards")
@@ -57,8 +60,9 @@ class ArithmeticEnv(TextEnv):
     default_system_prompt = "You are a careful assistant. Solve the problem step by step."
 
     def __init__(self, *, digits: int = 2, num_operations: int = 2, operations: str = "+-*",
-                 calculator: bool = True, max_turns: int | None = None, style: str = "word",
-                 dataset_seed: int = 0, split: str | None = None, test_fraction: float = 0.2, **kwargs: Any):
+                 calculator: bool = True, python: bool | PythonToolConfig | Mapping[str, Any] = False,
+                 max_turns: int | None = None, style: str = "word", dataset_seed: int = 0, split: str | None = None,
+                 test_fraction: float = 0.2, **kwargs: Any):
         reject_unknown_kwargs(self, ArithmeticEnv, kwargs)
         if not 1 <= digits <= 12:
             raise ValueError(f"digits must be in 1..12, got {digits}")
@@ -73,7 +77,9 @@ class ArithmeticEnv(TextEnv):
         if not 0.0 < test_fraction < 1.0:
             raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
         tools = [calculator_tool()] if calculator else []
-        super().__init__(tools=tools, max_turns=max_turns or (4 if calculator else 1), **kwargs)
+        if python is not False:  # True: the defaults; a mapping or config: its limits and options
+            tools.append(python_tool(None if python is True else python))
+        super().__init__(tools=tools, max_turns=max_turns or (4 if tools else 1), **kwargs)
         self.digits, self.num_operations, self.operations = digits, num_operations, operations
         self.style, self.dataset_seed = style, dataset_seed
         self.split, self.test_fraction = split, test_fraction
@@ -127,8 +133,10 @@ class ArithmeticEnv(TextEnv):
     # -- prompt and scoring
     def build_prompt(self, item: Item) -> str:
         lines = [item["question"], "Give the final answer as \\boxed{number}."]
-        if self.tools:
+        if "calculator" in self.tools:
             lines.append(_TOOL_HINT)
+        if "python" in self.tools:
+            lines.append(usage_hint(self.tools["python"]))
         return "\n".join(lines)
 
     def score_final(self, item: Item, response: str, ledger: RewardLedger) -> dict[str, float]:
@@ -145,10 +153,17 @@ class ArithmeticEnv(TextEnv):
         return self.reward_weights["answer"]
 
     def demonstration(self) -> list[str]:
+        """Compute the expression with a tool (the python tool if there is one), then box the result."""
         item = self.item
         final = f"The answer is \\boxed{{{item['answer']}}}."
         if not self.tools or not item.get("expression"):
             return [final]
+        python = self.tools.get("python")
+        if python is not None and python.fence_argument:
+            return [f"Let me compute it in Python.\n```python\nprint({item['expression']})\n```", final]
+        if python is not None:
+            code = json.dumps({"name": "python", "arguments": {"code": f"print({item['expression']})"}})
+            return [f"Let me compute it in Python.\n<tool_call>{code}</tool_call>", final]
         call = '<tool_call>{"name": "calculator", "arguments": {"expression": "%s"}}</tool_call>' % item["expression"]
         return [f"Let me compute {item['expression']}.\n{call}", final]
 

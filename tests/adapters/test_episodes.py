@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.episodes import (DEFAULT_PROCEDURAL_PROMPTS, PRESET_MODELS, EnvPool, EpisodeSpec, add_episode_arguments,
-                               episode_log_keys, evaluation_make_kwargs, is_procedural, iter_episode_specs, paper_recipe,
-                               policy_model, prompt_count, resolve_make_kwargs, training_make_kwargs)
+                               episode_log_keys, evaluation_make_kwargs, is_procedural, iter_episode_specs, make_env,
+                               paper_recipe, policy_model, prompt_count, resolve_make_kwargs, training_make_kwargs)
 
 json_values = st.recursive(st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.floats(allow_nan=False, allow_infinity=False)
                            | st.text(max_size=40), lambda inner: st.lists(inner, max_size=4)
@@ -171,3 +171,21 @@ def test_every_preset_trains_its_papers_model_unless_model_is_given(caplog):
     assert "model runs/mine (--model)" in caplog.text
     with pytest.raises(SystemExit, match="names no model"):
         policy_model(None, "someone-elses")
+
+
+def test_the_torl_recipe_and_the_reference_trainer_preset_agree():
+    from adapters.episodes import TORL_MAKE_KWARGS
+    from baselines.grpo.config import make_config
+
+    preset = dict(make_config("torl").env_kwargs)
+    assert preset.pop("dataset") == "open-rs" and preset == TORL_MAKE_KWARGS
+    kwargs = training_make_kwargs("AgentR1/Math-v0", "torl", {"dataset": "sample"})
+    assert kwargs["tools"] == ["python"] and kwargs["reward_preset"] == "torl" and kwargs["dataset"] == "sample"
+    env = make_env("AgentR1/Math-v0", kwargs)
+    try:
+        prompt, info = env.reset(seed=0)
+        assert "```python" in prompt and [t["function"]["name"] for t in info["tools"]] == ["python"]
+        observation, *_ = env.step("```python\nprint(1/0)\n```")
+        assert observation == "```output\nZeroDivisionError: division by zero\n```"  # ToRL shows the last line
+    finally:
+        env.close()

@@ -297,6 +297,21 @@ def test_tool_methods_follow_the_schema():
             tool_method(bad, "x", {"type": "object", "properties": {}})
 
 
+def test_the_python_tool_is_a_method_that_runs_code_in_the_sandbox():
+    from transformers.utils import get_json_schema
+
+    kwargs = {**MATH, "tools": ["python"], "python": {"wall_s": 10}}
+    cls = make_trl_environment("math-v0", processing_class=_Placeholder(), **kwargs)
+    assert cls.tool_names == ("python",)
+    schema = get_json_schema(cls.python)["function"]
+    assert schema["parameters"]["required"] == ["code"] and "sandbox" in schema["description"]
+    env = cls()
+    env.reset(**trl_rows("math-v0", kwargs, count=1)[0])
+    assert env.python(code="import math\nprint(math.comb(10, 3))") == "120"
+    with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+        env.python(code="1 / 0")  # a failed call reaches TRL as an error (tools/failure_frequency)
+
+
 def test_a_tool_call_steps_the_env_and_bad_arguments_are_charged(arithmetic_cls):
     env = arithmetic_cls()
     row = trl_rows("arithmetic-v0", ARITHMETIC, count=1)[0]

@@ -155,6 +155,24 @@ def test_verl_loads_our_loop_from_the_config_file_and_plays_every_offline_env(ti
         assert out.non_tensor_batch["end_reason"][0] != "budget"
 
 
+def test_the_python_tool_runs_in_the_loop(tiny_model_dir, tokenizer):
+    kwargs = {"calculator": False, "python": {"wall_s": 10}}
+    row = verl_rows("arithmetic-v0", kwargs, count=1)[0]
+    spec = EpisodeSpec.from_label(row["extra_info"]["agentr1"])
+    env = make_env(spec.env_id, spec.make_kwargs)
+    env.reset(seed=spec.seed, options={"item": spec.item})
+    actions = env.unwrapped.demonstration()  # a ```python block computing the answer, then the boxed answer
+    env.close()
+    _, out = _run(_config(tiny_model_dir), ScriptedServer(tokenizer, actions), [row])
+    messages, reward, _ = _replay(spec, actions)
+    assert messages[-2]["content"] == f"```output\n{spec.item['answer']}\n```"
+    prompt_ids, response_ids, _ = _unpadded(out, 0)
+    rendered = tokenizer.apply_chat_template(messages, tokenize=False)
+    assert tokenizer.decode(prompt_ids + response_ids, skip_special_tokens=False) == rendered.removesuffix("\n")
+    assert float(out.batch["rm_scores"][0].sum()) == pytest.approx(reward, abs=1e-6)
+    assert out.non_tensor_batch["acc"][0] == 1.0 and out.non_tensor_batch["tool_calls"][0] == 1.0
+
+
 def test_a_batch_of_mixed_episodes_keeps_one_key_set(tiny_model_dir, tokenizer):
     rows = verl_rows("arithmetic-v0", count=3)
     server = ScriptedServer(tokenizer, ["I think it is \\boxed{0}."])
