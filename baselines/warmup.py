@@ -1,19 +1,25 @@
-"""A syntax warm-up: supervised steps on an env's demonstrations whose loss covers the protocol's markup only.
+"""A syntax warm-up: supervised steps on an env's demonstrations whose loss covers the protocol, never the answers.
 
 A small pretrained model often never emits a task's markup on its own (SmolLM2-135M-Instruct writes
 ``<search>`` in none of 192 HotpotQA samples), and GRPO learns nothing from groups whose rewards are
-all equal. This warm-up gives RL a way in without teaching the task: it replays the env's golden
-demonstrations on **training** items (``split="train"``) through the one chat-rendering path, and
-puts the cross-entropy loss only on tokens that overlap the markup (``<search>``, ``</search>``,
-``<answer>``, ``<tool_call>`` and the tool-call JSON keys, ``\\boxed{``, ...) and on each turn's
-end-of-turn token. Queries, answers, numbers and reasoning in the demonstrations are context, never
-targets, so what the model learns is *where* the markup goes, not *what* to search or answer. A
-token that straddles markup and content (a BPE merge such as ``>Kes``) is trained, which leaks at
-most a character or two of content; the warm-up alone is always reported as its own row
-(``benchmarks/learning.py``), so RL's gain is measured over it.
+all equal. This warm-up gives RL a way in without teaching the task's answers: it replays the env's
+golden demonstrations on **training** items (``split="train"``) through the one chat-rendering path,
+and puts the cross-entropy loss only on
+
+* the markup (``<search>``, ``</search>``, ``<answer>``, ``<tool_call>`` and the tool-call JSON keys,
+  ``\\boxed{``, ...) and each turn's end-of-turn token; and, with ``calls=True``,
+* whole tool calls, their arguments included (the search query a 1-hop demonstration copies from the
+  question; the calculator's expression).
+
+Answers, numbers in the final reply, observations and reasoning are context, never targets: what the
+model learns is how to call the tool and where the answer goes, not what the answer is. (Markup alone,
+``calls=False``, leaves a 135M model writing junk inside the tags: the tag tokens are learned with no
+signal for what goes between them.) A token that straddles markup and content (a BPE merge such as
+``>Kes``) is trained, which leaks at most a character or two; the warm-up alone is always reported as
+its own row (``benchmarks/learning.py``), so RL's gain is measured over it.
 
     python -m baselines.warmup --env synthhop-v0 --env-kwargs '{"hops": 1}' --model smollm2-135m \\
-        --steps 60 --output-dir runs/warmup-synthhop
+        --calls --steps 10 --output-dir runs/warmup-synthhop
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from envs.core.cli import add_logging_argument, cli_entry, program_name, setup_logging
+
 logger = logging.getLogger(__name__)
 
 # The markup of the suite's protocols: tags, the Hermes tool-call JSON up to its argument values, \boxed{.
@@ -37,6 +45,8 @@ DEFAULT_SYNTAX = (
     r'"\}\}',
     r"\\boxed\{",
 )
+# Whole tool calls, their arguments included (``calls=True``): the query a search call copies from the question.
+CALL_SPANS: tuple[str, ...] = (r"<search>.*?</search>", r"<tool_call>.*?</tool_call>", r"<calculator>.*?</calculator>")
 
 
 @dataclass(frozen=True)
@@ -57,8 +67,7 @@ def syntax_mask(tokenizer: Any, text: str, patterns: Sequence[str] = DEFAULT_SYN
 
 
 def demonstration_examples(env_id: str, env_kwargs: Mapping[str, Any], tokenizer: Any, count: int, *,
-                           seed: int = 0, patterns: Sequence[str] = DEFAULT_SYNTAX,
-                           drop_reasoning: bool = True) -> list[Example]:
+                           seed: int = 0, calls: bool = False, drop_reasoning: bool = True) -> list[Example]:
     """``count`` demonstration episodes on items drawn from the env's seeds, rendered as a trainer sees them.
 
     ``drop_reasoning`` removes ``<think>...</think>`` blocks from the demonstrated turns: the warm-up then
@@ -68,6 +77,7 @@ def demonstration_examples(env_id: str, env_kwargs: Mapping[str, Any], tokenizer
     from baselines.grpo.rollout import ChatFormat
 
     chat = ChatFormat(tokenizer)
+    patterns = DEFAULT_SYNTAX + (CALL_SPANS if calls else ())
     env = envs.make(env_id, **dict(env_kwargs))
     examples = []
     try:
@@ -96,7 +106,7 @@ def demonstration_examples(env_id: str, env_kwargs: Mapping[str, Any], tokenizer
 
 def warm_up(model: str, env_id: str, env_kwargs: Mapping[str, Any], output_dir: str | Path, *, steps: int = 60,
             batch_size: int = 16, lr: float = 2e-5, seed: int = 0, examples: int | None = None,
-            dtype: str = "bfloat16") -> dict[str, Any]:
+            calls: bool = False, dtype: str = "bfloat16") -> dict[str, Any]:
     """Fine-tune ``model`` on the syntax of ``env_id``'s demonstrations; save an HF directory in ``output_dir``.
 
     Returns ``{"model": <dir>, "steps", "examples", "seconds", "loss": [...]}``; a finished directory
@@ -117,7 +127,7 @@ def warm_up(model: str, env_id: str, env_kwargs: Mapping[str, Any], output_dir: 
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     pool = demonstration_examples(env_id, {"split": "train", **env_kwargs},
-                                  tokenizer, examples or steps * batch_size // 2, seed=seed)
+                                  tokenizer, examples or steps * batch_size // 2, seed=seed, calls=calls)
     policy = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     policy.train()
     optimizer = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=0.0)
@@ -142,7 +152,8 @@ def warm_up(model: str, env_id: str, env_kwargs: Mapping[str, Any], output_dir: 
         losses.append(float(loss.detach()))
         if step % 10 == 0 or step == steps - 1:
             logger.info("warm-up step %d/%d: syntax loss %.4f", step + 1, steps, losses[-1])
-    summary = {"model": str(out), "base_model": model, "env": env_id, "env_kwargs": dict(env_kwargs), "steps": steps,
+    summary = {"model": str(out), "base_model": model, "env": env_id, "env_kwargs": dict(env_kwargs), "calls": calls,
+               "steps": steps,
                "batch_size": batch_size, "lr": lr, "examples": len(pool), "seconds": time.perf_counter() - started,
                "target_tokens_per_example": sum(sum(e.loss_mask) for e in pool) / len(pool),
                "tokens_per_example": sum(len(e.ids) for e in pool) / len(pool), "loss": losses}
@@ -166,8 +177,9 @@ def _target_loss(policy: Any, input_ids: Any, attention: Any, labels: Any) -> An
     return torch.nn.functional.cross_entropy(logits.float(), targets[keep])
 
 
+@cli_entry
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m baselines.warmup", description=__doc__,
+    p = argparse.ArgumentParser(prog=program_name("baselines.warmup"), description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", required=True)
     p.add_argument("--env-kwargs", type=json.loads, default={}, help="JSON make kwargs (split defaults to train)")
@@ -177,11 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=2e-5)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--calls", action="store_true", help="also train whole tool calls (their arguments), never answers")
+    add_logging_argument(p)
     args = p.parse_args(argv)
-    logging.basicConfig(level=getattr(logging, args.log_level.upper()), format="%(asctime)s %(name)s: %(message)s")
+    setup_logging(args.log_level)
     summary = warm_up(args.model, args.env, args.env_kwargs, args.output_dir, steps=args.steps,
-                      batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+                      batch_size=args.batch_size, lr=args.lr, seed=args.seed, calls=args.calls)
     print(f"warm-up: {summary['steps']} steps on {summary['examples']} demonstrations "
           f"({summary['target_tokens_per_example']:.1f} of {summary['tokens_per_example']:.0f} tokens per example "
           f"are targets) in {summary['seconds']:.0f} s; model at {summary['model']}")

@@ -97,7 +97,7 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     Task("word", "Arithmetic-v0 word problems (calculator)", "AgentR1/Arithmetic-v0", WORD, "smollm2_arithmetic",
          "arithmetic", overrides={"max_new_tokens": 128, "max_episode_tokens": 1024}),
     Task("qa1", "SynthHop 1-hop questions (search)", "AgentR1/SynthHop-v0", {**QA, "hops": 1, "max_tool_turns": 2},
-         "smollm2_synthhop", "qa", eval_max_new_tokens=64, warmup={"steps": 40, "batch_size": 16, "lr": 2e-5}),
+         "smollm2_synthhop", "qa", eval_max_new_tokens=64, warmup={"steps": 10, "batch_size": 8, "lr": 2e-5, "calls": True}),
     Task("qa2", "SynthHop 2-hop questions (search)", "AgentR1/SynthHop-v0", {**QA, "hops": 2, "max_tool_turns": 3},
          "smollm2_synthhop", "qa", eval_max_new_tokens=64, start="qa1"),
 )}

@@ -67,3 +67,13 @@ def test_target_only_projection_gives_the_full_models_loss(tiny_model_dir):
     with torch.no_grad():
         expected = model(input_ids=ids, attention_mask=attention, labels=labels).loss
         assert torch.allclose(_target_loss(model, ids, attention, labels), expected, atol=1e-6)
+
+
+def test_calls_option_trains_whole_calls_but_never_the_answer(tiny_tokenizer):
+    examples = demonstration_examples("AgentR1/Arithmetic-v0", {**CALCULATOR, "split": "train"}, tiny_tokenizer, 12,
+                                      calls=True)
+    for example in examples:
+        targets = _targets(tiny_tokenizer, example)
+        assert example.item["expression"] in targets  # the call's argument is a target now
+        if example.item["answer"] not in example.item["expression"]:
+            assert example.item["answer"] not in targets  # the answer still is not
