@@ -37,6 +37,7 @@ import argparse
 import importlib.util
 import json
 import logging
+import os
 import re
 import statistics
 import subprocess
@@ -154,9 +155,12 @@ def run_evaluation(task: Task, model: str, out_dir: Path, *, items: int, backend
                 "--limit", str(items), "--temperature", "0", "--max-new-tokens", str(task.eval_max_new_tokens),
                 "--max-episode-tokens", str(task.eval_max_episode_tokens), "--success-metric", "acc",
                 "--env-kwargs", json.dumps({**task.env_kwargs, "split": "test"}), "--output-dir", str(out_dir),
-                "--backend", backend, "--device", "cpu", "--batch-items", str(items)]
+                "--backend", backend, "--device", "cpu", "--batch-items", str(items), "--cpu-kvcache-gib", "4"]
+        env = child_environment()
+        # vLLM's CPU engine drops torch to one thread "for serving" unless OMP_NUM_THREADS says otherwise
+        env.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
         started = time.perf_counter()
-        subprocess.run(args, check=True, env=child_environment())
+        subprocess.run(args, check=True, env=env)
         logger.info("evaluated %s on %s in %.0f s", model, task.name, time.perf_counter() - started)
     return eval_metrics(out_dir, task.kind)
 

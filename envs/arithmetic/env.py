@@ -143,7 +143,9 @@ class ArithmeticEnv(TextEnv):
         boxed = extract_last_boxed(strip_reasoning(response))
         predicted = _as_number(boxed) if boxed is not None else None
         correct = predicted is not None and predicted == _as_number(str(item["answer"]))
-        well_formed = boxed is not None and "<tool_call>" not in response
+        # a boxed *number*: copying the prompt's "\\boxed{number}" is not an answer, and paying format for it
+        # is a trap a small model falls into (SmolLM2-135M's GRPO run settled on it within ten steps)
+        well_formed = predicted is not None and "<tool_call>" not in response
         ledger.add("answer", float(correct))
         ledger.add("format", float(well_formed))
         return {"acc": float(correct), "format": float(well_formed), "answered": float(boxed is not None)}

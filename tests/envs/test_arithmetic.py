@@ -197,3 +197,14 @@ def test_no_split_keeps_the_item_stream():
 def test_bad_split_arguments_are_refused(bad):
     with pytest.raises(ValueError, match="split|test_fraction"):
         gym.make("AgentR1/Arithmetic-v0", **bad)
+
+
+@pytest.mark.parametrize("reply, fmt", [("So \\boxed{number}.", 0.0), ("\\boxed{12}", 1.0), ("\\boxed{ 7 }", 1.0),
+                                        ("\\boxed{twelve}", 0.0), ("The answer is 12.", 0.0)])
+def test_format_pays_only_for_a_boxed_number(reply, fmt):
+    """The prompt says ``\\boxed{number}``; a model that copies it has not answered and earns no format."""
+    env = gym.make("AgentR1/Arithmetic-v0", calculator=False, digits=1, num_operations=1).unwrapped
+    env.reset(seed=0)
+    _, reward, terminated, _, info = env.step(reply)
+    assert terminated and info["metrics"]["format"] == fmt
+    assert info["reward_components"]["format"] == pytest.approx(0.1 * fmt)
