@@ -28,9 +28,7 @@ SHELL_LANGS = {"bash", "sh", "shell"}
 SKIP_MARKER = re.compile(r"^<!--\s*docs-test:\s*skip\s*\((?P<why>.+)\)\s*-->$")
 BLOCK_TIMEOUT = 300  # seconds: a page's Python blocks together, or one shell block
 # Pages whose blocks are not run yet, with why (remove the entry when the reason is gone).
-PAGE_SKIPS = {
-    "README.md": "the pre-rewrite README (issue 21 item 1); its rewrite makes every block runnable or marked",
-}
+PAGE_SKIPS: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
