@@ -332,6 +332,83 @@ def plot(results: Sequence[Mapping[str, Any]], out: Path, path: Path) -> None:
     plt.close(fig)
 
 
+# ---------------------------------------------------------------------------------- choosing the recipe
+def time_recipes(out: Path, steps: int = 4) -> list[dict[str, Any]]:
+    """Seconds per GRPO step of the arithmetic recipe for each rollout backend and update precision, and
+    one update's forward/backward for full fine-tuning against LoRA (``peft``), on this machine.
+
+    Every variant plays the same prompts (seed 0) from the untouched model; the first step (engine start,
+    allocator warm-up) is left out of the medians.
+    """
+    from baselines.grpo.config import make_config
+    from baselines.grpo.trainer import GRPOTrainer
+
+    rows: list[dict[str, Any]] = []
+    backends = ["hf"] + (["vllm"] if importlib.util.find_spec("vllm") is not None else [])
+    for backend in backends:
+        for dtype in ("float32", "bfloat16"):
+            cfg = make_config("smollm2_arithmetic", env_kwargs={**ONE_DIGIT_SUMS, "split": "train"}, seed=0,
+                              steps=steps, backend=backend, dtype=dtype, output_dir=str(out / f"{backend}-{dtype}"),
+                              resume=False, save_every=0, tensorboard=False, progress=False, sample_episodes=0)
+            trainer = GRPOTrainer(cfg, device="cpu")
+            try:
+                history = trainer.train()
+            finally:
+                trainer.close()
+            timed = history[1:] or history
+            row = {"variant": f"{backend} rollouts, {dtype} update", "rollouts": cfg.prompts_per_step * cfg.group_size,
+                   **{k: statistics.median(m[f"time/{k}"] for m in timed) for k in ("rollout", "train", "sync")},
+                   "response_tokens": statistics.median(m["response_length"] for m in timed)}
+            row["step"] = row["rollout"] + row["train"] + row["sync"]
+            rows.append(row)
+            logger.info("%s: %.1f s a step", row["variant"], row["step"])
+    rows.extend(_lora_rows())
+    return rows
+
+
+def _lora_rows(batch: int = 32, length: int = 100, repeats: int = 3) -> list[dict[str, Any]]:
+    """One update (forward, backward, AdamW step) of ``batch`` x ``length`` tokens: full model vs LoRA."""
+    if importlib.util.find_spec("peft") is None:
+        return []
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from baselines.models import resolve_model
+
+    ids = torch.randint(100, 40_000, (batch, length), generator=torch.Generator().manual_seed(0))
+    rows = []
+    for lora in (False, True):
+        model = AutoModelForCausalLM.from_pretrained(resolve_model(MODEL), dtype=torch.float32)
+        if lora:
+            model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules=[
+                "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+        for dtype in (torch.float32, torch.bfloat16):
+            times = []
+            for _ in range(repeats + 1):
+                started = time.perf_counter()
+                with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+                    logits = model(input_ids=ids, logits_to_keep=length // 2 + 1, use_cache=False).logits
+                logits.float().log_softmax(-1).mean().backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                times.append(time.perf_counter() - started)
+            rows.append({"variant": f"{'LoRA r=16' if lora else 'full'} update only, {str(dtype)[6:]}",
+                         "rollouts": batch, "train": statistics.median(times[1:]), "rollout": float("nan"),
+                         "sync": float("nan"), "response_tokens": length // 2, "step": float("nan")})
+    return rows
+
+
+def recipe_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    lines = ["| variant | sequences | response tokens (median) | rollout s | update s | weight sync s | step s |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        cells = [f"{r[k]:.1f}" if r[k] == r[k] else "n/a" for k in ("rollout", "train", "sync", "step")]
+        lines.append(f"| {r['variant']} | {r['rollouts']} | {r['response_tokens']:.0f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def default_backend() -> str:
     return "vllm" if importlib.util.find_spec("vllm") is not None else "hf"
 
@@ -347,12 +424,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", choices=("hf", "vllm"), default=None, help="default: vllm if importable, else hf")
     p.add_argument("--output-dir", default="runs/learning")
     p.add_argument("--report", action="store_true", help="only print the table and draw curves.png from what exists")
+    p.add_argument("--time-recipes", action="store_true",
+                   help="instead: seconds per GRPO step for each rollout backend and update precision, and LoRA")
     add_logging_argument(p)
     args = p.parse_args(argv)
     setup_logging(args.log_level)
     import yaml
 
     out = Path(args.output_dir)
+    if args.time_recipes:
+        table = recipe_table(time_recipes(out / "recipes"))
+        print(table, end="")
+        atomic_write_text(out / "recipes.md", table)
+        return 0
     extra = {}
     for assignment in args.set:
         key, _, raw = assignment.partition("=")
