@@ -73,8 +73,8 @@ class ServerConfig(BaseModel):
 
     max_sessions: int = Field(default=64, ge=1, description="open sessions, over all worker processes")
     idle_timeout: float | None = Field(default=600.0, gt=0, description="seconds before an idle session is closed")
-    workers: int | None = Field(default=None, ge=1, description="env worker threads per process "
-                                "(default: min(max_sessions, max(4, 2 x CPUs)))")
+    workers: int | None = Field(default=None, ge=0, description="env worker threads per process (default: "
+                                "min(max_sessions, max(4, 2 x CPUs)); 0: env calls run on the event loop)")
     max_frame_chars: int = Field(default=8 << 20, ge=1024, description="larger frames get a VALIDATION_ERROR frame")
     pool_ttl: float | None = Field(default=60.0, gt=0, description="seconds an unused pooled env instance is kept")
     max_pooled: int | None = Field(default=None, ge=0, description="pooled instances per env and process "
@@ -105,7 +105,7 @@ def create_app(envs: Mapping[str, Mapping[str, Any] | None] | str, config: Serve
     default = hosts[0]
     # Steps that hold the GIL gain nothing from more threads than cores; steps that wait (math-verify's
     # process pool, an HTTP retriever) overlap up to the pool size.
-    workers = config.workers or min(config.max_sessions, max(4, 2 * (os.cpu_count() or 1)))
+    workers = config.workers if config.workers is not None else min(config.max_sessions, max(4, 2 * (os.cpu_count() or 1)))
     table = table if table is not None else WorkerTable(1)
     manager = SessionManager(max_sessions=config.max_sessions, idle_timeout=config.idle_timeout, workers=workers,
                              table=table, index=index, hosts=hosts)
@@ -145,11 +145,11 @@ def create_app(envs: Mapping[str, Mapping[str, Any] | None] | str, config: Serve
 
     async def borrowed(host: HostedEnv, fn: Any) -> Any:
         async with http_slots:
-            env = await manager.run(host.acquire)
+            env = await manager.checkout(host)
             try:
                 return await manager.run(fn, env)
             finally:
-                await manager.run(host.release, env)
+                await manager.checkin(host, env)
 
     # ------------------------------------------------------------------ info
     def worker_rows() -> list[dict[str, Any]]:
@@ -258,11 +258,11 @@ def create_app(envs: Mapping[str, Mapping[str, Any] | None] | str, config: Serve
 
     async def stateless_call(host: HostedEnv, request: mcp.Request) -> dict[str, Any]:
         async with http_slots:
-            env = await manager.run(host.acquire)
+            env = await manager.checkout(host)
             try:
                 return await mcp.call_tools(request, env.unwrapped.tools, manager.run)
             finally:
-                await manager.run(host.release, env)
+                await manager.checkin(host, env)
 
     async def mcp_create(host: HostedEnv, request: mcp.Request) -> dict[str, Any]:
         try:

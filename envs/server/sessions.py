@@ -68,7 +68,7 @@ class HostedEnv:
         self._idle: list[tuple[float, gym.Env]] = []  # (released at, instance), oldest first
         self._lock = threading.Lock()
         self._closed = False
-        first = self._make()  # fails fast on bad kwargs, and gives the spec
+        first = self.make()  # fails fast on bad kwargs, and gives the spec
         base = first.unwrapped
         if not isinstance(base, TextEnv):
             first.close()
@@ -89,9 +89,10 @@ class HostedEnv:
             "reward_weights": {k: float(v) for k, v in getattr(base, "reward_weights", {}).items()},
         }
         self.tool_listing = list_tools(base.tools)  # MCP tools/list, the same for every instance
-        self.release(first)
+        self.keep(first)
 
-    def _make(self) -> gym.Env:
+    def make(self) -> gym.Env:
+        """A new instance (blocking: call from a worker thread)."""
         try:
             # No passive env checker: it checks only an instance's first calls, and Gymnasium 1.4's
             # breaks the first step after a first reset that raised (a client's bad options).
@@ -99,18 +100,21 @@ class HostedEnv:
         except Exception as exc:
             raise FactoryError(f"could not make {self.env_id} with {self.kwargs}: {type(exc).__name__}: {exc}") from exc
 
-    def acquire(self) -> gym.Env:
-        """An idle instance, or a new one (blocking: call from a worker thread)."""
+    def take_idle(self) -> gym.Env | None:
+        """The most recently used idle instance, or ``None`` (never blocks: callable on the event loop)."""
         with self._lock:
-            if self._idle:
-                return self._idle.pop()[1]
-        return self._make()
+            return self._idle.pop()[1] if self._idle else None
 
-    def release(self, env: gym.Env) -> None:
+    def keep(self, env: gym.Env) -> bool:
+        """Pool ``env`` for reuse if there is room (never blocks); ``False``: close it with ``discard``."""
         with self._lock:
-            if not self._closed and len(self._idle) < self.max_idle:
-                self._idle.append((time.monotonic(), env))
-                return
+            if self._closed or len(self._idle) >= self.max_idle:
+                return False
+            self._idle.append((time.monotonic(), env))
+            return True
+
+    def discard(self, env: gym.Env) -> None:
+        """Close an instance the pool does not keep (blocking: call from a worker thread)."""
         _close_quietly(env, self.env_id)
 
     def trim(self, now: float | None = None) -> int:
@@ -207,7 +211,8 @@ class SessionManager:
         self.table = table if table is not None else WorkerTable(1)
         self.index = index
         self.hosts = list(hosts)
-        self.executor = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="agentr1-env")
+        # workers=0: env calls run on the event loop itself (no thread hop; a slow call stalls every session).
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="agentr1-env") if workers else None
         self.sessions: dict[str, Session] = {}
         self._housekeeper: asyncio.Task | None = None
 
@@ -217,8 +222,23 @@ class SessionManager:
         return self.table.total("sessions")
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(*args)`` on the worker pool."""
+        """``fn(*args)`` on the worker pool (or right here, with no pool)."""
+        if self.executor is None:
+            return fn(*args)
         return await asyncio.get_running_loop().run_in_executor(self.executor, lambda: fn(*args))
+
+    async def checkout(self, host: HostedEnv) -> gym.Env:
+        """An instance of ``host``: a pooled one at once, else a new one made on the worker pool."""
+        env = host.take_idle()
+        return env if env is not None else await self.run(host.make)
+
+    async def checkin(self, host: HostedEnv, env: gym.Env) -> None:
+        """Return an instance: pooled at once, or closed on the worker pool if the pool is full."""
+        if not host.keep(env):
+            try:
+                await self.run(host.discard, env)
+            except RuntimeError:  # the worker pool is already shut down
+                host.discard(env)
 
     async def open(self, host: HostedEnv, *, mcp: bool = False) -> Session:
         """A new session with its own env instance; ``CapacityError`` / ``FactoryError`` otherwise."""
@@ -228,7 +248,7 @@ class SessionManager:
         session = Session(id=f"w{self.index}-{uuid.uuid4()}", host=host, mcp=mcp)
         self.sessions[session.id] = session  # holds the slot while the env is made
         try:
-            session.env = await self.run(host.acquire)
+            session.env = await self.checkout(host)
         except BaseException:
             self.sessions.pop(session.id, None)
             self.table.free_slot(self.index)
@@ -244,10 +264,7 @@ class SessionManager:
             self.table.free_slot(self.index)
         env, session.env = session.env, None
         if env is not None:
-            try:
-                await self.run(session.host.release, env)
-            except RuntimeError:  # the worker pool is already shut down
-                env.close()
+            await self.checkin(session.host, env)
 
     def start(self) -> None:
         """Start housekeeping: the heartbeat ``/health`` reads, idle reaping, pool trimming."""
@@ -296,6 +313,7 @@ class SessionManager:
                 except Exception:
                     logger.debug("notifying a session of shutdown failed", exc_info=True)
             await self.close(session)
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.executor is not None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
         self.table.set(self.index, "closed_at_shutdown", len(open_sessions))
         return len(open_sessions)
