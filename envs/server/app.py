@@ -116,7 +116,7 @@ def create_app(envs: Mapping[str, Mapping[str, Any] | None] | str, config: Serve
         try:
             yield
         finally:
-            app.state.closed_at_shutdown = await manager.shutdown()
+            await manager.shutdown()
             if peers is not None:
                 await peers.aclose()
             for host in hosts:
@@ -124,7 +124,7 @@ def create_app(envs: Mapping[str, Mapping[str, Any] | None] | str, config: Serve
 
     app = FastAPI(title=f"AgentR1-Gym env server: {', '.join(by_id)}", version=API_VERSION, lifespan=lifespan,
                   description=f"OpenEnv-protocol server for AgentR1-Gym {__version__} text environments.")
-    app.state.manager, app.state.hosts, app.state.closed_at_shutdown = manager, by_id, 0
+    app.state.manager, app.state.hosts = manager, by_id
 
     @app.exception_handler(RequestValidationError)
     async def invalid_body(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -82,8 +82,17 @@ def _listening_socket(host: str, port: int, *, share: bool) -> socket.socket:
     return sock
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, counting the sessions open when a stop signal arrives."""
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        if not self.should_exit:
+            self.config.app.state.manager.note_shutdown()
+        super().handle_exit(sig, frame)
+
+
 def _uvicorn_server(app: Any, spec: ServeSpec) -> uvicorn.Server:
-    server = uvicorn.Server(uvicorn.Config(
+    server = _Server(uvicorn.Config(
         app, log_level=spec.log_level, lifespan="on", timeout_graceful_shutdown=5,
         ws_max_size=2 * spec.config.max_frame_chars + (1 << 20),  # beyond this the transport drops the connection
         ws_per_message_deflate=False, backlog=4096))
@@ -130,8 +139,8 @@ def serve_here(spec: ServeSpec) -> int:
 
     def stopped(signum: int, _frame: Any) -> None:
         # uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal: end with status 0.
-        print(f"stopped by {signal.Signals(signum).name}; closed {app.state.closed_at_shutdown} open session(s)",
-              flush=True)
+        closed = app.state.manager.table.total("open_at_shutdown")
+        print(f"stopped by {signal.Signals(signum).name}; closed {closed} open session(s)", flush=True)
         raise SystemExit(0)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -175,6 +184,12 @@ def _worker(spec: ServeSpec, index: int, port: int, table: WorkerTable, sockets:
         if server.started:
             report.send(("ready", os.getpid()))
 
+    def stopped(_signum: int, _frame: Any) -> None:
+        # uvicorn re-raises the stop signal after its graceful shutdown: exit normally, running finalizers.
+        raise SystemExit(0)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stopped)
     threading.Thread(target=say_ready, daemon=True).start()
     server.run(sockets=[shared, private])
 
@@ -302,7 +317,7 @@ class Supervisor:
                 logger.warning("worker pid %s did not stop in %.0f s; killing it", proc.pid, STOP_TIMEOUT_S)
                 proc.kill()
                 proc.join()
-        return self.table.total("closed_at_shutdown")
+        return self.table.total("open_at_shutdown")
 
 
 def serve(spec: ServeSpec, processes: int) -> int:

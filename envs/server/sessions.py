@@ -315,5 +315,8 @@ class SessionManager:
             await self.close(session)
         if self.executor is not None:
             self.executor.shutdown(wait=False, cancel_futures=True)
-        self.table.set(self.index, "closed_at_shutdown", len(open_sessions))
         return len(open_sessions)
+
+    def note_shutdown(self) -> None:
+        """Record the sessions open as shutdown begins (the server closes their connections first, then ours)."""
+        self.table.set(self.index, "open_at_shutdown", len(self.sessions))

@@ -15,7 +15,7 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-FIELDS = ("pid", "sessions", "reaped", "closed_at_shutdown", "heartbeat_ms", "idle_instances", "restarts")
+FIELDS = ("pid", "sessions", "reaped", "open_at_shutdown", "heartbeat_ms", "idle_instances", "restarts")
 _COLUMN = {name: i for i, name in enumerate(FIELDS)}
 LOCK_TIMEOUT_S = 2.0  # the lock guards a few additions; a longer wait means its holder died holding it
 

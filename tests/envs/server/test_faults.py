@@ -129,7 +129,7 @@ def _free_port() -> int:
 def test_scale_out_failover_restart_and_graceful_shutdown(server_factory):
     port_a, port_b = _free_port(), _free_port()
     a = server_factory("arithmetic", "--processes", "2", port=port_a)  # its workers die with it
-    b = server_factory("arithmetic", port=port_b)
+    b = server_factory("arithmetic", "--processes", "2", port=port_b)
     urls = [a.url, b.url]
     spread = [RemoteEnv(urls, env_id="arithmetic") for _ in range(4)]
     assert (a.active_sessions(), b.active_sessions()) == (2, 2)
@@ -153,7 +153,7 @@ def test_scale_out_failover_restart_and_graceful_shutdown(server_factory):
     assert back.step(back.demonstration()[-1])[4]["metrics"]["acc"] == 1.0
 
     assert b.stop(signal.SIGTERM) == 0  # graceful: closes its sessions and exits cleanly
-    assert "stopped by SIGTERM" in b.output
+    assert "stopped by SIGTERM; closed 4 open session(s)" in b.output
     for env in spread:
         *_, truncated, info = env.step("\\boxed{3}")
         assert truncated and info["env_error"] is True
