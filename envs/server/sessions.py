@@ -281,12 +281,15 @@ class SessionManager:
         interval = HEARTBEAT_S if self.idle_timeout is None else min(max(self.idle_timeout / 4, 0.05), HEARTBEAT_S)
         while True:
             await asyncio.sleep(interval)
-            self._beat()
-            if self.idle_timeout is not None:
-                await self._reap(time.monotonic())
-            for host in self.hosts:
-                if host.pool_ttl is not None and host.idle:
-                    await self.run(host.trim)
+            try:
+                self._beat()
+                if self.idle_timeout is not None:
+                    await self._reap(time.monotonic())
+                for host in self.hosts:
+                    if host.pool_ttl is not None and host.idle:
+                        await self.run(host.trim)
+            except Exception:  # the heartbeat must outlive any one failure, or /health reports a live worker dead
+                logger.exception("housekeeping failed; trying again in %.1f s", interval)
 
     async def _reap(self, now: float) -> None:
         assert self.idle_timeout is not None
