@@ -238,7 +238,7 @@ def sweep(args: argparse.Namespace) -> None:
         plans = golden_actions(env_id, max(levels))
         for procs in processes:
             server = Server(env_id, "--processes", str(procs), "--max-sessions", str(2 * max(levels)),
-                            "--idle-timeout", "600", *(["--workers", str(args.workers)] if args.workers is not None else []))
+                            "--idle-timeout", "600")
             clean = 0
             try:
                 idle_rss = server.rss_mib(server.pids())
@@ -249,8 +249,7 @@ def sweep(args: argparse.Namespace) -> None:
                         if time.monotonic() - run_started > args.budget:
                             print(f"  budget of {args.budget:.0f} s spent; stopping", flush=True)
                             break
-                        row = {"env": env_id, "processes": procs, "workers": args.workers, "cpus": cpus,
-                               "idle_rss_mib": idle_rss,
+                        row = {"env": env_id, "processes": procs, "cpus": cpus, "idle_rss_mib": idle_rss,
                                **run_level(server, plans, sessions, args.level_timeout)}
                         _append_row(args.out, row)
                     print(f"{env_id.split('/')[-1]:14} {procs:>5} {sessions:>8} {row['success']:>8.1%} "
@@ -409,7 +408,6 @@ def main() -> None:
     s.add_argument("--max-level", type=int, default=8192, help="last level, if every level before it succeeds")
     s.add_argument("--level-timeout", type=float, default=120.0, help="seconds a session may take (failure after)")
     s.add_argument("--budget", type=float, default=3600.0, help="seconds for the whole sweep; no level starts after")
-    s.add_argument("--workers", type=int, help="the server's env threads per process (default: its own; 0: none)")
     s.add_argument("--out", type=Path, help="append each level's row here (JSON lines); rows there are reused")
     o = sub.add_parser("overhead", help="steps/s and latency: server vs in process")
     o.add_argument("--env", action="append", help=f"env id or alias (default: {', '.join(DEFAULT_ENVS)})")

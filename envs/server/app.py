@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 API_VERSION = "1.0.0"  # the OpenEnv HTTP API profile implemented (`openenv validate` reads openapi info.version)
 DEFAULT_SPLIT = "default"
 STALE_HEARTBEAT_MS = 10_000  # a worker silent this long is reported not alive (heartbeats come every second)
+ATTACH_WAIT_STEPS = 20  # x 50 ms: how long an attach waits for the session's previous WebSocket to detach
 
 
 class ResetBody(BaseModel):
@@ -73,8 +74,8 @@ class ServerConfig(BaseModel):
 
     max_sessions: int = Field(default=64, ge=1, description="open sessions, over all worker processes")
     idle_timeout: float | None = Field(default=600.0, gt=0, description="seconds before an idle session is closed")
-    workers: int | None = Field(default=None, ge=0, description="env worker threads per process (default: "
-                                "min(max_sessions, max(4, 2 x CPUs)); 0: env calls run on the event loop)")
+    workers: int | None = Field(default=None, ge=1, description="env worker threads per process "
+                                "(default: min(max_sessions, max(4, 2 x CPUs)))")
     max_frame_chars: int = Field(default=8 << 20, ge=1024, description="larger frames get a VALIDATION_ERROR frame")
     pool_ttl: float | None = Field(default=60.0, gt=0, description="seconds an unused pooled env instance is kept")
     max_pooled: int | None = Field(default=None, ge=0, description="pooled instances per env and process "
@@ -105,7 +106,7 @@ def create_app(envs: Mapping[str, Mapping[str, Any] | None] | str, config: Serve
     default = hosts[0]
     # Steps that hold the GIL gain nothing from more threads than cores; steps that wait (math-verify's
     # process pool, an HTTP retriever) overlap up to the pool size.
-    workers = config.workers if config.workers is not None else min(config.max_sessions, max(4, 2 * (os.cpu_count() or 1)))
+    workers = config.workers or min(config.max_sessions, max(4, 2 * (os.cpu_count() or 1)))
     table = table if table is not None else WorkerTable(1)
     manager = SessionManager(max_sessions=config.max_sessions, idle_timeout=config.idle_timeout, workers=workers,
                              table=table, index=index, hosts=hosts)
@@ -385,9 +386,16 @@ def create_app(envs: Mapping[str, Mapping[str, Any] | None] | str, config: Serve
         if session is None or session.closed or not session.mcp:
             await _refuse(websocket, wire.error_frame(f"Unknown session_id: {session_id[:128]}", wire.SESSION_ERROR))
             return
+        for _ in range(ATTACH_WAIT_STEPS):  # a client that just closed its WebSocket may reconnect first
+            if not session.attached:
+                break
+            await asyncio.sleep(0.05)
         if session.attached:
             await _refuse(websocket, wire.error_frame(f"Session {session_id} already has an attached WebSocket",
                                                       wire.SESSION_ERROR))
+            return
+        if session.closed:
+            await _refuse(websocket, wire.error_frame(f"Unknown session_id: {session_id[:128]}", wire.SESSION_ERROR))
             return
         if host is not None and session.host is not host:
             await _refuse(websocket, wire.error_frame(f"session {session_id} plays {session.host.env_id}, not "

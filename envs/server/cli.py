@@ -28,8 +28,7 @@ def add_parser(sub: Any) -> None:
     serve.add_argument("--processes", type=int, default=None,
                        help="worker processes sharing the port (default: the CPUs this process may use; Linux)")
     serve.add_argument("--workers", type=int, default=None,
-                       help="env worker threads per process (default min(max-sessions, max(4, 2 x CPUs))); 0 runs "
-                            "env calls on the event loop: only for envs whose calls take microseconds and never wait")
+                       help="env worker threads per process (default min(max-sessions, max(4, 2 x CPUs)))")
     serve.add_argument("--pool-ttl", type=float, default=60.0,
                        help="seconds an unused env instance stays pooled (0: until shutdown)")
     serve.add_argument("--max-pooled", type=int, default=None,

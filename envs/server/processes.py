@@ -15,6 +15,7 @@ telling the clients) and exits 0. Workers die with the supervisor, even when it 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import multiprocessing
@@ -207,10 +208,13 @@ class Supervisor:
         self.procs: list[Any] = [None] * processes
         self.reports: list[Any] = [None] * processes
         self.started_at = [0.0] * processes
-        self.delays = [0.0] * processes
+        self.quick_deaths = [0] * processes  # deaths in a row within a minute of starting, per worker
         self.restart_at: dict[int, float] = {}
         self.stop_signal: int | None = None
         self.port = 0
+        self._wakeup, self._wakeup_writer = socket.socketpair()  # a signal writes a byte: waits end at once
+        self._wakeup.setblocking(False)
+        self._wakeup_writer.setblocking(False)
 
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT; the exit status (2 if the envs cannot be served)."""
@@ -224,6 +228,7 @@ class Supervisor:
             return 2
         self.port = reserved.getsockname()[1]
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        previous_wakeup = signal.set_wakeup_fd(self._wakeup_writer.fileno())
         try:
             for i in range(self.processes):
                 self._start(i)
@@ -241,6 +246,9 @@ class Supervisor:
             print(f"stopped by {signal.Signals(self.stop_signal).name}; closed {closed} open session(s)", flush=True)
             return 0
         finally:
+            signal.set_wakeup_fd(previous_wakeup)
+            self._wakeup.close()
+            self._wakeup_writer.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             reserved.close()
@@ -266,7 +274,7 @@ class Supervisor:
                 return f"stopped by {signal.Signals(self.stop_signal).name} while starting"
             if time.monotonic() > deadline:
                 return f"workers {sorted(waiting)} did not start in {START_TIMEOUT_S:.0f} s"
-            ready = multiprocessing.connection.wait([self.reports[i] for i in waiting], timeout=0.5)
+            ready = self._wait([self.reports[i] for i in waiting])
             for i in list(waiting):
                 if self.reports[i] not in ready:
                     continue
@@ -280,10 +288,18 @@ class Supervisor:
                 waiting.discard(i)
         return None
 
+    def _wait(self, objects: list[Any]) -> list[Any]:
+        """``multiprocessing.connection.wait`` for up to 0.5 s, cut short by a signal."""
+        ready = multiprocessing.connection.wait([self._wakeup, *objects], timeout=0.5)
+        if self._wakeup in ready:
+            with contextlib.suppress(BlockingIOError):
+                self._wakeup.recv(4096)
+        return ready
+
     def _watch(self) -> None:
         """Wait a little for a worker to exit; restart the dead ones when their back-off is over."""
         alive = [p.sentinel for p in self.procs if p is not None and p.is_alive()]
-        multiprocessing.connection.wait(alive, timeout=0.5)
+        self._wait(alive)
         now = time.monotonic()
         for i, proc in enumerate(self.procs):
             if self.stop_signal is not None:
@@ -291,14 +307,15 @@ class Supervisor:
             if proc is not None and not proc.is_alive():
                 proc.join()
                 ran = now - self.started_at[i]
-                # At once after a long life; a worker that keeps dying waits 1, 2, 4, ... 30 s.
-                self.delays[i] = 0.0 if ran > 60 else min(max(1.0, 2 * self.delays[i]), MAX_RESTART_DELAY_S)
+                # At once, unless it keeps dying young: then after 1, 2, 4, ... 30 s.
+                self.quick_deaths[i] = self.quick_deaths[i] + 1 if ran < 60 else 0
+                delay = 0.0 if self.quick_deaths[i] <= 1 else min(2.0 ** (self.quick_deaths[i] - 2), MAX_RESTART_DELAY_S)
                 logger.warning("worker %d (pid %s) exited with status %s after %.0f s, its %d session(s) lost; "
                                "restarting it in %.0f s", i, proc.pid, proc.exitcode, ran,
-                               self.table.get(i, "sessions"), self.delays[i])
+                               self.table.get(i, "sessions"), delay)
                 self.table.clear(i)
                 self.procs[i] = None
-                self.restart_at[i] = now + self.delays[i]
+                self.restart_at[i] = now + delay
         for i, when in list(self.restart_at.items()):
             if now >= when:
                 del self.restart_at[i]

@@ -211,8 +211,7 @@ class SessionManager:
         self.table = table if table is not None else WorkerTable(1)
         self.index = index
         self.hosts = list(hosts)
-        # workers=0: env calls run on the event loop itself (no thread hop; a slow call stalls every session).
-        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="agentr1-env") if workers else None
+        self.executor = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="agentr1-env")
         self.sessions: dict[str, Session] = {}
         self._housekeeper: asyncio.Task | None = None
 
@@ -222,9 +221,7 @@ class SessionManager:
         return self.table.total("sessions")
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(*args)`` on the worker pool (or right here, with no pool)."""
-        if self.executor is None:
-            return fn(*args)
+        """``fn(*args)`` on the worker pool."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, lambda: fn(*args))
 
     async def checkout(self, host: HostedEnv) -> gym.Env:
@@ -316,8 +313,7 @@ class SessionManager:
                 except Exception:
                     logger.debug("notifying a session of shutdown failed", exc_info=True)
             await self.close(session)
-        if self.executor is not None:
-            self.executor.shutdown(wait=False, cancel_futures=True)
+        self.executor.shutdown(wait=False, cancel_futures=True)
         return len(open_sessions)
 
     def note_shutdown(self) -> None:

@@ -147,7 +147,7 @@ def test_scale_out_failover_restart_and_graceful_shutdown(server_factory):
     with pytest.raises(RemoteEnvError, match="no env server accepted"):
         RemoteEnv(a.url, env_id="arithmetic")  # one URL, nobody there: a clear error
 
-    a = server_factory("arithmetic", port=port_a)  # restarted on the same port
+    a = server_factory("arithmetic", port=port_a)  # restarted on the same port (nothing of the old one holds it)
     back = RemoteEnv(a.url, env_id="arithmetic")
     back.reset(seed=4)
     assert back.step(back.demonstration()[-1])[4]["metrics"]["acc"] == 1.0

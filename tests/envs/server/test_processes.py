@@ -57,9 +57,11 @@ def wait_for(predicate, timeout: float = 10.0):
 
 
 def gone(pid: int) -> bool:
+    """Whether every thread of ``pid`` has exited (its sockets are closed only then; a zombie is gone)."""
     try:
         with open(f"/proc/{pid}/status") as status:
-            return "\nState:\tZ" in status.read()  # a zombie awaiting its parent's wait()
+            zombie = "\nState:\tZ" in status.read()
+        return zombie and len(os.listdir(f"/proc/{pid}/task")) <= 1
     except FileNotFoundError:
         return True
 
