@@ -74,7 +74,7 @@ class ServeSpec:
         return f"http://{host}:{port}"
 
 
-def _listening_socket(host: str, port: int, *, share: bool) -> socket.socket:
+def _bound_socket(host: str, port: int, *, share: bool) -> socket.socket:
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if share:
@@ -126,12 +126,17 @@ def serve_here(spec: ServeSpec) -> int:
     """The whole server in this process (``--processes 1``); returns the exit status."""
     _configure_logging(spec.log_level)
     try:
+        sock = _bound_socket(spec.host, spec.port, share=False)  # first: a taken port fails before envs load
+    except OSError as exc:
+        print(f"cannot serve: {spec.host}:{spec.port}: {exc}", file=sys.stderr)
+        return 2
+    try:
         app = create_app(spec.envs, spec.config)
     except Exception as exc:  # unknown id, bad kwargs, unservable env
+        sock.close()
         print(f"cannot serve: {exc}", file=sys.stderr)
         return 2
     _raise_descriptor_limit(spec.config.max_sessions + 256)
-    sock = _listening_socket(spec.host, spec.port, share=False)
     port = sock.getsockname()[1]
     server = _uvicorn_server(app, spec)
     url = spec.url(port)
@@ -172,7 +177,7 @@ def _worker(spec: ServeSpec, index: int, port: int, table: WorkerTable, sockets:
         report.send(("error", f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)))
         sys.exit(2)
     _raise_descriptor_limit(spec.config.max_sessions + 256)
-    shared = _listening_socket(spec.host, port, share=True)
+    shared = _bound_socket(spec.host, port, share=True)
     private = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     if os.path.exists(sockets[index]):  # left by this worker's previous life
         os.unlink(sockets[index])
@@ -220,9 +225,11 @@ class Supervisor:
         """Serve until SIGTERM/SIGINT; the exit status (2 if the envs cannot be served)."""
         _configure_logging(self.spec.log_level)
         try:
+            if self.spec.port:  # a plain bind fails if anything listens there, even another SO_REUSEPORT server
+                _bound_socket(self.spec.host, self.spec.port, share=False).close()
             # Held, bound but not listening, for the server's life: it reserves the port (and picks
             # one for --port 0); the workers' listening sockets join it with SO_REUSEPORT.
-            reserved = _listening_socket(self.spec.host, self.spec.port, share=True)
+            reserved = _bound_socket(self.spec.host, self.spec.port, share=True)
         except OSError as exc:
             print(f"cannot serve: {self.spec.host}:{self.spec.port}: {exc}", file=sys.stderr)
             return 2

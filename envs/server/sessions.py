@@ -52,7 +52,7 @@ class HostedEnv:
     """One env id with fixed make-kwargs, and a pool of idle instances of it.
 
     The pool keeps at most ``max_idle`` instances, each for at most ``pool_ttl`` seconds after its
-    last use (``None``: forever); ``acquire`` takes the most recently used one.
+    last use (``None``: forever); ``take_idle`` takes the most recently used one.
     """
 
     def __init__(self, env_id: str, kwargs: Mapping[str, Any] | None = None, *, max_idle: int = 64,
@@ -89,7 +89,8 @@ class HostedEnv:
             "reward_weights": {k: float(v) for k, v in getattr(base, "reward_weights", {}).items()},
         }
         self.tool_listing = list_tools(base.tools)  # MCP tools/list, the same for every instance
-        self.keep(first)
+        if not self.keep(first):
+            self.discard(first)
 
     def make(self) -> gym.Env:
         """A new instance (blocking: call from a worker thread)."""

@@ -161,3 +161,13 @@ def test_a_dead_worker_is_restarted_and_the_supervisors_death_takes_every_worker
     assert wait_for(lambda: all(gone(p) for p in pids), 10)
     with pytest.raises(OSError):
         urllib.request.urlopen(server.url + "/health", timeout=2)
+
+
+def test_a_second_server_on_a_taken_port_is_refused(server, capsys):
+    """SO_REUSEPORT would let it join the running server's port and take half its connections."""
+    from envs.__main__ import main
+
+    port = server.url.rsplit(":", 1)[1]
+    for processes in ("2", "1"):
+        assert main(["serve", "arithmetic", "--port", port, "--processes", processes]) == 2
+        assert "Address already in use" in capsys.readouterr().err
