@@ -37,7 +37,7 @@ LABEL_VERSION = 1
 BASE_METRICS = ("acc", "format", "turns", "assistant_turns", "tool_calls", "failed_tool_calls", "invalid_actions",
                 "truncated", "episode_reward")
 
-Recipe = Literal["open-rs", "agent-r1-qa"]
+Recipe = Literal["open-rs", "agent-r1-qa", "torl"]
 
 # Env ids (lower-case fnmatch patterns) each paper's recipe is the default for: Open-RS trains small
 # math models (on Math-v0's open-rs data; its paper reports AIME24, MATH-500, AMC23, Minerva and
@@ -47,14 +47,36 @@ RECIPE_ENV_PATTERNS: dict[Recipe, tuple[str, ...]] = {
                 "agentr1/olympiadbench-v*", "agentr1/gsm8k-v*"),
     "agent-r1-qa": ("agentr1/hotpotqa-v*", "agentr1/2wikimultihopqa-v*", "agentr1/musique-v*"),
 }
+# ToRL's tool-integrated reasoning setting for the math envs (Li, Zou, Liu 2025, "ToRL: Scaling
+# Tool-Integrated RL"; github.com/GAIR-NLP/ToRL, verl/workers/rollout/vllm_rollout/vllm_rollout_spmd.py):
+# the model writes ```python blocks, each run alone (SandboxFusion, a 10 s request timeout) and answered
+# with an ```output block holding at most 256 characters (the first and last 128) and, on an error,
+# only its last line; at most C code calls per response (C = 3 in its trainer config; its 1.5B script
+# sets 1); reward +1 / -1 on the boxed answer (envs.math.rewards preset "torl").
+TORL_MAKE_KWARGS: dict[str, Any] = {
+    "tools": ["python"],
+    "reward_preset": "torl",
+    "max_turns": 4,  # 3 code turns, then the answer
+    "python": {"fenced": True, "persistent": False, "wall_s": 10.0, "max_output_chars": 256, "errors": "last_line",
+               "preload": ["numpy", "sympy"]},  # [suite] imported once per sandbox: fresh calls that import them are fast
+}
 # The make-kwargs of a recipe's training and evaluation data, where the env takes them.
 RECIPE_TRAIN_KWARGS: dict[str, dict[str, Any]] = {
     "agent-r1-qa": {"split": "train"},  # [Agent-R1] trains on the train split (the QA envs default to validation)
+    "torl": TORL_MAKE_KWARGS,  # [ToRL] the python tool, its limits and rewards (chosen with --preset torl)
 }
 RECIPE_EVAL_KWARGS: dict[str, dict[str, Any]] = {
     "agent-r1-qa": {"split": "validation"},  # [Agent-R1] reports EM on the dev (validation) sets
 }
 DEFAULT_PROCEDURAL_PROMPTS = 4096  # training prompts written for an env that generates its items
+# Each preset's default policy (``--model``): the model its paper trained, so the design's commands run
+# as written (``python -m adapters.openrlhf --env math-v0``). Plain HF ids; ``--model`` picks another.
+PRESET_MODELS: dict[str, str] = {
+    "open-rs": "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B",  # [Open-RS] the model of every Open-RS run
+    "agent-r1-qa": "Qwen/Qwen2.5-1.5B-Instruct",  # [Agent-R1] the blog's HotpotQA run (the paper's tables: 3B)
+    "small": "Qwen/Qwen2.5-0.5B-Instruct",  # [suite] procedural envs and smoke tests on a small GPU
+    "torl": "Qwen/Qwen2.5-Math-1.5B",  # [ToRL] scripts/torl_1.5b.sh (its 7B runs: Qwen2.5-Math-7B)
+}
 
 
 @dataclass(frozen=True)
@@ -172,7 +194,8 @@ def paper_recipe(env_id: str) -> Recipe | None:
 
 
 def _accepted(env_id: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of ``kwargs`` the env's constructor takes (a recipe's split means nothing to arithmetic)."""
+    """The part of ``kwargs`` the env's constructor takes (a recipe's split means nothing to an env without
+    splits, nor to one whose declared ``splits`` lack it: arithmetic has train/test, no validation)."""
     from gymnasium.envs.registration import load_env_creator
 
     from envs.core.registry import accepted_kwargs
@@ -182,7 +205,8 @@ def _accepted(env_id: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(creator, type):
         return dict(kwargs)
     names = set(accepted_kwargs(creator))
-    return {k: v for k, v in kwargs.items() if k in names}
+    splits = getattr(creator, "splits", None)
+    return {k: v for k, v in kwargs.items() if k in names and not (k == "split" and splits and v not in splits)}
 
 
 def training_make_kwargs(env_id: str, recipe: str | None, env_kwargs: Mapping[str, Any] | None = None, *,
@@ -211,7 +235,10 @@ def add_episode_arguments(parser: argparse.ArgumentParser, trainer_name: str, *,
                           seed_help: str = "base reset seed of the episodes") -> argparse.ArgumentParser:
     """The flags every trainer CLI shares: which env, model and recipe, where to write, which data."""
     parser.add_argument("--env", required=True, help="env id or alias (python -m envs list)")
-    parser.add_argument("--model", required=True, help="HF model id or local path of the policy")
+    defaults = "; ".join(f"{name}: {PRESET_MODELS[name]}" for name in sorted(presets) if name in PRESET_MODELS)
+    parser.add_argument("--model", help=f"HF model id or local path of the policy, or a named model ('smollm2-135m': "
+                                        f"SmolLM2-135M-Instruct from its PyPI wheel; 'tiny') (default: the preset's "
+                                        f"paper model; {defaults})")
     parser.add_argument("--preset", choices=sorted(presets), help="training recipe (default: chosen from the env)")
     parser.add_argument("--output-dir", type=Path, help=f"where the run's data, config and logs go (default runs/{trainer_name}/<env>)")
     parser.add_argument("--env-kwargs", type=json.loads, default={},
@@ -226,15 +253,32 @@ def add_episode_arguments(parser: argparse.ArgumentParser, trainer_name: str, *,
     return parser
 
 
+def policy_model(model: str | None, preset: str) -> str:
+    """``--model``, else the preset's model (``PRESET_MODELS``); logged, so a run's log names its policy."""
+    if model:
+        from baselines.models import resolve_model
+
+        resolved = resolve_model(model)
+        logger.info("model %s (--model)%s", model, f" at {resolved}" if resolved != model else "")
+        return resolved
+    if preset not in PRESET_MODELS:
+        raise SystemExit(f"the {preset} preset names no model: pass --model")
+    logger.info("model %s (the %s preset's default; --model picks another)", PRESET_MODELS[preset], preset)
+    return PRESET_MODELS[preset]
+
+
 def iter_episode_specs(env_id: str, make_kwargs: Mapping[str, Any] | None = None, *, count: int | None = None,
-                       seed: int = 0, start: int = 0) -> Iterator[tuple[EpisodeSpec, list[dict[str, str]]]]:
+                       seed: int = 0, start: int = 0,
+                       progress: bool = False) -> Iterator[tuple[EpisodeSpec, list[dict[str, str]]]]:
     """Yield ``(spec, messages)`` for ``count`` episodes of an env, item ``start`` onwards.
 
     Item-list envs (``env.items``) are walked in order (``count=None``: all of them); procedural envs
     are asked for item ``index=i``, which they generate deterministically, so ``count`` is required.
     ``messages`` is the chat-form prompt (``info["messages"]``) the trainer feeds the model.
+    ``progress``: show a progress bar (on a terminal), for a command writing a dataset.
     """
     import envs
+    from envs.core.cli import progress as progress_bar
 
     env_id = envs.resolve_env_id(env_id)
     make_kwargs = dict(make_kwargs or {})
@@ -247,7 +291,7 @@ def iter_episode_specs(env_id: str, make_kwargs: Mapping[str, Any] | None = None
             raise ValueError(f"{env_id} generates its items: say how many prompts to write (count)")
         else:
             stop = start + count
-        for index in range(start, stop):
+        for index in progress_bar(range(start, stop), enabled=progress, desc=f"{env_id} prompts", unit="prompt"):
             episode_seed = seed + index
             _, info = env.reset(seed=episode_seed, options={"index": index})
             yield EpisodeSpec(env_id, dict(info["item"]), make_kwargs, episode_seed), list(info["messages"])

@@ -19,6 +19,7 @@ from typing import Any
 
 from baselines.grpo.rollout import ChatFormat, Episode, Generator, Sampling, run_episodes
 from envs.core.parsing import ToolCall
+from envs.core.records import EpisodeRecorder
 from envs.core.tools import run_tool
 
 logger = logging.getLogger(__name__)
@@ -69,22 +70,29 @@ class NaiveRAGAgent:
     def run(self, generator: Generator, envs: Sequence[Any], resets: Sequence[Mapping[str, Any]], groups: Sequence[int],
             sampling: Sampling, max_episode_tokens: int) -> list[Episode]:
         episodes: list[Episode] = []
+        logs: list[EpisodeRecorder] = []
         for i, reset_kwargs in enumerate(resets):
             _, info = envs[i].reset(**reset_kwargs)
+            messages = self.prompt_messages(envs[i], info)
             prompt = self.chat.encode(self.chat.tokenizer.apply_chat_template(
-                self.prompt_messages(envs[i], info), tokenize=False, add_generation_prompt=True))
-            episodes.append(Episode(group=int(groups[i]), prompt_ids=prompt, item=dict(info.get("item", {}))))
+                messages, tokenize=False, add_generation_prompt=True))
+            logs.append(EpisodeRecorder(info, messages=messages))  # what the model saw, not the env's prompt
+            episodes.append(Episode(group=int(groups[i]), prompt_ids=prompt, item=dict(info.get("item", {})),
+                                    log=logs[-1]))
         budgets = [max(1, min(sampling.max_new_tokens, max_episode_tokens - ep.length)) for ep in episodes]
         outputs = generator.generate([ep.prompt_ids for ep in episodes], budgets, sampling)
-        for i, (ep, out) in enumerate(zip(episodes, outputs, strict=True)):
+        for i, (ep, log, out) in enumerate(zip(episodes, logs, outputs, strict=True)):
             ep.append(out, model=True, turn=0)
             text = self.chat.decode(out)
             ep.responses.append(text)
-            _, reward, terminated, truncated, info = envs[i].step(text)
+            obs, reward, terminated, truncated, info = envs[i].step(text)
+            log.step(text, obs, reward, terminated, truncated, info)
             rewards, infos = [float(reward)], [info]
             if not (terminated or truncated):
                 # a single-turn baseline: a tool call here is not run; the env scores what it can
-                _, reward, terminated, truncated, info = envs[i].step(text.split("<tool_call>")[0].split("<search>")[0])
+                answer = text.split("<tool_call>")[0].split("<search>")[0]
+                obs, reward, terminated, truncated, info = envs[i].step(answer)
+                log.step(answer, obs, reward, terminated, truncated, info)
                 rewards.append(float(reward))
                 infos.append(info)
             ep.turn_rewards = [sum(rewards)]

@@ -16,7 +16,8 @@ Defaults follow the papers' evaluation protocols (``PROTOCOLS``), flags override
   env's evaluation split (its default, ``validation``).
 
 Other envs use their ``recommended_sampling`` if they declare one, else greedy decoding for one
-sample and temperature 0.6 / top_p 0.95 for several. Writes ``items.jsonl`` (one line per item),
+sample and temperature 0.6 / top_p 0.95 for several. Writes ``items.jsonl`` (one line per item, each
+sample an episode record of ``envs.core.records``: ``python -m envs view items.jsonl`` shows them),
 ``summary.json`` and ``summary.md`` into ``--output-dir``, each atomically.
 
 Example::
@@ -40,7 +41,10 @@ from typing import Any
 
 import gymnasium as gym
 
+from baselines.models import model_help
+from envs.core.cli import add_logging_argument, cli_entry, program_name, progress, setup_logging
 from envs.core.io import atomic_write_text
+from envs.core.records import json_line, printable_item
 
 logger = logging.getLogger(__name__)
 
@@ -141,24 +145,20 @@ def markdown_table(env_id: str, model: str, summary: dict[str, Any]) -> str:
     return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head), "| " + " | ".join(row) + " |"]) + "\n"
 
 
-def _printable_item(item: dict[str, Any], max_chars: int = 4000) -> dict[str, Any]:
-    """The item's short scalar fields and string lists (question, answers, ...), not its contexts."""
-    out = {}
-    for key, value in item.items():
-        if isinstance(value, list) and all(isinstance(v, str) for v in value):
-            pass
-        elif not isinstance(value, str | int | float | bool):
-            continue
-        if len(json.dumps(value, ensure_ascii=False)) <= max_chars:
-            out[key] = value
-    return out
+def _sample(episode: Any, correct: bool, source: dict[str, Any]) -> dict[str, Any]:
+    """One sample of ``items.jsonl``: the episode's record (``envs.core.records``; the item is on its line),
+    and ``responses``, the model's turns, as samples carried them before the record format."""
+    sample = episode.record(correct=correct, source=source).to_dict()
+    del sample["item"]
+    sample["responses"] = list(episode.responses)
+    return sample
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m baselines.evaluate", description=__doc__,
+    p = argparse.ArgumentParser(prog=program_name("baselines.evaluate"), description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", required=True, help="env id or alias, e.g. AgentR1/AIME24-v0, math500-v0")
-    p.add_argument("--model", required=True, help="HF id or directory (a trainer checkpoint works); 'tiny' = test model")
+    p.add_argument("--model", required=True, help=f"{model_help()}; a trainer checkpoint directory works too")
     p.add_argument("--tokenizer", help="defaults to --model")
     p.add_argument("--samples", type=int, default=1, help="samples per item (n of pass@k)")
     p.add_argument("--backend", choices=("hf", "vllm"), default="hf")
@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpu-kvcache-gib", type=float, default=1.0,
                    help="vLLM on CPU: KV-cache size (VLLM_CPU_KVCACHE_SPACE, unless set)")
     p.add_argument("--tensor-parallel-size", type=int, default=1)
-    p.add_argument("--log-level", default="WARNING")
+    add_logging_argument(p)
     return p
 
 
@@ -259,8 +259,10 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     out_dir = Path(args.output_dir or Path("runs") / "eval" / env_id.replace("/", "_"))
     pool = [probe] + [envs.make(env_id, env_url=args.env_url, **kwargs) for _ in range(min(args.batch_items, num_items) * args.samples - 1)]
     records: list[dict[str, Any]] = []
+    source = {"kind": "evaluate", "env": env_id, "model": str(args.model), "agent": args.agent}
     metric: str | None = args.success_metric
     started = time.perf_counter()
+    bar = progress(total=num_items, desc=f"evaluating {env_id}", unit="item")
     try:
         for start in range(0, num_items, args.batch_items):
             indices = list(range(start, min(num_items, start + args.batch_items)))
@@ -279,15 +281,16 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                 correct = [metric is not None and float(e.metrics.get(metric, 0.0)) >= 1.0 - 1e-9 for e in eps]
                 records.append({
                     "index": index,
-                    "item": _printable_item(eps[0].item),
+                    "item": printable_item(eps[0].item),
                     "num_correct": int(sum(correct)),
                     "pass@1": sum(correct) / len(correct),
-                    "samples": [{"responses": e.responses, "reward": e.reward, "correct": c,
-                                 "response_tokens": e.model_tokens, "metrics": e.metrics,
-                                 "reward_components": e.components} for e, c in zip(eps, correct, strict=True)],
+                    "samples": [_sample(e, c, source) for e, c in zip(eps, correct, strict=True)],
                 })
-            logger.info("evaluated %d/%d items", len(records), num_items)
+            bar.update(len(indices))
+            if bar.disable:  # no bar (not a terminal, or a quiet --log-level): the log says how far it got
+                logger.info("evaluated %d/%d items", len(records), num_items)
     finally:
+        bar.close()
         for env in pool:
             env.close()
     metric = metric or "acc"
@@ -298,7 +301,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     summary.update({"env": env_id, "env_kwargs": kwargs, "model": str(args.model), "backend": args.backend,
                     "agent": args.agent, "sampling": vars(sampling), "max_episode_tokens": max_episode,
                     "protocol": protocol.get("source"), "seconds": time.perf_counter() - started})
-    atomic_write_text(out_dir / "items.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    atomic_write_text(out_dir / "items.jsonl", "".join(json_line(r) for r in records))
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     table = markdown_table(env_id, str(args.model), summary)
     atomic_write_text(out_dir / "summary.md", table)
@@ -307,10 +310,10 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+@cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args.log_level)
     summary = evaluate(args)
     print(summary["table"], end="")
     print(f"wrote {summary['output_dir']}/summary.json, summary.md, items.jsonl")

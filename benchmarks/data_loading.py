@@ -19,6 +19,7 @@ import argparse
 import gc
 import importlib
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,7 +28,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-import envs  # noqa: F401  (registers the ids)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # as a script: the checkout's packages
+import envs  # noqa: E402,F401  (registers the ids)
+from envs.core.cli import add_logging_argument, setup_logging  # noqa: E402
 
 QA_ITEM = {"question": "In which town was the founder of Velmora Textiles born?", "answer": "Karsholm",
            "context": [{"title": "Velmora Textiles", "text": "Velmora Textiles was founded by Idris Hallowell."},
@@ -80,7 +83,9 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=64)
     parser.add_argument("--synthetic-questions", type=int, default=0)
     parser.add_argument("--synthetic-instances", type=int, default=8)
+    add_logging_argument(parser)
     args = parser.parse_args()
+    setup_logging(args.log_level)
     for module in ("envs.qa.env", "envs.math.env", "envs.retrieval.bm25", "bm25s", "Stemmer"):
         importlib.import_module(module)  # import costs are paid once, before any timing
     with tempfile.TemporaryDirectory() as tmp:

@@ -10,14 +10,18 @@ golden ``demonstration()``, so each episode exercises parsing, tools, retrieval 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-import envs
-from envs.core.registry import resolve_env_id, suite_envs
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # as a script: the checkout's packages
+import envs  # noqa: E402
+from envs.core.cli import add_logging_argument, setup_logging  # noqa: E402
+from envs.core.registry import resolve_env_id, suite_envs  # noqa: E402
 
 
 def bench_single(env_id: str, kwargs: dict, seconds: float) -> dict[str, float]:
@@ -70,7 +74,9 @@ def main() -> None:
     parser.add_argument("--env", action="append", help="env id or alias (default: every offline env)")
     parser.add_argument("--seconds", type=float, default=3.0, help="time per configuration")
     parser.add_argument("--num-envs", type=int, nargs="+", default=[1, 4, 16])
+    add_logging_argument(parser)
     args = parser.parse_args()
+    setup_logging(args.log_level)
     entries = [e for e in suite_envs() if e.offline_kwargs is not None]
     if args.env:
         wanted = {resolve_env_id(n) for n in args.env}

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from envs.core.cli import add_logging_argument, setup_logging  # noqa: E402
 
 # Correct (gold, response) pairs the fast path leaves to math-verify (about 10-40 ms each).
 SYMBOLIC_PAIRS = [
@@ -468,8 +469,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=5.0, help="verification time limit (= queue deadline)")
     parser.add_argument("--kill-every", type=float, default=1.0, help="seconds between worker kills")
+    add_logging_argument(parser, default="error")  # the faults it provokes are logged; the tables are the output
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.ERROR)
+    setup_logging(args.log_level)
     for name in args.only or SECTIONS:
         SECTIONS[name](args)
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)")

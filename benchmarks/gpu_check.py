@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from envs.core.cli import add_logging_argument, setup_logging  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output-dir", required=True)
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--cpu", action="store_true")
+    add_logging_argument(p)
     args = p.parse_args(argv)
+    setup_logging(args.log_level)
     import torch
 
     from baselines.grpo.config import make_config

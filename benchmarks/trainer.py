@@ -32,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # as a script: the checkout's packages
+from envs.core.cli import add_logging_argument, setup_logging  # noqa: E402
 BIG = dict(hidden_size=768, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=12, num_key_value_heads=4)
 ENV_KWARGS = dict(digits=1, num_operations=1, operations="+", calculator=False)
 
@@ -250,7 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny model only, fewer tokens")
     p.add_argument("--sections", nargs="+", choices=("rollout", "step", "memory"), default=["rollout", "step", "memory"])
     p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    add_logging_argument(p)
     args = p.parse_args(argv)
+    setup_logging(args.log_level)
     if args.child:
         kind, kwargs = args.child
         print("RESULT " + json.dumps(CHILDREN[kind](**json.loads(kwargs))))

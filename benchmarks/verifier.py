@@ -42,6 +42,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from envs.core.cli import add_logging_argument, progress, setup_logging  # noqa: E402
 
 from math_verify_suite import SuiteCase, load_suite  # noqa: E402
 from verifier_pairs import PAIRS_PATH, load_pairs, write_pairs  # noqa: E402
@@ -162,11 +163,14 @@ def _score(verdicts: list[bool], rows: list[Row]) -> tuple[int, int, int]:
 def _measure(name: str, rows: list[Row], rounds: int, runners: dict[str, Callable[[], tuple]]) -> dict[str, tuple]:
     """Best wall-clock time of each runner over interleaved rounds: ``{key: (verdicts, seconds, extra)}``."""
     best: dict[str, tuple] = {}
+    bar = progress(total=rounds * len(runners), desc=name, unit="run", leave=False)
     for _ in range(rounds):
         for key, run in runners.items():
+            bar.update()
             verdicts, seconds, *extra = run()
             if key not in best or seconds < best[key][1]:
                 best[key] = (verdicts, seconds, extra[0] if extra else None)
+    bar.close()
     return best
 
 
@@ -203,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-suite", action="store_true", help="skip math-verify's own cases")
     parser.add_argument("--write-pairs", action="store_true", help="regenerate the labelled file and exit")
     parser.add_argument("--plain-pass", type=Path, help=argparse.SUPPRESS)  # internal: one cold plain pass
+    add_logging_argument(parser, default="error")  # the verifier's timeouts and rejections are expected here
     args = parser.parse_args(argv)
     if args.plain_pass:
         logging.disable(logging.WARNING)
@@ -210,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         verdicts, seconds = _plain_pass(json.loads(args.plain_pass.read_text()))
         print(json.dumps({"verdicts": verdicts, "seconds": seconds}))
         return 0
-    logging.basicConfig(level=logging.ERROR)
+    setup_logging(args.log_level)
     if args.write_pairs:
         print(f"wrote {write_pairs(args.pairs)} pairs to {args.pairs}")
         return 0

@@ -1,4 +1,4 @@
-"""Command line: ``python -m envs list | demo | play | serve``.
+"""Command line: ``python -m envs list | demo | play | serve | view``.
 
 ``demo`` plays each registered environment on the data the project ships (no download, no server,
 no GPU) with a scripted policy, printing the transcript, rewards and reward components: episode 0 is
@@ -16,8 +16,10 @@ from collections.abc import Sequence
 import gymnasium as gym
 
 import envs
+from envs.core.cli import add_logging_argument, cli_entry, program_name, setup_logging
 from envs.core.registry import resolve_env_id, suite_envs
 from envs.server.cli import add_parser as add_serve_parser
+from envs.viewer.cli import add_parser as add_view_parser
 
 MALFORMED_CALL = '<tool_call>{"name": "calculator", "arguments": {"expression": </tool_call>'
 
@@ -95,8 +97,9 @@ def _play(args: argparse.Namespace) -> int:
             return 0
 
 
+@cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m envs", description=f"AgentR1-Gym {envs.__version__}")
+    parser = argparse.ArgumentParser(prog=program_name("envs"), description=f"AgentR1-Gym {envs.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="show registered environments").set_defaults(func=_list)
     demo = sub.add_parser("demo", help="play every env on shipped data with a scripted policy")
@@ -104,13 +107,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--episodes", type=int, default=2, help="episode 0 golden; later ones open with a malformed call")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--quiet", action="store_true", help="print only the summary")
+    add_logging_argument(demo)
     demo.set_defaults(func=_demo)
     play = sub.add_parser("play", help="play an env by typing the model's turns")
     play.add_argument("env")
     play.add_argument("--seed", type=int, default=0)
+    add_logging_argument(play)
     play.set_defaults(func=_play)
     add_serve_parser(sub)
+    add_view_parser(sub)
     args = parser.parse_args(argv)
+    setup_logging(getattr(args, "log_level", "info"))  # each working subcommand takes --log-level
     return args.func(args)
 
 

@@ -10,6 +10,11 @@ Several URLs spread sessions over several server processes: each env picks one f
 and a per-process counter (so ``make_vec`` workers and threads spread out) and fails over to the
 others when it cannot connect.
 
+With ``record_path=`` (or ``$AGENTR1_RECORD_SESSIONS``, which reaches envs made by any CLI with
+``--env-url``), every episode the session plays is appended to that JSONL file as an episode record
+(``envs.core.records``; ``python -m envs view FILE`` shows them), also one abandoned by an early
+``reset`` or ``close``.
+
 Infrastructure faults are never charged to the model. A server that vanishes mid-episode ends the
 episode on the next ``step`` with ``truncated=True``, reward 0, ``info["env_error"] = True`` and
 ``metrics["env_error"] = 1.0`` (trainers drop such episodes), never an exception; the next ``reset``
@@ -31,6 +36,7 @@ import gymnasium as gym
 
 from envs.core.data import DataError
 from envs.core.env import coerce_action, format_transcript, render_text
+from envs.core.records import RECORD_SESSIONS_VARIABLE, EpisodeRecorder, append_episode_records
 from envs.core.spaces import UnicodeText
 from envs.core.tools import Tool, ToolError
 from envs.server import wire
@@ -123,7 +129,8 @@ class RemoteEnv(gym.Env[str, str]):
 
     def __init__(self, url: str | Sequence[str] = "http://127.0.0.1:8000", env_id: str | None = None,
                  env_kwargs: Mapping[str, Any] | None = None, *, connect_timeout: float = 10.0,
-                 step_timeout: float = 600.0, render_mode: str | None = None):
+                 step_timeout: float = 600.0, render_mode: str | None = None,
+                 record_path: str | os.PathLike[str] | None = None):
         urls = [url] if isinstance(url, str) else list(url)
         if not urls:
             raise ValueError("RemoteEnv needs at least one server URL")
@@ -135,6 +142,9 @@ class RemoteEnv(gym.Env[str, str]):
         self.connect_timeout = float(connect_timeout)
         self.step_timeout = float(step_timeout)
         self.render_mode = render_mode
+        record_path = record_path if record_path is not None else os.environ.get(RECORD_SESSIONS_VARIABLE) or None
+        self.record_path = None if record_path is None else os.fspath(record_path)
+        self._recorder: EpisodeRecorder | None = None
         with _COUNTER_LOCK:
             self._first = (os.getpid() + next(_COUNTER)) % len(self.urls)
         self._ws: Any = None
@@ -254,6 +264,7 @@ class RemoteEnv(gym.Env[str, str]):
         super().reset(seed=seed)
         message = {"type": "reset", "data": {"seed": seed, "options": options}}
         self._episode_active = False
+        self._save_recording()
         for attempt in range(2):  # a dropped connection (server restarted) gets one fresh session
             try:
                 if self._ws is None:
@@ -267,6 +278,10 @@ class RemoteEnv(gym.Env[str, str]):
         self._episode_active = True
         self._messages = [dict(m) for m in info.get("messages", [])]
         self._item = info.get("item")
+        if self.record_path is not None:
+            where = {k: v for k, v in (options or {}).items() if k == "index"}
+            self._recorder = EpisodeRecorder(info, source={"kind": "remote", "env": self.env_id, "url": self.url,
+                                                           "seed": seed, **where})
         if self.render_mode == "human":
             self.render()
         return obs, info
@@ -279,15 +294,32 @@ class RemoteEnv(gym.Env[str, str]):
         try:
             data = self._request({"type": "step", "data": {wire.ACTION_FIELD: text}}, "observation")
         except _Lost as exc:
-            return self._infrastructure_fault(str(exc))
+            result = self._infrastructure_fault(str(exc))
+            self._record_step(text, result)
+            return result
         obs, reward, terminated, truncated, info = wire.step_result(data)
         self._messages.append({"role": "assistant", "content": text})
         self._messages.extend(dict(m) for m in info.get("new_messages", []))
         if terminated or truncated:
             self._episode_active = False
+        self._record_step(text, (obs, reward, terminated, truncated, info))
         if self.render_mode == "human":
             self.render()
         return obs, reward, terminated, truncated, info
+
+    def _record_step(self, action: str | None, result: tuple[str, float, bool, bool, dict[str, Any]]) -> None:
+        """Add a step to the session recording (if on); save the episode once it is over."""
+        if self._recorder is None:
+            return
+        obs, reward, terminated, truncated, info = result
+        self._recorder.step(action, obs, reward, terminated, truncated, info)
+        if self._recorder.done:
+            self._save_recording()
+
+    def _save_recording(self) -> None:
+        recorder, self._recorder = self._recorder, None
+        if recorder is not None and self.record_path is not None and recorder.turns:
+            append_episode_records(self.record_path, [recorder.record()])
 
     def _infrastructure_fault(self, why: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         """End the episode neutrally: the server, not the model, failed."""
@@ -314,9 +346,11 @@ class RemoteEnv(gym.Env[str, str]):
             data = self._request({"type": wire.END_UNFINISHED, "data": {"reason": reason}}, wire.END_UNFINISHED)
         except _Lost as exc:
             _, reward, _, _, info = self._infrastructure_fault(str(exc))
-            return reward, info
-        self._episode_active = False
-        return float(data["reward"]), dict(data["info"])
+        else:
+            self._episode_active = False
+            reward, info = float(data["reward"]), dict(data["info"])
+        self._record_step(None, ("", reward, False, True, info))
+        return reward, info
 
     def state(self) -> dict[str, Any]:
         """The server's view of this session (OpenEnv ``state``: episode id, step count, flags)."""
@@ -338,6 +372,7 @@ class RemoteEnv(gym.Env[str, str]):
         return render_text(self.transcript(), self.render_mode)
 
     def close(self) -> None:
+        self._save_recording()
         if self._ws is not None:
             try:
                 self._ws.send(json.dumps({"type": "close"}))

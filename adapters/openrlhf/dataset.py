@@ -42,10 +42,11 @@ class AgentExecutor(AgentR1Executor):
 
 
 def prompt_rows(env_id: str, make_kwargs: Mapping[str, Any] | None = None, *, count: int | None = None, seed: int = 0,
-                start: int = 0, datasource: str | None = None) -> list[dict[str, Any]]:
-    """OpenRLHF prompt rows for ``count`` episodes of ``env_id`` (see the module docstring)."""
+                start: int = 0, datasource: str | None = None, progress: bool = False) -> list[dict[str, Any]]:
+    """OpenRLHF prompt rows for ``count`` episodes of ``env_id`` (see the module docstring); ``progress``: a bar."""
     rows = []
-    for spec, messages in iter_episode_specs(env_id, make_kwargs, count=count, seed=seed, start=start):
+    for spec, messages in iter_episode_specs(env_id, make_kwargs, count=count, seed=seed, start=start,
+                                             progress=progress):
         rows.append({INPUT_KEY: messages, LABEL_KEY: spec.to_label(), "datasource": datasource or spec.env_id})
     if not rows:
         raise ValueError(f"{env_id}: no prompts to write (count={count}, start={start})")

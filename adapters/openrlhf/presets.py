@@ -13,6 +13,9 @@ dataset, agent file) and cluster sizing are added by the CLI; user flags after `
   turns and 1024 new tokens per turn: a 8192-token episode budget; 5 samples per prompt;
   lr 1e-6; KL loss 0.001, k3). Agent-R1 trained with verl; the batch sizes follow its example
   script's scale, not a number the paper reports.
+* ``torl``: ToRL's tool-integrated GRPO for small math models (Qwen2.5-Math-1.5B in the paper): the
+  python tool (``adapters.episodes.TORL_MAKE_KWARGS``), 16 samples per prompt at temperature 1.0,
+  128 prompts per rollout, 1024-sample optimizer steps, lr 1e-6, no KL, 3072 response tokens.
 * ``small``: a short GRPO run for the procedural envs (arithmetic) and smoke tests on a small GPU.
 
 Data splits: a preset trains on its recipe's training split (``adapters.episodes.RECIPE_TRAIN_KWARGS``,
@@ -23,7 +26,8 @@ report on) and evaluates on its evaluation split (``RECIPE_EVAL_KWARGS``); ``--e
 per prompt (top-p and lengths are the training ones), so it is a progress monitor; the papers'
 evaluation protocols are ``baselines.evaluate``'s defaults.
 Each value's source is noted next to it: [Open-RS] the Open-RS paper/repo recipe, [Agent-R1] the
-Agent-R1 paper/repo, [OpenRLHF] OpenRLHF's defaults, [suite] this project's choice.
+Agent-R1 paper/repo, [ToRL] the ToRL repo's scripts/torl_1.5b.sh, [OpenRLHF] OpenRLHF's defaults,
+[suite] this project's choice.
 """
 
 from __future__ import annotations
@@ -102,6 +106,27 @@ PRESETS: dict[str, Preset] = {
             "--eval.temperature": 0.0,  # [Agent-R1] greedy evaluation
             "--eval.n_samples_per_prompt": 1,  # [Agent-R1] one answer per question (EM)
             "--ckpt.save_steps": 50,  # [suite]
+        },
+    ),
+    # env: [ToRL] the python tool, its limits and rewards (adapters.episodes.TORL_MAKE_KWARGS, applied by main())
+    "torl": Preset(
+        "torl",
+        "ToRL-style GRPO with the python tool (16 x 128 samples, T=1.0, lr 1e-6, no KL, 400+3072 tokens)",
+        {
+            **_COMMON,
+            "--rollout.n_samples_per_prompt": 16,  # [ToRL] n_samples_per_prompts=16
+            "--rollout.temperature": 1.0,  # [ToRL]
+            "--rollout.top_p": 1.0,  # [ToRL]
+            "--rollout.batch_size": 128,  # [ToRL] rollout_batch_size=128 prompts
+            "--train.batch_size": 1024,  # [ToRL] ppo_mini_batch_size=1024 samples per optimizer step
+            "--actor.adam.lr": 1e-6,  # [ToRL]
+            "--actor.lr_warmup_ratio": 0.0,  # [suite]
+            "--algo.kl.init_coef": 0.0,  # [ToRL] kl_loss_coef=0, kl_coef=0
+            "--data.max_len": 3472,  # [ToRL] 400 prompt + 3072 response tokens (code output included)
+            "--rollout.max_new_tokens": 3072,  # [ToRL] max_gen_length=3072
+            "--eval.temperature": 0.0,  # [suite] greedy evaluation
+            "--eval.n_samples_per_prompt": 1,  # [suite]
+            "--ckpt.save_steps": 20,  # [ToRL] save_freq=20
         },
     ),
     "small": Preset(

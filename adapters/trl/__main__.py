@@ -1,9 +1,10 @@
 """``python -m adapters.trl``: GRPO on any suite env with TRL 1.16's ``GRPOTrainer`` and our environment class.
 
-    python -m adapters.trl --env arithmetic-v0 --model Qwen/Qwen2.5-0.5B-Instruct --output-dir runs/trl/arith
+    python -m adapters.trl --env arithmetic-v0 --output-dir runs/trl/arith
     python -m adapters.trl --env math-v0 --model Qwen/Qwen2.5-1.5B-Instruct --dry-run   # print the config only
 
-writes ``<output-dir>/train.jsonl`` (the prompt rows) and ``<output-dir>/config.json`` (the
+trains the preset's paper model unless ``--model`` names another (see ``--help``), and writes
+``<output-dir>/train.jsonl`` (the prompt rows) and ``<output-dir>/config.json`` (the
 ``GRPOConfig`` arguments) and trains, unless ``--dry-run``. Presets mirror the env's paper recipe:
 
 * ``open-rs`` (math): 6 samples per prompt at temperature 0.7, lr 1e-6 with cosine decay and 10%
@@ -32,13 +33,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from adapters.episodes import add_episode_arguments, paper_recipe, prompt_count, training_make_kwargs
+from adapters.episodes import add_episode_arguments, paper_recipe, policy_model, prompt_count, training_make_kwargs
 from adapters.trl.dataset import trl_rows
+from envs.core.cli import HelpFormatter, add_logging_argument, cli_entry, program_name, progress_enabled, setup_logging
 from envs.core.io import atomic_write_text
 
 logger = logging.getLogger("adapters.trl")
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 PRESETS: dict[str, dict[str, Any]] = {
     "open-rs": {
@@ -55,6 +55,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "gradient_accumulation_steps": 16, "bf16": True, "gradient_checkpointing": True, "logging_steps": 1,
         "save_steps": 50,
     },
+    # [ToRL] the python tool, its limits and rewards: adapters.episodes.RECIPE_TRAIN_KWARGS, applied by main(). TRL
+    # calls the tool through the chat template's tool calls (Hermes JSON), not ToRL's ```python blocks.
+    "torl": {
+        "num_generations": 16, "temperature": 1.0, "learning_rate": 1e-6, "beta": 0.0, "max_completion_length": 3072,
+        "max_tool_calling_iterations": 3, "per_device_train_batch_size": 16, "gradient_accumulation_steps": 64,
+        "loss_type": "grpo", "scale_rewards": "group", "bf16": True, "gradient_checkpointing": True,
+        "logging_steps": 1, "save_steps": 20,
+    },
     "small": {
         "num_generations": 8, "temperature": 1.0, "learning_rate": 1e-6, "beta": 0.01, "max_completion_length": 1024,
         "max_tool_calling_iterations": 3, "per_device_train_batch_size": 8, "gradient_accumulation_steps": 4,
@@ -69,13 +77,15 @@ def default_preset(env_id: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m adapters.trl", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=program_name("adapters.trl"), formatter_class=HelpFormatter,
+                                description=__doc__.split("\n\n")[0])
     add_episode_arguments(p, "trl", presets=PRESETS, seed_help="base reset seed of the episodes and GRPOConfig's seed")
     p.add_argument("--chat-template", help="use a template TRL ships: the NAME in trl.chat_template_utils.NAME_chat_template")
     p.add_argument("--max-steps", type=int, default=-1, help="optimizer steps (default: one epoch over the rows)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                    help="override a GRPOConfig argument, e.g. --set learning_rate=3e-6 (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="write the rows and the config, print the config, do not train")
+    add_logging_argument(p)
     return p
 
 
@@ -107,24 +117,27 @@ def _has_tools(env_id: str, make_kwargs: dict[str, Any], env_url: str | None = N
         env.close()
 
 
+@cli_entry
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    setup_logging(args.log_level)
     import envs
 
     from adapters.trl.environment import make_trl_environment, plain_reward_functions
 
     env_id = envs.resolve_env_id(args.env)
     preset = args.preset or default_preset(env_id)
+    model = policy_model(args.model, preset)
     # the preset's data split (QA: train) unless --env-kwargs names one
     make_kwargs = training_make_kwargs(env_id, preset, args.env_kwargs, offline=args.offline)
-    rows = trl_rows(env_id, make_kwargs, count=prompt_count(env_id, make_kwargs, args.num_prompts), seed=args.seed)
-    out = args.output_dir or REPO_ROOT / "runs" / "trl" / env_id.split("/")[-1]
+    rows = trl_rows(env_id, make_kwargs, count=prompt_count(env_id, make_kwargs, args.num_prompts), seed=args.seed,
+                    progress=progress_enabled())
+    out = args.output_dir or Path("runs") / "trl" / env_id.split("/")[-1]
     atomic_write_text(out / "train.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    tokenizer = AutoTokenizer.from_pretrained(model)
     if args.chat_template:
         import trl.chat_template_utils as templates
 
@@ -133,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     use_environment = supports_tool_calling(tokenizer)
     if not use_environment and _has_tools(env_id, make_kwargs, args.env_url):
-        raise SystemExit(f"{env_id} has tools, but the chat template of {args.model} cannot render tool calls, which "
+        raise SystemExit(f"{env_id} has tools, but the chat template of {model} cannot render tool calls, which "
                          "TRL requires; pick a tool-calling template with --chat-template (e.g. qwen2_5)")
     if use_environment:
         env_cls = make_trl_environment(env_id, processing_class=tokenizer, env_url=args.env_url, **make_kwargs)
@@ -153,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    trainer = GRPOTrainer(model=args.model, processing_class=tokenizer, reward_funcs=reward_funcs,
+    trainer = GRPOTrainer(model=model, processing_class=tokenizer, reward_funcs=reward_funcs,
                           args=GRPOConfig(**arguments), train_dataset=Dataset.from_list(rows), environment_factory=env_cls)
     trainer.train()
     trainer.save_model(str(out / "final"))

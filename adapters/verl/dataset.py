@@ -21,10 +21,11 @@ LABEL_FIELD = "agentr1"
 
 
 def verl_rows(env_id: str, make_kwargs: Mapping[str, Any] | None = None, *, count: int | None = None, seed: int = 0,
-              start: int = 0, data_source: str | None = None) -> list[dict[str, Any]]:
-    """One row per episode of ``env_id`` (see the module docstring)."""
+              start: int = 0, data_source: str | None = None, progress: bool = False) -> list[dict[str, Any]]:
+    """One row per episode of ``env_id`` (see the module docstring); ``progress``: a progress bar."""
     rows = []
-    for index, (spec, messages) in enumerate(iter_episode_specs(env_id, make_kwargs, count=count, seed=seed, start=start)):
+    specs = iter_episode_specs(env_id, make_kwargs, count=count, seed=seed, start=start, progress=progress)
+    for index, (spec, messages) in enumerate(specs):
         rows.append({"data_source": data_source or spec.env_id, "prompt": messages, "agent_name": AGENT_NAME,
                      "ability": "agent", "extra_info": {"index": start + index, LABEL_FIELD: spec.to_label()}})
     if not rows:

@@ -5,9 +5,9 @@ Examples::
     # CPU demo: the tiny model on the easiest arithmetic problems (a few minutes)
     python -m baselines.grpo --config arithmetic_cpu
 
-    # Open-RS experiment 2 on one GPU (vLLM colocated), or 4 GPUs with torchrun
-    python -m baselines.grpo --config open_rs --model deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B
-    torchrun --nproc-per-node 4 -m baselines.grpo --config open_rs --model ...
+    # Open-RS experiment 2 (its preset's model: DeepSeek-R1-Distill-Qwen-1.5B) on one GPU, or 4 with torchrun
+    python -m baselines.grpo --config open_rs
+    torchrun --nproc-per-node 4 -m baselines.grpo --config open_rs
 
 The preset is applied first, then every flag given on the command line. ``--set key=value``
 (YAML-parsed value) reaches any config field; ``--env-kwargs '{"digits": 1}'`` merges into the
@@ -25,6 +25,9 @@ import typing
 from typing import Any
 
 from baselines.grpo.config import GRPOConfig, make_config
+from envs.core.cli import add_logging_argument, cli_entry, program_name, setup_logging
+
+logger = logging.getLogger(__name__)
 
 
 def _flag_type(tp: Any):
@@ -46,21 +49,24 @@ def _parse_bool(text: str) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m baselines.grpo", description=__doc__,
+    parser = argparse.ArgumentParser(prog=program_name("baselines.grpo"), description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML preset: a path or a name in baselines/presets (open_rs, agent_r1_hotpotqa, ...)")
     parser.add_argument("--env-kwargs", type=json.loads, help="JSON object merged into the env's make kwargs")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="set any config field (value parsed as YAML); repeatable")
     parser.add_argument("--device", help="torch device (default: cuda:<local_rank> if available, else cpu)")
-    parser.add_argument("--log-level", default="INFO")
+    add_logging_argument(parser)
     hints = typing.get_type_hints(GRPOConfig)
     for f in dataclasses.fields(GRPOConfig):
         if f.name == "env_kwargs":
             continue
         flag = "--" + f.name.replace("_", "-")
         tp = hints[f.name]
-        if tp is bool:
+        if f.name == "model":
+            parser.add_argument(flag, help=f"HF id or directory of the policy (default: the --config preset's model, "
+                                           f"else {f.default!r}: baselines.tiny's test model)")
+        elif tp is bool:
             parser.add_argument(flag, type=_parse_bool, metavar="BOOL", help=f"(default {f.default})")
         elif _flag_type(tp) is not None:
             default = f.default if f.default is not dataclasses.MISSING else None
@@ -88,15 +94,17 @@ def config_from_args(args: argparse.Namespace) -> GRPOConfig:
     return make_config(args.config, **overrides)
 
 
+@cli_entry
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args.log_level)
     try:
         cfg = config_from_args(args)
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    source = "--model" if args.model else f"the {args.config} preset" if args.config else "the default"
+    logger.info("training %s on %s (model from %s)", cfg.model, cfg.env, source)
     from baselines.grpo.trainer import GRPOTrainer
 
     trainer = GRPOTrainer(cfg, device=args.device)

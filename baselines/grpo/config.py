@@ -26,7 +26,7 @@ class GRPOConfig:
     env: str = "arithmetic-v0"
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     env_url: str | None = None  # env servers (comma-separated URLs) to play episodes on; None: $AGENTR1_ENV_URL, else local
-    model: str = "tiny"  # a HF id or directory; "tiny" builds baselines.tiny's model
+    model: str = "tiny"  # a HF id or directory, or a named model of baselines.models ("tiny", "smollm2-135m")
     tokenizer: str | None = None  # defaults to ``model``
     output_dir: str = "runs/grpo"
     seed: int = 0
@@ -78,8 +78,10 @@ class GRPOConfig:
     save_every: int = 50  # steps; 0 saves only at the end
     keep_checkpoints: int = 2
     resume: bool = True  # resume from the newest checkpoint in output_dir if there is one
+    max_train_seconds: float = 0.0  # stop (and save) after the step that crosses this wall time; 0: no limit
     resume_from: str | None = None  # a specific checkpoint directory to resume from
     log_every: int = 1
+    sample_episodes: int = 4  # episodes written to output_dir/episodes.jsonl every logging step (0: none)
     tensorboard: bool = True
     wandb_project: str | None = None
     progress: bool = True
@@ -115,6 +117,8 @@ class GRPOConfig:
         need(self.dtype in ("auto", "float32", "bfloat16", "float16"), "dtype", "unknown dtype")
         need(self.strategy in ("auto", "fsdp", "ddp", "none"), "strategy", "must be auto, fsdp, ddp or none")
         need(self.keep_checkpoints >= 1, "keep_checkpoints", "must be >= 1")
+        need(self.max_train_seconds >= 0, "max_train_seconds", "must be >= 0 (0: no limit)")
+        need(self.sample_episodes >= 0, "sample_episodes", "must be >= 0")
         need(isinstance(self.env_kwargs, dict), "env_kwargs", "must be a mapping")
         return self
 

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from envs import end_unfinished
 from envs.core.chat import continuation_text, encode, episode_prompt_ids
+from envs.core.records import EpisodeRecord, EpisodeRecorder
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class Episode:
     truncated: bool = False
     cut: bool = False  # stopped by ``max_episode_tokens``, then ended by ``envs.end_unfinished``
     done: bool = False
+    log: EpisodeRecorder | None = None  # the episode as text, turn by turn (``record``)
 
     @property
     def reward(self) -> float:
@@ -81,6 +83,12 @@ class Episode:
             if m and 0 <= t < len(counts):
                 counts[t] += 1
         return counts
+
+    def record(self, **fields: Any) -> EpisodeRecord:
+        """The episode in the suite's record format (``envs.core.records``), with its model token count."""
+        if self.log is None:
+            raise ValueError("this episode was not recorded (it has no log)")
+        return self.log.record(response_tokens=self.model_tokens, **fields)
 
     def append(self, ids: Sequence[int], *, model: bool, turn: int) -> None:
         self.tokens.extend(ids)
@@ -121,6 +129,11 @@ class ChatFormat:
     def encode(self, text: str) -> list[int]:
         return encode(self.tokenizer, text)
 
+    def turn_ids(self, text: str) -> list[int]:
+        """The tokens a model writes for a whole turn ``text``: the text, then its end-of-turn token."""
+        close = [self._special_close] if self._special_close is not None else [self.stop_ids[0]]
+        return self.encode(text) + close
+
     def prompt_ids(self, info: Mapping[str, Any]) -> list[int]:
         return episode_prompt_ids(self.tokenizer, info, include_tools=self.include_tools)
 
@@ -146,7 +159,8 @@ def run_episodes(generator: Generator, chat: ChatFormat, envs: Sequence[Any], re
     episodes: list[Episode] = []
     for i, reset_kwargs in enumerate(resets):
         _, info = envs[i].reset(**reset_kwargs)
-        episodes.append(Episode(group=int(groups[i]), prompt_ids=chat.prompt_ids(info), item=dict(info.get("item", {}))))
+        episodes.append(Episode(group=int(groups[i]), prompt_ids=chat.prompt_ids(info), item=dict(info.get("item", {})),
+                                log=EpisodeRecorder(info)))
     turn = 0
     active = list(range(len(episodes)))
     while active:
@@ -164,8 +178,8 @@ def run_episodes(generator: Generator, chat: ChatFormat, envs: Sequence[Any], re
             ep.append(out, model=True, turn=turn)
             text = chat.decode(out)
             ep.responses.append(text)
-            _, reward, terminated, truncated, info = envs[i].step(text)
-            _record(ep, reward, info)
+            obs, reward, terminated, truncated, info = envs[i].step(text)
+            _record(ep, reward, info, action=text, observation=obs, terminated=terminated, truncated=truncated)
             if terminated or truncated:
                 ep.terminated, ep.truncated, ep.done = bool(terminated), bool(truncated), True
                 continue
@@ -179,8 +193,11 @@ def run_episodes(generator: Generator, chat: ChatFormat, envs: Sequence[Any], re
     return episodes
 
 
-def _record(ep: Episode, reward: float, info: Mapping[str, Any]) -> None:
-    """Add one step's (or the cut's) reward, components and, at the end, the episode metrics."""
+def _record(ep: Episode, reward: float, info: Mapping[str, Any], *, action: str | None, observation: str = "",
+            terminated: bool = False, truncated: bool = False) -> None:
+    """Add one step's (or the cut's: ``action=None``) reward, components and, at the end, the episode metrics."""
+    if ep.log is not None:
+        ep.log.step(action, observation, reward, terminated, truncated, info)
     ep.turn_rewards.append(float(reward))
     for name, value in info.get("reward_components", {}).items():
         ep.components[name] = ep.components.get(name, 0.0) + float(value)
@@ -191,7 +208,7 @@ def _record(ep: Episode, reward: float, info: Mapping[str, Any]) -> None:
 def _finish_cut(ep: Episode, env: Any) -> None:
     """The token budget ran out before the env ended the episode: the env scores it as unfinished."""
     reward, info = end_unfinished(env, "budget")
-    _record(ep, reward, info)
+    _record(ep, reward, info, action=None, truncated=True)
     ep.done = ep.cut = ep.truncated = True
 
 

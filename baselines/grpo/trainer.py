@@ -10,10 +10,16 @@ Seeds: each process seeds torch's own RNG once with ``seed + rank`` (HF sampling
 saves/restores that RNG state in checkpoints; env episodes are seeded from
 ``SeedSequence([seed, step, prompt])`` so the prompts of a step do not depend on the world size.
 Python's ``random`` and NumPy's global RNG are never seeded or used.
+
+Every logging step, rank 0 appends ``sample_episodes`` of its episodes (spread over its prompts) to
+``output_dir/episodes.jsonl`` as episode records (``envs.core.records``: the conversation, each
+turn's reward components, the final metrics), which ``python -m envs view`` shows; a run first drops
+the records of the steps it is about to play (those after its checkpoint, or all when it starts over).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -40,20 +46,24 @@ from baselines.grpo.distributed import (
     wrap_model,
 )
 from baselines.grpo.rollout import ChatFormat, Episode, HFGenerator, Sampling, run_episodes
+from envs.core.io import atomic_write_text
+from envs.core.records import append_episode_records
+
+SAMPLES_FILE = "episodes.jsonl"
 
 logger = logging.getLogger(__name__)
 
 
 def resolve_model_path(name: str, ctx: DistContext | None = None) -> str:
-    """``"tiny"`` builds (rank 0 first) the tiny test model; anything else is passed through."""
-    if name != "tiny":
-        return name
-    from baselines.tiny import build_tiny_model
+    """``baselines.models.resolve_model`` with rank 0 building or converting a named model first."""
+    from baselines.models import NAMED_MODELS, resolve_model
 
+    if name.strip().lower() not in NAMED_MODELS:
+        return name
     if ctx is not None and ctx.distributed and not ctx.is_main:
         barrier(ctx)
-        return str(build_tiny_model())
-    path = str(build_tiny_model())
+        return resolve_model(name)
+    path = resolve_model(name)
     if ctx is not None and ctx.distributed:
         barrier(ctx)
     return path
@@ -178,6 +188,8 @@ class GRPOTrainer:
         self.env_id = envs.resolve_env_id(cfg.env)
         self.base_model = resolve_model_path(cfg.model, ctx)
         self.start_step = 0
+        self.train_seconds_before = 0.0  # wall time of earlier runs of this output_dir (restored on resume)
+        self._started = time.perf_counter()
         resume_from = Path(cfg.resume_from) if cfg.resume_from else (latest_checkpoint(cfg.output_dir) if cfg.resume else None)
         weights_from = str(resume_from) if resume_from else self.base_model
         tok_path = cfg.tokenizer or (str(resume_from) if resume_from else self.base_model)
@@ -211,6 +223,8 @@ class GRPOTrainer:
             self.optimizer, lr_lambda(cfg.lr_schedule, total_updates, int(cfg.warmup_ratio * total_updates)))
         if resume_from:
             self._restore(resume_from)
+        if ctx.is_main:  # a run that starts over, or resumes, replays the steps after start_step
+            drop_samples_after(Path(cfg.output_dir) / SAMPLES_FILE, self.start_step)
         self.envs = [envs.make(self.env_id, env_url=cfg.env_url, **cfg.env_kwargs) for _ in range(self.local_prompts * cfg.group_size)]
         self._items = len(getattr(self.envs[0].unwrapped, "items", []) or [])
         self.sampling = Sampling(temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
@@ -241,6 +255,7 @@ class GRPOTrainer:
         if loaded["rng"] is not None:
             set_rng_state(loaded["rng"])
         self.start_step = int(loaded["state"]["step"])
+        self.train_seconds_before = float(loaded["state"].get("train_seconds", 0.0))
         logger.info("resumed from %s at step %d", path, self.start_step)
 
     # ------------------------------------------------------------------ prompts
@@ -343,11 +358,20 @@ class GRPOTrainer:
         if self._vllm:
             self.generator.sync_weights(iter_full_tensors(self.model, self.generator.torch_dtype))
         t_sync = time.perf_counter() - t2
+        if ctx.is_main and cfg.sample_episodes and (step + 1) % max(1, cfg.log_every) == 0:
+            self.write_samples(step + 1, episodes)
         metrics = self._metrics(episodes, sums, dropped=[a is None for a in advantages])
         metrics.update({"time/rollout": t_rollout, "time/train": t_train, "time/sync": t_sync,
                         "lr": self.scheduler.get_last_lr()[0]})
         metrics.update({f"rollout/logprob_gap_{k}": v for k, v in gap.items()})
         return metrics
+
+    def write_samples(self, step: int, episodes: list[Episode]) -> None:
+        """Append ``sample_episodes`` of ``episodes``, evenly spread over them, to ``episodes.jsonl``."""
+        picks = sorted({int(round(x)) for x in np.linspace(0, len(episodes) - 1, min(self.cfg.sample_episodes, len(episodes)))})
+        source = {"kind": "train", "env": self.env_id, "model": str(self.cfg.model), "step": step}
+        append_episode_records(Path(self.cfg.output_dir) / SAMPLES_FILE,
+                               [episodes[i].record(source={**source, "group": episodes[i].group}) for i in picks])
 
     # ------------------------------------------------------------------ rollout/trainer agreement
     def _check_logprobs(self, step: int) -> bool:
@@ -462,6 +486,7 @@ class GRPOTrainer:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=cfg.steps, initial=self.start_step, desc="grpo", dynamic_ncols=True)
+        self._started = time.perf_counter()
         try:
             for step in steps:
                 metrics = self.train_step(step)
@@ -472,17 +497,35 @@ class GRPOTrainer:
                     bar.update(1)
                     bar.set_postfix(reward=f"{metrics['reward']:.3f}", acc=f"{metrics.get('acc', 0.0):.2f}",
                                     kl=f"{metrics['kl']:.4f}")
-                done = step + 1 == cfg.steps
+                out_of_time = self._out_of_time()
+                done = step + 1 == cfg.steps or out_of_time
                 if (cfg.save_every and (step + 1) % cfg.save_every == 0) or done:
                     self.save(step + 1)
+                if out_of_time:
+                    logger.info("stopping after step %d: max_train_seconds (%.0f s) reached", step + 1,
+                                cfg.max_train_seconds)
+                    break
         finally:
             if bar is not None:
                 bar.close()
             self._close_loggers()
         return self.history
 
+    @property
+    def train_seconds(self) -> float:
+        """Training wall time of this output directory so far, across resumed runs."""
+        return self.train_seconds_before + time.perf_counter() - self._started
+
+    def _out_of_time(self) -> bool:
+        """Every rank stops after the same step: rank 0's clock decides (a step ends in a collective anyway)."""
+        if not self.cfg.max_train_seconds:
+            return False
+        over = float(self.train_seconds >= self.cfg.max_train_seconds) if self.ctx.is_main else 0.0
+        return all_reduce_sum([over], self.ctx)[0] > 0
+
     def save(self, step: int) -> Path:
-        state = {"env": self.env_id, "base_model": self.base_model, "config": _jsonable(vars(self.cfg))}
+        state = {"env": self.env_id, "base_model": self.base_model, "config": _jsonable(vars(self.cfg)),
+                 "train_seconds": self.train_seconds}
         return save_checkpoint(self.cfg.output_dir, step, model=self.model, optimizer=self.optimizer,
                                scheduler=self.scheduler, tokenizer=self.tokenizer, trainer_state=state, ctx=self.ctx,
                                keep=self.cfg.keep_checkpoints)
@@ -523,6 +566,22 @@ class GRPOTrainer:
     def close(self) -> None:
         for env in self.envs:
             env.close()
+
+
+def drop_samples_after(path: Path, step: int) -> None:
+    """Keep the sampled episodes of steps up to ``step`` (a resumed run replays the ones after it)."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
+            if line.strip() and _sample_step(line) <= step]
+    atomic_write_text(path, "".join(kept))
+
+
+def _sample_step(line: str) -> int:
+    try:
+        return int(json.loads(line)["source"]["step"])
+    except (ValueError, KeyError, TypeError):
+        return 1 << 62  # not a whole record (a crash mid-write): dropped
 
 
 def _union_keys(keys: list[str], ctx: DistContext) -> list[str]:

@@ -75,6 +75,7 @@ TOOL_PROCESS_RULES: dict[str, ProcessRule] = {
     "repeated_call": ProcessRule(),
 }
 UNFINISHED_REASONS = ("max_turns", "budget", "timeout")
+FENCE_HINT = "Close a code block with ``` on a line of its own."
 
 
 @dataclass
@@ -123,6 +124,7 @@ class TextEnv(gym.Env[str, str]):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.tools: dict[str, Tool] = {t.name: t for t in tools}
         self.tag_tools = {t.name: t.tag_argument for t in tools if t.tag_argument}
+        self.fence_tools = {t.name: t.fence_argument for t in tools if t.fence_argument}
         self.max_turns = int(max_turns)
         weights = dict(self.default_reward_weights)
         rules = dict(self.process_rules)
@@ -194,6 +196,7 @@ class TextEnv(gym.Env[str, str]):
     # ------------------------------------------------------------------ Gymnasium API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
         super().reset(seed=seed)
+        self._release_tools()
         item = self._draw_item(options or {})
         prompt = self.build_prompt(item)
         if not self.observation_space.contains(prompt):
@@ -226,7 +229,8 @@ class TextEnv(gym.Env[str, str]):
         state.messages.append({"role": "assistant", "content": text})
         ledger = RewardLedger(self.reward_weights, state.budget)
         env_errors_before = state.env_errors
-        turn = parse_turn(text, tag_tools=self.tag_tools, json_tools=bool(self.tools)) if self.tools else None
+        turn = (parse_turn(text, tag_tools=self.tag_tools, json_tools=bool(self.tools), fence_tools=self.fence_tools)
+                if self.tools else None)
         info: dict[str, Any] = {"turn": state.turn}
         observation = ""
         terminated = truncated = False
@@ -272,6 +276,21 @@ class TextEnv(gym.Env[str, str]):
     def render(self) -> str | None:
         return render_text(self.transcript(), self.render_mode)
 
+    def close(self) -> None:
+        self._release_tools(closing=True)
+        super().close()
+
+    def _release_tools(self, closing: bool = False) -> None:
+        """Let tools drop what they hold for an episode (``Tool.release``: a sandbox's processes and
+        files), or, when the env closes, everything (``Tool.close``)."""
+        for spec in self.tools.values():
+            hook = spec.close if closing else spec.release
+            if hook is not None:
+                try:
+                    hook()
+                except Exception:  # best effort: it must not break reset, step or close
+                    logger.warning("releasing tool %s failed", spec.name, exc_info=True)
+
     # ------------------------------------------------------------------ helpers
     def _score_unfinished_episode(self, ledger: RewardLedger) -> dict[str, float]:
         state = self._state
@@ -293,6 +312,7 @@ class TextEnv(gym.Env[str, str]):
         info["reward_components"] = ledger.as_dict()
         if metrics is not None:
             state.done = True
+            self._release_tools()
             info["metrics"] = self._episode_metrics(metrics, truncated)
             info["episode_reward_components"] = dict(state.component_totals)
             info["end_reason"] = end_reason
@@ -321,7 +341,8 @@ class TextEnv(gym.Env[str, str]):
         for error in turn.errors:
             state.invalid_actions += 1
             ledger.add("invalid_action")
-            hint = 'Call a tool as <tool_call>{"name": ..., "arguments": {...}}</tool_call>.'
+            hint = (FENCE_HINT if error.kind == "unclosed_fence"
+                    else 'Call a tool as <tool_call>{"name": ..., "arguments": {...}}</tool_call>.')
             result = ToolResult(f"Error: {error.message}. {hint}", ok=False, status=error.kind)
             parts.append(self.format_tool_result(ToolCall("", {}, raw=error.raw, form="invalid"), result))
             records.append({"name": None, "arguments": None, "status": error.kind})
@@ -342,17 +363,23 @@ class TextEnv(gym.Env[str, str]):
             if not result.ok and not result.infra:
                 state.failed_tool_calls += 1
             parts.append(self.format_tool_result(call, result))
-            records.append({"name": call.name, "arguments": call.arguments, "status": result.status})
+            record: dict[str, Any] = {"name": call.name, "arguments": call.arguments, "status": result.status}
+            if result.metadata:  # what the tool reports beyond its text (a sandbox says what it isolates)
+                record["metadata"] = dict(result.metadata)
+            records.append(record)
         observation = "\n".join(parts)
         if len(observation) > self.max_observation_chars:
             observation = observation[: self.max_observation_chars] + "\n[observation truncated]"
         return observation, records
 
     def format_tool_result(self, call: ToolCall, result: ToolResult) -> str:
-        """How one tool result reads in the next observation (Hermes ``<tool_response>`` by default).
+        """How one tool result reads in the next observation: Hermes ``<tool_response>`` by default,
+        an ```` ```output ```` block for a fenced code call (ToRL's convention).
 
         Unparsable calls arrive here too, as ``call.form == "invalid"`` with an error result.
         """
+        if call.form == "fence":
+            return f"```output\n{result.content}\n```"
         return f"<tool_response>\n{result.content}\n</tool_response>"
 
     def _episode_metrics(self, metrics: Mapping[str, float], truncated: bool) -> dict[str, float]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import json
 import re
+import textwrap
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +25,7 @@ class ToolCall:
     name: str
     arguments: dict[str, Any]
     raw: str = ""
-    form: str = "json"  # "json" (Hermes <tool_call>) or "tag" (<search>...</search>)
+    form: str = "json"  # "json" (Hermes <tool_call>), "tag" (<search>...</search>) or "fence" (```python ...```)
 
     def key(self) -> str:
         """A canonical string for spotting repeated calls."""
@@ -35,7 +36,7 @@ class ToolCall:
 class ParseError:
     """A tool-call attempt that could not be understood."""
 
-    kind: str  # "malformed_json" | "missing_name" | "bad_arguments" | "unclosed_tag"
+    kind: str  # "malformed_json" | "missing_name" | "bad_arguments" | "unclosed_tag" | "unclosed_fence"
     message: str
     raw: str = ""
 
@@ -64,12 +65,14 @@ def strip_reasoning(text: str) -> str:
 
 
 def parse_turn(text: str, *, tag_tools: Mapping[str, str] | None = None, json_tools: bool = True,
-               max_calls: int = 8) -> ParsedTurn:
+               max_calls: int = 8, fence_tools: Mapping[str, str] | None = None) -> ParsedTurn:
     """Parse one assistant turn.
 
     ``tag_tools`` maps a tag name to the argument it fills, e.g. ``{"search": "query"}`` makes
-    ``<search>x</search>`` the call ``search(query="x")``. Calls and errors come in text order; those
-    beyond the first ``max_calls`` are dropped. A tag-form call inside a ``<tool_call>`` is not a call.
+    ``<search>x</search>`` the call ``search(query="x")``; ``fence_tools`` maps a fence language to the
+    argument it fills, e.g. ``{"python": "code"}`` makes a ```` ```python ```` block the call
+    ``python(code=...)``. Calls and errors come in text order; those beyond the first ``max_calls``
+    are dropped. A tag or fenced call inside a ``<tool_call>`` is not a call.
     """
     body = strip_reasoning(text)
     found: list[tuple[int, ToolCall | ParseError]] = []
@@ -78,6 +81,8 @@ def parse_turn(text: str, *, tag_tools: Mapping[str, str] | None = None, json_to
         json_spans = _parse_json_calls(body, found)
     for tag, argument in (tag_tools or {}).items():
         _parse_tag_calls(body, tag, argument, found, json_spans)
+    for language, argument in (fence_tools or {}).items():
+        _parse_fenced_calls(body, language, argument, found, json_spans)
     # Text order, and at most ``max_calls`` attempts (calls and errors alike): one turn's penalties
     # and its work are bounded however many tags the model writes.
     found.sort(key=lambda pair: pair[0])
@@ -168,6 +173,60 @@ def _parse_tag_calls(body: str, tag: str, argument: str, found: list[tuple[int, 
         where = body.find(opening, spans[-1][1] + 1 if spans else 0)
         if not inside(where):
             found.append((where + len(opening), ParseError("unclosed_tag", f"<{tag}> has no matching </{tag}>", body[-200:])))
+
+
+def fence_spans(text: str, language: str) -> tuple[list[tuple[int, int, int]], int | None]:
+    """``(opening, content start, content end)`` of each complete ```` ```language ```` block, and where
+    an unclosed one opens (``None`` if none is). The opening fence may end a line of prose (as ToRL
+    reads it) but nothing may follow the language on its line; the closing fence starts a line
+    (after indentation). Linear time."""
+    opening = "```" + language
+    spans: list[tuple[int, int, int]] = []
+    pos = 0
+    while True:
+        start = text.find(opening, pos)
+        if start < 0:
+            return spans, None
+        after = start + len(opening)
+        line_end = text.find("\n", after)
+        if text[after:len(text) if line_end < 0 else line_end].strip():  # ```python3, ```pythonic, ```python x
+            pos = after
+            continue
+        if line_end < 0:
+            return spans, start
+        close = _closing_fence(text, line_end + 1)
+        if close is None:
+            return spans, start
+        spans.append((start, line_end + 1, close))
+        pos = close + 3
+
+
+def _closing_fence(text: str, begin: int) -> int | None:
+    """The first ```` ``` ```` at or after ``begin`` with only blanks before it on its line."""
+    line_start, pos = begin, begin
+    while True:
+        hit = text.find("```", pos)
+        if hit < 0:
+            return None
+        newline = text.rfind("\n", pos, hit)  # searched only since the last hit: linear overall
+        if newline >= 0:
+            line_start = newline + 1
+        if not text[line_start:hit].strip():
+            return hit
+        pos = hit + 3
+
+
+def _parse_fenced_calls(body: str, language: str, argument: str, found: list[tuple[int, ToolCall | ParseError]],
+                        skip: list[tuple[int, int]]) -> None:
+    spans, unclosed = fence_spans(body, language)
+    inside = _SpanIndex(skip)
+    for start, content_start, content_end in spans:
+        if not inside(start):
+            code = textwrap.dedent(body[content_start:content_end]).rstrip()
+            found.append((start, ToolCall(language, {argument: code}, raw=body[start:content_end + 3], form="fence")))
+    if unclosed is not None and not inside(unclosed):
+        found.append((unclosed, ParseError("unclosed_fence", f"the ```{language} block is not closed with ```",
+                                           body[unclosed:unclosed + 200])))
 
 
 class _SpanIndex:

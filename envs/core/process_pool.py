@@ -58,8 +58,9 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
+
+from envs.core.layout import child_environment
 
 logger = logging.getLogger(__name__)
 
@@ -648,12 +649,8 @@ def default_memory_limit_mb() -> int:
 
 
 def _worker_environment() -> dict[str, str]:
-    """The parent's environment, with the project root on ``PYTHONPATH`` so workers import ``envs``."""
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])
-    parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if root not in parts:
-        env["PYTHONPATH"] = os.pathsep.join([root, *parts])
+    """The parent's environment, with what workers need to import the suite as the parent does."""
+    env = child_environment()
     env.setdefault("OMP_NUM_THREADS", "1")
     return env
 

@@ -21,6 +21,8 @@ from typing import Any
 
 import gymnasium as gym
 
+from envs.core.layout import INSTALLED_PACKAGE
+
 logger = logging.getLogger(__name__)
 
 PLUGIN_GROUP = "agentr1_gym.envs"
@@ -39,6 +41,10 @@ class SuiteEntry:
     offline_kwargs: dict[str, Any] | None  # make-kwargs that run on shipped data (demo, tests); None: no offline mode
 
 
+class UnknownArgumentError(TypeError):
+    """An env was given a keyword argument it does not take (e.g. a typo in ``--env-kwargs``)."""
+
+
 _SUITE: dict[str, SuiteEntry] = {}
 _ALIASES: dict[str, str] = {}
 
@@ -52,7 +58,7 @@ def register_env(env_id: str, entry_point: str, *, aliases: Iterable[str] = (), 
     the demo and the conformance tests); ``{}`` when the defaults already need no download.
     """
     existing = gym.registry.get(env_id)
-    if existing is not None and existing.entry_point != entry_point:
+    if existing is not None and _same_code(existing.entry_point) != _same_code(entry_point):
         raise ValueError(f"{env_id} is already registered with entry point {existing.entry_point!r}")
     if existing is None:
         gym.register(id=env_id, entry_point=entry_point, kwargs=kwargs or {}, **spec_kwargs)
@@ -63,6 +69,12 @@ def register_env(env_id: str, entry_point: str, *, aliases: Iterable[str] = (), 
             raise ValueError(f"alias {alias!r} already names {owner}")
         _ALIASES[alias] = env_id
     _SUITE[env_id] = SuiteEntry(env_id, aliases, summary, offline_kwargs)
+
+
+def _same_code(entry_point: Any) -> Any:
+    """An entry point as the checkout names it: a process that imports both the checkout (``envs``) and
+    the installed suite (``agentr1_gym.envs``, e.g. through a plugin) registers each id once."""
+    return entry_point.removeprefix(f"{INSTALLED_PACKAGE}.") if isinstance(entry_point, str) else entry_point
 
 
 def resolve_env_id(name: str) -> str:
@@ -125,7 +137,8 @@ def accepted_kwargs(cls: type, *, after: type | None = None) -> list[str]:
 
 def reject_unknown_kwargs(env: object, owner: type, kwargs: Mapping[str, object], *,
                           internal: Iterable[str] = ()) -> None:
-    """Raise ``TypeError`` naming every accepted argument if ``owner.__init__``'s ``**kwargs`` has unknown ones.
+    """Raise ``UnknownArgumentError`` (a ``TypeError``) naming every accepted argument if
+    ``owner.__init__``'s ``**kwargs`` has unknown ones.
 
     Call it first in ``__init__`` (before any I/O): ``gym.make(id, typo=1)`` then fails at once with
     a message that lists the right names, instead of after loading a dataset. ``internal``: the
@@ -137,7 +150,7 @@ def reject_unknown_kwargs(env: object, owner: type, kwargs: Mapping[str, object]
     unknown = sorted(set(kwargs) - (set(accepted_kwargs(type(env), after=owner)) - internal))
     if unknown:
         accepted = ", ".join(sorted(set(accepted_kwargs(type(env))) - internal))
-        raise TypeError(f"{type(env).__name__} got unknown keyword argument(s) {', '.join(map(repr, unknown))}; "
+        raise UnknownArgumentError(f"{type(env).__name__} got unknown keyword argument(s) {', '.join(map(repr, unknown))}; "
                         f"it accepts: {accepted}")
 
 

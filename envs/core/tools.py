@@ -64,9 +64,12 @@ class Tool:
     """A named callable with a JSON-schema for its keyword arguments.
 
     ``fn`` receives the validated arguments as keywords and returns a ``str`` or a ``ToolResult``.
-    ``tag_argument`` names the argument that the short tag form (``<name>text</name>``) fills.
+    ``tag_argument`` names the argument that the short tag form (``<name>text</name>``) fills;
+    ``fence_argument`` the one a fenced block (```` ```name ... ``` ````, ToRL's code form) fills.
     ``timeout`` bounds the wall-clock time of one call; a tool that can run away on CPU (symbolic
-    algebra) must also enforce its own hard limit in a worker process.
+    algebra) must also enforce its own hard limit in a worker process. ``release`` drops what a
+    tool holds for one episode (a sandbox's processes and files): the env calls it when an episode
+    starts or ends; ``close`` frees the tool's resources when the env closes.
     """
 
     name: str
@@ -76,6 +79,9 @@ class Tool:
     tag_argument: str | None = None
     timeout: float = 10.0
     max_output_chars: int = 4000
+    fence_argument: str | None = None
+    release: Callable[[], None] | None = None
+    close: Callable[[], None] | None = None
 
     def schema(self) -> dict[str, Any]:
         """The OpenAI/Hermes function schema, as chat templates expect in ``tools=[...]``."""

@@ -1,8 +1,8 @@
 r"""``AgentR1/Math-v0`` and the evaluation ids: one math problem per episode, answer in ``\boxed{}``.
 
 Single-turn by default (the Open-RS setting: one completion, scored once). With
-``tools=("sympy",)`` (or ``"calculator"``, or ``Tool`` objects) the model may call tools over several
-turns before answering; a turn without a tool call is the final answer.
+``tools=("sympy",)`` (or ``"calculator"``, ``"python"``, or ``Tool`` objects) the model may call tools
+over several turns before answering; a turn without a tool call is the final answer.
 
 Rewards are named components (``envs.math.rewards``) chosen by ``reward_preset`` and re-weighted by
 ``reward_weights``. Whatever the weights, the final step's ``info["metrics"]`` reports ``acc`` (the
@@ -44,6 +44,8 @@ from envs.math.rewards import (
     response_length,
 )
 from envs.math.verify import ENV_ERROR, MathVerifier, Verdict, gold_content, open_rs_verifier
+from envs.tools import PythonToolConfig, make_tool
+from envs.tools.python_tool import usage_hint
 
 logger = logging.getLogger(__name__)
 
@@ -57,20 +59,6 @@ _TOOL_HINT = {
     "calculator": ('You can use the calculator tool: <tool_call>{"name": "calculator", "arguments": {"expression": '
                    '"(12 + 7) * 3"}}</tool_call>.'),
 }
-
-
-def _resolve_tool(spec: str | Tool, timeout: float) -> Tool:
-    if isinstance(spec, Tool):
-        return spec
-    if spec == "sympy":
-        from envs.tools.sympy_tool import sympy_tool
-
-        return sympy_tool(timeout=timeout)
-    if spec == "calculator":
-        from envs.tools.calculator import calculator_tool
-
-        return calculator_tool()
-    raise ValueError(f"unknown tool {spec!r}; use 'sympy', 'calculator' or a Tool")
 
 
 class MathEnv(ItemListEnv):
@@ -88,7 +76,9 @@ class MathEnv(ItemListEnv):
     ``system_prompt`` given, as Open-RS experiment 3 did; it is also the language the ``language``
     component measures), ``cosine`` (a ``CosineConfig`` or its fields as a dict),
     ``tokenizer`` (an object with ``encode``, or a Hugging Face name) to count lengths in tokens.
-    Tools: ``tools=("sympy",)`` and ``max_turns`` (default 4 with tools, else 1). Verification:
+    Tools: ``tools=("sympy",)`` (also ``"calculator"``, ``"python"``: model-written code in a sandbox,
+    configured by ``python={...}``, see ``envs.tools.python_tool``) and ``max_turns`` (default 4 with
+    tools, else 1). Verification:
     ``verify_timeout`` (hard, seconds), ``require_boxed``, or a ready ``verifier``;
     ``eval_protocol="latex"`` or ``"expr"`` scores ``acc`` with the Open-RS evaluation protocol
     (lighteval's math metric, gold read as LaTeX or as an expression; the benchmark ids set it).
@@ -117,6 +107,7 @@ class MathEnv(ItemListEnv):
         cosine: CosineConfig | Mapping[str, Any] | None = None,
         tokenizer: Any | None = None,
         tools: Sequence[str | Tool] = (),
+        python: PythonToolConfig | Mapping[str, Any] | None = None,
         max_turns: int | None = None,
         verifier: MathVerifier | None = None,
         verify_timeout: float = 5.0,
@@ -146,11 +137,15 @@ class MathEnv(ItemListEnv):
         self.max_response_length = max_response_length
         # Per-instance weights: every component is declared so any can be turned on by reward_weights.
         self.default_reward_weights = preset_weights(preset)  # type: ignore[misc]
-        resolved_tools = [_resolve_tool(t, verify_timeout) for t in tools]
+        if python is not None and "python" not in tools:
+            raise ValueError("python= configures the python tool: add 'python' to tools")
+        resolved_tools = [make_tool(t, timeout=verify_timeout, python=python) for t in tools]
         if resolved_tools:
             # Open-RS pays no process reward: a valid tool call earns nothing by itself (turn it on with
-            # reward_weights={"tool_call_valid": ...}); malformed and failed calls still cost.
+            # reward_weights={"tool_call_valid": ...}); malformed and failed calls still cost, unless the
+            # preset says otherwise (ToRL charges nothing).
             self.default_reward_weights["tool_call_valid"] = 0.0
+            self.default_reward_weights.update(preset.tool_weights)
         if verifier is None and eval_protocol is not None:
             verifier = open_rs_verifier(eval_protocol, timeout=verify_timeout, require_boxed=require_boxed)
         self.verifier = verifier or MathVerifier(timeout=verify_timeout, require_boxed=require_boxed)
@@ -185,9 +180,11 @@ class MathEnv(ItemListEnv):
     # ------------------------------------------------------------------ prompt
     def build_prompt(self, item: Item) -> str:
         lines = [item["problem"].strip(), "", _INSTRUCTION]
-        for name in self.tools:
+        for name, spec in self.tools.items():
             if name in _TOOL_HINT:
                 lines.append(_TOOL_HINT[name])
+            elif name == "python":
+                lines.append(usage_hint(spec))
         return "\n".join(lines)
 
     # ------------------------------------------------------------------ scoring

@@ -10,7 +10,8 @@ weights and sums them (``envs.core.rewards``). Components:
   ``^<think>\n.*?\n</think>\n<answer>\n.*?\n</answer>$`` with its flags, ``re.match`` under
   ``DOTALL | MULTILINE``: anchored at the start, and ``$`` also matches before any newline, so a
   line break and more text may follow ``</answer>``; checked in linear time) and ``"think-boxed"``
-  (one closed reasoning block, then a ``\boxed{}`` answer after it).
+  (one closed reasoning block, then a ``\boxed{}`` answer after it) and ``"boxed"`` (a non-empty
+  ``\boxed{}`` answer; tool-integrated reasoning as ToRL trains it has no reasoning block).
 * ``cosine``: length-scaled correctness (Open-RS experiment 3), see :func:`cosine_reward`.
 * ``language``: the share of the response's letters written in the requested language's script,
   see :func:`language_share`; the paper's proposed fix for the language drift it observed.
@@ -31,7 +32,7 @@ from typing import Any
 
 from envs.core.parsing import extract_last_boxed
 
-FORMAT_MODES = ("open-rs", "strict", "think-boxed")
+FORMAT_MODES = ("open-rs", "strict", "think-boxed", "boxed")
 _STRICT_OPEN, _STRICT_MIDDLE, _STRICT_CLOSE = "<think>\n", "\n</think>\n<answer>\n", "\n</answer>"
 
 
@@ -56,6 +57,8 @@ def format_reward(response: str, mode: str = "open-rs") -> float:
         if not reasoning.replace("<think>", "").strip():
             return 0.0
         return 1.0 if extract_last_boxed(answer) else 0.0
+    if mode == "boxed":
+        return 1.0 if extract_last_boxed(response) else 0.0
     raise ValueError(f"unknown format mode {mode!r}; choose one of {', '.join(FORMAT_MODES)}")
 
 
@@ -232,6 +235,8 @@ class RewardPreset:
     language: str | None = None  # ask for this language in the system prompt (and measure it)
     description: str = ""
     cosine: CosineConfig = field(default_factory=CosineConfig)
+    # Weights of the tool components (``envs.core.env.TOOL_REWARD_WEIGHTS``) when the env has tools.
+    tool_weights: Mapping[str, float] = field(default_factory=dict)
 
 
 COMPONENTS = ("accuracy", "format", "cosine", "language")
@@ -248,6 +253,13 @@ PRESETS: dict[str, RewardPreset] = {
                      description="verified accuracy only (format is still measured, with weight 0)"),
         RewardPreset("think-boxed", {"accuracy": 1.0, "format": 0.2}, format_mode="think-boxed",
                      description="accuracy + a light think-then-box format bonus, for models outside the R1 family"),
+        # ToRL (Li, Zou, Liu 2025; github.com/GAIR-NLP/ToRL, verl/utils/reward_score/math_verifier.py):
+        # +1 for a correct boxed answer, -1 otherwise (= 2 * accuracy - 1: the same group-normalised GRPO
+        # advantages as accuracy alone), no format or tool rewards; its optional -0.5 for code that
+        # fails is off by default there too.
+        RewardPreset("torl", {"accuracy": 1.0}, format_mode="boxed",
+                     tool_weights={"tool_error": 0.0, "invalid_action": 0.0, "repeated_call": 0.0},
+                     description="ToRL: correctness only (GRPO-equivalent to its +1/-1), no format or tool rewards"),
     )
 }
 DEFAULT_PRESET = "open-rs-accuracy-format"

@@ -1,8 +1,9 @@
-"""Multi-hop QA environments with a retrieval tool (HotpotQA, 2WikiMultihopQA, MuSiQue).
+"""Multi-hop QA environments with a retrieval tool (HotpotQA, 2WikiMultihopQA, MuSiQue, SynthHop).
 
 Registration only: the env module (and its retrieval backends) load when an env is made.
 ``offline_kwargs`` run each id on the shipped fictional sample (``envs/data/qa_sample.jsonl``) with
-the embedded BM25 backend over ``envs/data/qa_corpus.jsonl``.
+the embedded BM25 backend over ``envs/data/qa_corpus.jsonl``; SynthHop generates its world, so its
+defaults are offline.
 """
 
 from envs.core.registry import register_env
@@ -19,3 +20,6 @@ register_env("AgentR1/2WikiMultihopQA-v0", "envs.qa.env:TwoWikiMultihopQAEnv",
 register_env("AgentR1/Musique-v0", "envs.qa.env:MusiqueEnv", aliases=["musique-v0"],
              summary="MuSiQue multi-hop QA with a search tool; answer aliases",
              offline_kwargs=dict(_OFFLINE))
+register_env("AgentR1/SynthHop-v0", "envs.qa.synth_env:SynthHopEnv", aliases=["synthhop-v0", "synthhop"],
+             summary="multi-hop QA with search over a generated fictional world; 1-3 hops, train/test by entity",
+             offline_kwargs={})

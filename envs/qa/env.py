@@ -46,6 +46,7 @@ from envs.qa.datasets import (
     local_path,
     normalize_item,
 )
+from envs.qa.presets import accepts_retrieval_preset
 from envs.qa.rewards import (
     OUTCOME_METRICS,
     QA_PROCESS_RULES,
@@ -155,6 +156,7 @@ class QAEnv(ItemListEnv):
     default_reward_weights: ClassVar[dict[str, float]] = dict(QA_REWARD_WEIGHTS)
     process_rules: ClassVar[dict[str, ProcessRule]] = dict(QA_PROCESS_RULES)
 
+    @accepts_retrieval_preset  # retrieval_preset="search-r1" / "agent-r1": envs.qa.presets
     def __init__(self, *, data_path: str | Path | None = None, items: Sequence[Mapping[str, Any]] | None = None,
                  split: str | None = None, hf_name: str | None = None, hf_config: str | None = None,
                  max_items: int | None = None, retriever: str | Retriever = "bm25", retriever_url: str | None = None,
@@ -181,8 +183,8 @@ class QAEnv(ItemListEnv):
         self.observation_style = observation_style
         data = None
         if items is None:
-            data = qa_data_source(self.dataset, data_path=data_path, split=split, hf_name=hf_name,
-                                  hf_config=hf_config, max_items=max_items)
+            data = self.data_source(data_path=data_path, split=split, hf_name=hf_name, hf_config=hf_config,
+                                    max_items=max_items)
         elif max_items is not None:
             items = list(items)[:max_items]
         if max_turns is None:
@@ -207,7 +209,8 @@ class QAEnv(ItemListEnv):
         options = dict(retriever_options or {})
         if not isinstance(retriever, str):
             if not callable(getattr(retriever, "search_many", None)):
-                raise TypeError("retriever must be 'bm25', 'pyserini', 'http' or an object with search/search_many")
+                raise TypeError("retriever must be a backend name (bm25, pyserini, http, dense, hybrid) or an object "
+                                "with search/search_many")
             self._retriever = retriever
         elif self.corpus_mode == "distractor":
             if retriever != "bm25":
@@ -242,8 +245,9 @@ class QAEnv(ItemListEnv):
         """The process-wide backend for this configuration (run on the first reset, not at construction)."""
         from envs.retrieval.factory import shared_retriever
 
-        if index is not None:
-            return shared_retriever(backend, index=index, **options)
+        if index is not None:  # with a corpus file too for a prebuilt faiss file (Search-R1's index + corpus)
+            corpus_path = None if str(corpus) in _CORPUS_SENTINELS else Path(corpus).expanduser()
+            return shared_retriever(backend, index=index, corpus_path=corpus_path, cache_dir=cache_dir, **options)
         if str(corpus) == "dataset":
             # The dataset's paragraphs: the only setting that needs the dataset itself. Keyed by the
             # dataset, so later instances skip collecting and hashing the passages again.
@@ -256,10 +260,20 @@ class QAEnv(ItemListEnv):
             raise DataError(f"corpus must be one of {_CORPUS_SENTINELS} or a JSONL file; {str(corpus)!r} does not exist")
         return shared_retriever(backend, corpus_path=path, cache_dir=cache_dir, **options)
 
+    def data_source(self, *, data_path: str | Path | None, split: str | None, hf_name: str | None,
+                    hf_config: str | None, max_items: int | None) -> DataSource:
+        """Where the questions come from when no ``items`` are given (generated datasets override it)."""
+        return qa_data_source(self.dataset, data_path=data_path, split=split, hf_name=hf_name, hf_config=hf_config,
+                              max_items=max_items)
+
+    def corpus_passages(self) -> list[Passage]:
+        """What ``corpus="dataset"`` indexes: the questions' context paragraphs, de-duplicated (Agent-R1's recipe)."""
+        return passages_from_items(self.items)
+
     def _dataset_retriever(self, backend: str, cache_dir: str | Path | None, options: dict[str, Any]) -> Retriever:
         from envs.retrieval.factory import shared_retriever
 
-        passages: list[Passage] = passages_from_items(self.items)
+        passages = self.corpus_passages()
         if not passages:
             raise DataError(f"{self.dataset}: these questions have no context paragraphs, so corpus='dataset' has "
                             "nothing to index; pass corpus='path/to/corpus.jsonl', index=..., or "

@@ -1,7 +1,7 @@
-"""Retrieval backends behind one interface: embedded bm25s, pyserini, HTTP client, and a server.
+"""Retrieval backends behind one interface: embedded bm25s, pyserini, dense (faiss), hybrid, HTTP client, a server.
 
 ``Retriever.search(query, k) -> list[Passage]`` is all an environment uses. Backends load lazily:
-importing this package pulls in neither bm25s, numba, pyserini nor fastapi.
+importing this package pulls in neither bm25s, numba, pyserini, faiss, the embedders nor fastapi.
 """
 
 from envs.retrieval.base import Passage, RetrievalError, Retriever, format_passages, split_contents, to_contents

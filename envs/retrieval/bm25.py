@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from envs.core.io import atomic_directory
-from envs.retrieval.base import Passage, RetrievalError
+from envs.retrieval.base import Passage, RetrievalError, query_batch
 from envs.retrieval.corpus import corpus_fingerprint, default_cache_dir, load_corpus, write_corpus_jsonl
-from envs.retrieval.integrity import check_manifest, require_intact, write_manifest
+from envs.retrieval.integrity import load_checked, require_intact, write_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -151,33 +151,8 @@ class BM25Retriever:
         loaded, _ = self._load_checked(index_dir)  # serve from the mmap'd copy like every later run
         return model if loaded is None else loaded
 
-    def _load_checked(self, index_dir: Path, attempts: int = 3) -> tuple[Any | None, str | None]:
-        """Load a cached index that passes its manifest check, as one consistent snapshot.
-
-        Another process building the same cache swaps the whole directory in (a rename, so a new
-        inode). Files read across such a swap could mix two builds whose vocabularies number terms
-        differently, which ranks silently wrong; so the load counts only if the directory checked is
-        still the one in place after loading, and is retried otherwise.
-        """
-        problem: str | None = "no cached index yet"
-        for _ in range(attempts):
-            try:
-                before = index_dir.stat().st_ino
-            except OSError:
-                return None, "no cached index yet"
-            problem = check_manifest(index_dir)
-            if problem is not None:
-                continue  # a swap in progress looks like a bad manifest; look again, then rebuild
-            try:
-                model = self._load(index_dir)
-            except Exception as exc:  # a corrupt cache is rebuilt, never fatal
-                problem = f"could not load it: {exc}"
-                continue
-            with contextlib.suppress(OSError):
-                if index_dir.stat().st_ino == before:
-                    return model, None
-            problem = "replaced by another process while loading"
-        return None, problem
+    def _load_checked(self, index_dir: Path) -> tuple[Any | None, str | None]:
+        return load_checked(index_dir, self._load)
 
     def _save(self, index_dir: Path) -> None:
         with atomic_directory(index_dir) as tmp:
@@ -208,9 +183,7 @@ class BM25Retriever:
         return self.search_many([query], k)[0]
 
     def search_many(self, queries: Sequence[str], k: int = 5) -> list[list[Passage]]:
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        queries = [q if isinstance(q, str) else str(q) for q in queries]
+        queries = query_batch(queries, k)
         results: list[list[Passage]] = [[] for _ in queries]
         ids = self._query_ids(queries)
         todo = [i for i, q in enumerate(ids) if q]
@@ -226,7 +199,7 @@ class BM25Retriever:
                 if score <= 0.0:  # Lucene returns only documents that match a query term
                     continue
                 p = self.passages[int(doc)]
-                hits.append(Passage(p.id, p.title, p.text, float(score)))
+                hits.append(p.scored(float(score)))
             results[i] = hits
         return results
 

@@ -18,7 +18,7 @@ from envs.core.shared import SharedValues
 from envs.retrieval.base import Passage, Retriever
 from envs.retrieval.corpus import corpus_fingerprint, load_corpus
 
-BACKENDS = ("bm25", "pyserini", "http")
+BACKENDS = ("bm25", "pyserini", "http", "dense", "hybrid")
 
 _SHARED: SharedValues[Retriever] = SharedValues()
 
@@ -27,7 +27,14 @@ def make_retriever(backend: str = "bm25", *, passages: Sequence[Passage] | None 
                    corpus_path: str | os.PathLike[str] | None = None, index: str | os.PathLike[str] | None = None,
                    url: str | None = None, cache_dir: str | os.PathLike[str] | None = None,
                    **options: Any) -> Retriever:
-    """A new retriever: ``bm25``/``pyserini`` over ``passages``, a corpus file or an index; ``http`` at ``url``."""
+    """A new retriever of ``backend`` (``BACKENDS``).
+
+    ``bm25``/``pyserini``/``dense``/``hybrid`` over ``passages``, a corpus file or an ``index``
+    directory; ``dense`` also over a prebuilt faiss file with its corpus (``index="e5_Flat.index",
+    corpus_path="wiki-18.jsonl"``, Search-R1's files), and ``hybrid`` adds a BM25 index over that
+    corpus; ``http`` at ``url``. ``options`` go to the backend (``embedder=``, ``index_type=``,
+    ``dense_weight=``, ...: see ``envs.retrieval.dense`` and ``envs.retrieval.hybrid``).
+    """
     if backend not in BACKENDS:
         raise ValueError(f"unknown retriever backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "http":
@@ -36,11 +43,21 @@ def make_retriever(backend: str = "bm25", *, passages: Sequence[Passage] | None 
         from envs.retrieval.http import HttpRetriever
 
         return HttpRetriever(url, **options)
+    if index is not None and Path(index).expanduser().is_file() and backend in ("dense", "hybrid"):
+        return _prebuilt_faiss(backend, index, corpus_path, cache_dir, options)
     if index is not None:
         if backend == "bm25":
             from envs.retrieval.bm25 import BM25Retriever
 
             return BM25Retriever.from_index(index, **options)
+        if backend == "dense":
+            from envs.retrieval.dense import DenseRetriever
+
+            return DenseRetriever.from_index(index, **options)
+        if backend == "hybrid":
+            from envs.retrieval.hybrid import HybridRetriever
+
+            return HybridRetriever.from_index(index, **options)
         from envs.retrieval.pyserini_backend import PyseriniRetriever
 
         return PyseriniRetriever(index, **options)
@@ -52,9 +69,32 @@ def make_retriever(backend: str = "bm25", *, passages: Sequence[Passage] | None 
         from envs.retrieval.bm25 import BM25Retriever
 
         return BM25Retriever(passages, cache_dir=cache_dir, **options)
+    if backend == "dense":
+        from envs.retrieval.dense import DenseRetriever
+
+        return DenseRetriever.from_passages(passages, cache_dir=cache_dir, **options)
+    if backend == "hybrid":
+        from envs.retrieval.hybrid import HybridRetriever
+
+        return HybridRetriever.from_passages(passages, cache_dir=cache_dir, **options)
     from envs.retrieval.pyserini_backend import PyseriniRetriever
 
     return PyseriniRetriever.from_passages(passages, cache_dir=cache_dir, **options)
+
+
+def _prebuilt_faiss(backend: str, index: str | os.PathLike[str], corpus_path: str | os.PathLike[str] | None,
+                    cache_dir: str | os.PathLike[str] | None, options: dict[str, Any]) -> Retriever:
+    """A faiss index file and its JSONL corpus (row i = line i), as Search-R1 ships them."""
+    if corpus_path is None:
+        raise ValueError(f"index={str(index)!r} is a faiss file: pass the corpus it was built from too "
+                         "(corpus_path=..., --corpus, or the env's corpus=...)")
+    if backend == "dense":
+        from envs.retrieval.dense import DenseRetriever
+
+        return DenseRetriever.from_faiss(index, corpus_path, cache_dir=cache_dir, **options)
+    from envs.retrieval.hybrid import HybridRetriever
+
+    return HybridRetriever.from_faiss(index, corpus_path, cache_dir=cache_dir, **options)
 
 
 def _file_key(path: str | os.PathLike[str]) -> str:

@@ -24,7 +24,7 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
-from envs.retrieval.base import Passage, RetrievalError, split_contents
+from envs.retrieval.base import Passage, RetrievalError, query_batch, split_contents
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +62,7 @@ class HttpRetriever:
         return self.search_many([query], k)[0]
 
     def search_many(self, queries: Sequence[str], k: int = 5) -> list[list[Passage]]:
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        queries = [str(q) for q in queries]
+        queries = query_batch(queries, k)
         if not queries:
             return []
         payload = json.dumps({"queries": queries, "topk": int(k), "return_scores": True}).encode("utf-8")

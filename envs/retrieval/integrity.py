@@ -10,16 +10,21 @@ Cost: one read of the index at load time (about 0.5 GB/s of SHA-256 on one loade
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from envs.retrieval.base import RetrievalError
 
 MANIFEST_NAME = "agentr1_manifest.json"
 _FORMAT = 1
+
+
+T = TypeVar("T")
 
 
 class IndexIntegrityError(RetrievalError):
@@ -84,3 +89,35 @@ def require_intact(directory: str | os.PathLike[str], *, rebuild_hint: str = "")
     if problem is not None:
         hint = f"; {rebuild_hint}" if rebuild_hint else ""
         raise IndexIntegrityError(f"index {directory} failed its integrity check: {problem}{hint}")
+
+
+def load_checked(directory: str | os.PathLike[str], load: Callable[[Path], T],
+                 attempts: int = 3) -> tuple[T | None, str | None]:
+    """``(load(directory), None)`` for a cache that passes its manifest check, as one consistent snapshot.
+
+    Another process building the same cache swaps the whole directory in (a rename, so a new inode).
+    Files read across such a swap could mix two builds (a bm25 vocabulary numbering terms one way,
+    its score matrix another), which ranks silently wrong; so the load counts only if the directory
+    checked is still the one in place after loading, and is retried otherwise. ``(None, why)`` when
+    there is no usable cache: the caller rebuilds it.
+    """
+    directory = Path(directory)
+    problem: str | None = "no cached index yet"
+    for _ in range(attempts):
+        try:
+            before = directory.stat().st_ino
+        except OSError:
+            return None, "no cached index yet"
+        problem = check_manifest(directory)
+        if problem is not None:
+            continue  # a swap in progress looks like a bad manifest; look again, then rebuild
+        try:
+            loaded = load(directory)
+        except Exception as exc:  # a corrupt cache is rebuilt, never fatal
+            problem = f"could not load it: {exc}"
+            continue
+        with contextlib.suppress(OSError):
+            if directory.stat().st_ino == before:
+                return loaded, None
+        problem = "replaced by another process while loading"
+    return None, problem

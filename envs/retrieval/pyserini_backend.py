@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from envs.core.io import atomic_directory
-from envs.retrieval.base import Passage, RetrievalError, split_contents
+from envs.retrieval.base import Passage, RetrievalError, query_batch, split_contents
 from envs.retrieval.corpus import corpus_fingerprint, default_cache_dir, load_corpus
 from envs.retrieval.integrity import MANIFEST_NAME, check_manifest, require_intact, write_manifest
 
@@ -298,9 +298,7 @@ class PyseriniRetriever:
         return self.search_many([query], k)[0]
 
     def search_many(self, queries: Sequence[str], k: int = 5) -> list[list[Passage]]:
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        cleaned = [str(q).strip() for q in queries]
+        cleaned = [q.strip() for q in query_batch(queries, k)]
         results: list[list[Passage]] = [[] for _ in cleaned]
         todo = [i for i, q in enumerate(cleaned) if q]
         if todo:

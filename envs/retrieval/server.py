@@ -4,16 +4,28 @@ Rollout workers on many nodes then share one index instead of loading it in ever
 ``python -m envs.retrieval serve --corpus corpus.jsonl --backend bm25 --port 8000`` and make the
 envs with ``retriever="http", retriever_url="http://host:8000"``. Requests carry ``queries`` (a
 list, Search-R1) or ``query`` (a string or list, SkyRL's search tool); the answer is always
-``{"result": [[...] per query]}``, with ``{"document": {"id", "contents", "title", "text"}, "score"}``
-entries when ``return_scores`` is true and bare documents otherwise.
+``{"result": [[...] per query]}``, with ``{"document": row, "score": s}`` entries when
+``return_scores`` is true and bare rows otherwise. A row is the corpus row as stored (``id`` and
+Search-R1's ``contents`` added only where the corpus has none: ``base.to_document``).
 
-Limits (``ServerLimits``), because a cluster's clients are many and some misbehave:
+Search-R1's own client (``_batch_search``) posts ``{"queries": [...], "topk": 3, "return_scores":
+true}`` and reads ``.json()["result"]`` without looking at the status, so any 4xx ends a training
+run. Everything its reference server accepts is accepted here, with the same answer: the body is
+validated by pydantic with the reference's field types (lax coercion: ``"2"`` -> 2, ``true`` -> 1,
+``1``/``"true"`` -> True); ``topk`` 0 or absent means the server's default; an empty ``queries``
+list gets ``{"result": []}``; a batch of any size up to ``max_queries`` (default 8,192; its GRPO
+recipes send 512 x 5 = 2,560) is searched in chunks of ``chunk_queries``.
 
-* request bodies above ``max_body_bytes`` get 413 (before they are read, when ``Content-Length``
+Limits (``ServerLimits``), because a cluster's clients are many and some misbehave; none of them
+changes what a well-formed Search-R1 request gets:
+
+* request bodies above ``max_body_bytes`` (64 MiB: room for ``max_queries`` queries of
+  ``max_query_chars`` ASCII characters) get 413 (before they are read, when ``Content-Length``
   says so; otherwise as soon as the stream passes the limit), a body not complete within
-  ``body_timeout`` gets 408, each query is at most ``max_query_chars`` (413), ``topk`` must be an
-  integer in ``1..max_topk``; every malformed request is a 4xx with a one-line message (JSON
-  ``NaN``/``Infinity`` included), never a 500 with a traceback;
+  ``body_timeout`` gets 408, more than ``max_queries`` queries get 413; a query over
+  ``max_query_chars`` is truncated (counted in a rate-limited log line), never failing its batch;
+  a ``topk`` above ``max_topk`` is lowered to it; every malformed request is a 4xx with a
+  one-line message (JSON ``NaN``/``Infinity`` included), never a 500 with a traceback;
 * a connection must deliver its request headers within ``header_timeout`` seconds of connecting
   (or of its previous answer), so half-open and slow-loris connections are closed; idle keep-alive
   connections close after ``keep_alive`` seconds;
@@ -32,7 +44,6 @@ import asyncio
 import collections
 import json
 import logging
-import math
 import resource
 import threading
 import time
@@ -43,12 +54,13 @@ import h11
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from envs.core.logs import RateLimitedLog
-from envs.retrieval.base import Passage, RetrievalError, Retriever
+from envs.retrieval.base import RetrievalError, Retriever, to_document
 
 logger = logging.getLogger(__name__)
 
@@ -60,18 +72,20 @@ ACCEPT_BACKLOG = 128  # asyncio accepts up to this many connections per event-lo
 class ServerLimits:
     """What one client may ask of the server, and how long it may take to ask."""
 
-    max_body_bytes: int = 1 << 20
+    max_body_bytes: int = 64 << 20
     max_query_chars: int = 4_096
-    max_queries: int = 1_024
-    max_topk: int = 100
+    max_queries: int = 8_192
+    max_topk: int = 1_000
     default_topk: int = 3
+    chunk_queries: int = 1_024
     header_timeout: float = 10.0
     body_timeout: float = 10.0
     keep_alive: float = 5.0
     max_connections: int = 1_024
 
     def __post_init__(self) -> None:
-        if min(self.max_body_bytes, self.max_query_chars, self.max_queries, self.max_topk, self.max_connections) < 1:
+        if min(self.max_body_bytes, self.max_query_chars, self.max_queries, self.max_topk, self.max_connections,
+               self.chunk_queries) < 1:
             raise ValueError("server limits must be >= 1")
         if not 1 <= self.default_topk <= self.max_topk:
             raise ValueError(f"default_topk must be in 1..{self.max_topk}")
@@ -85,50 +99,64 @@ class BadRequest(Exception):
         self.status = status
 
 
-def _document(p: Passage) -> dict[str, Any]:
-    return {"id": p.id, "contents": p.contents, "title": p.title, "text": p.text}
+class RetrieveBody(BaseModel):
+    """A ``/retrieve`` body, with the field types of Search-R1's ``QueryRequest`` (plus SkyRL's ``query``).
+
+    pydantic's lax mode does the coercion the reference server does: ``topk: "2"`` -> 2, ``true`` ->
+    1, ``2.0`` -> 2 (``2.5`` is refused); ``return_scores: 1`` / ``"true"`` / ``"yes"`` -> True.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    queries: list[str] | None = None
+    query: str | list[str] | None = None
+    topk: int | None = None
+    return_scores: bool = False
+
+
+@dataclass(frozen=True)
+class ParsedRequest:
+    queries: list[str]
+    topk: int
+    return_scores: bool
+    truncated: int = 0  # queries cut to max_query_chars
+    asked_topk: int | None = None  # the topk asked for, when it was above max_topk
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def parse_request(body: bytes, limits: ServerLimits) -> tuple[list[str], int, bool]:
-    """``(queries, topk, return_scores)`` from a ``/retrieve`` body; ``BadRequest`` says what is wrong."""
+def parse_request(body: bytes, limits: ServerLimits) -> ParsedRequest:
+    """The queries, ``topk`` and ``return_scores`` of a ``/retrieve`` body; ``BadRequest`` says what is wrong."""
     try:
         data = json.loads(body, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         raise BadRequest(400, f"the body is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(data, dict):
         raise BadRequest(422, "the body must be a JSON object")
-    queries: list[Any] = []
-    if data.get("queries") is not None:
-        if not isinstance(data["queries"], list):
-            raise BadRequest(422, "'queries' must be a list of strings")
-        queries.extend(data["queries"])
-    if data.get("query") is not None:
-        query = data["query"]
-        queries.extend([query] if isinstance(query, str) else query if isinstance(query, list) else [None])
-    if not queries:
+    try:
+        request = RetrieveBody.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:3])
+        raise BadRequest(422, problems[:500]) from None
+    if request.queries is None and request.query is None:
         raise BadRequest(422, "send 'queries' (a list of strings) or 'query'")
-    if not all(isinstance(q, str) for q in queries):
-        raise BadRequest(422, "every query must be a string")
+    queries = list(request.queries or [])
+    queries.extend([request.query] if isinstance(request.query, str) else request.query or [])
     if len(queries) > limits.max_queries:
-        raise BadRequest(413, f"at most {limits.max_queries} queries per request")
-    longest = max(len(q) for q in queries)
-    if longest > limits.max_query_chars:
-        raise BadRequest(413, f"a query has {longest} characters; the limit is {limits.max_query_chars}")
-    topk = data.get("topk", limits.default_topk)
-    if topk is None:
+        raise BadRequest(413, f"{len(queries)} queries in one request; the limit is {limits.max_queries} "
+                              "(--max-queries)")
+    long = [i for i, q in enumerate(queries) if len(q) > limits.max_query_chars]
+    for i in long:
+        queries[i] = queries[i][:limits.max_query_chars]
+    topk = request.topk if request.topk else limits.default_topk  # the reference: `if not request.topk`
+    if topk < 1:  # the reference fails its whole batch here; a default is the lenient reading
         topk = limits.default_topk
-    if isinstance(topk, float) and math.isfinite(topk) and topk.is_integer():
-        topk = int(topk)
-    if isinstance(topk, bool) or not isinstance(topk, int) or not 1 <= topk <= limits.max_topk:
-        raise BadRequest(422, f"topk must be an integer in 1..{limits.max_topk}")
-    scores = data.get("return_scores", False)
-    if not isinstance(scores, bool):
-        raise BadRequest(422, "return_scores must be true or false")
-    return queries, topk, scores
+    asked = None
+    if topk > limits.max_topk:
+        asked, topk = topk, limits.max_topk
+    return ParsedRequest(queries, topk, request.return_scores, truncated=len(long), asked_topk=asked)
 
 
 async def _read_body(request: Request, limits: ServerLimits) -> bytes:
@@ -171,24 +199,33 @@ def create_app(retriever: Retriever, *, limits: ServerLimits | None = None, **li
     @app.post("/retrieve")
     async def retrieve(request: Request) -> Any:
         try:
-            queries, k, return_scores = parse_request(await _read_body(request, limits), limits)
+            body = await _read_body(request, limits)
+            parsed = await run_in_threadpool(parse_request, body, limits)  # a large body parses off the event loop
         except BadRequest as exc:
             headers = {"Connection": "close"} if exc.status in (408, 413) else None  # the rest of the body is not read
             return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=headers)
+        if parsed.truncated:
+            logger.warning("truncated %d over-long queries to %d characters", parsed.truncated, limits.max_query_chars)
+        if parsed.asked_topk is not None:
+            logger.warning("a request asked for topk=%d; answering the server's max_topk=%d", parsed.asked_topk,
+                           limits.max_topk)
         started = time.perf_counter()
+        queries, k = parsed.queries, parsed.topk
+        found = []
         try:
-            found = await run_in_threadpool(retriever.search_many, queries, k)
+            for start in range(0, len(queries), limits.chunk_queries):
+                found.extend(await run_in_threadpool(retriever.search_many, queries[start:start + limits.chunk_queries], k))
         except RetrievalError as exc:
             return JSONResponse({"detail": str(exc)}, status_code=503)
         except Exception as exc:  # a backend bug: one log line (rate-limited), a 500 with a message
             logger.error("search failed: %s: %s", type(exc).__name__, exc)
             return JSONResponse({"detail": f"search failed: {type(exc).__name__}"}, status_code=500)
         logger.debug("served %d queries in %.3fs", len(queries), time.perf_counter() - started)
-        if return_scores:
-            result = [[{"document": _document(p), "score": p.score} for p in hits] for hits in found]
+        if parsed.return_scores:
+            result = [[{"document": to_document(p), "score": p.score} for p in hits] for hits in found]
         else:
-            result = [[_document(p) for p in hits] for hits in found]
-        return {"result": result}
+            result = [[to_document(p) for p in hits] for hits in found]
+        return JSONResponse({"result": result})
 
     return app
 

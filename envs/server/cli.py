@@ -9,6 +9,7 @@ from typing import Any
 
 import gymnasium as gym
 
+from envs.core.cli import add_logging_argument
 from envs.core.registry import resolve_env_id, suite_envs
 
 
@@ -34,7 +35,7 @@ def add_parser(sub: Any) -> None:
     serve.add_argument("--max-pooled", type=int, default=None,
                        help="pooled env instances per env and process (default: max-sessions; 0: no pooling)")
     serve.add_argument("--max-frame-mb", type=float, default=8.0, help="larger frames are answered with an error")
-    serve.add_argument("--log-level", default="warning")
+    add_logging_argument(serve, default="warning")
     serve.set_defaults(func=serve_command)
 
 

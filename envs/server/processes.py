@@ -33,6 +33,7 @@ from typing import Any
 
 import uvicorn
 
+from envs.core.cli import setup_logging
 from envs.core.logs import RateLimitedLog, rate_limit_handlers
 from envs.server.app import ServerConfig, create_app
 from envs.server.peers import Peers
@@ -43,7 +44,6 @@ logger = logging.getLogger(__name__)
 START_TIMEOUT_S = 300.0  # a worker builds its envs (datasets, indexes) before it listens
 STOP_TIMEOUT_S = 15.0  # graceful shutdown takes up to uvicorn's 5 s, plus closing sessions
 MAX_RESTART_DELAY_S = 30.0
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def available_cpus() -> int:
@@ -102,10 +102,6 @@ def _uvicorn_server(app: Any, spec: ServeSpec) -> uvicorn.Server:
     return server
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
-
-
 def _raise_descriptor_limit(wanted: int) -> None:
     """One descriptor per connection: lift the soft limit toward the hard one when the cap needs it."""
     try:
@@ -124,7 +120,7 @@ def _raise_descriptor_limit(wanted: int) -> None:
 # ---------------------------------------------------------------------------- one process
 def serve_here(spec: ServeSpec) -> int:
     """The whole server in this process (``--processes 1``); returns the exit status."""
-    _configure_logging(spec.log_level)
+    setup_logging(spec.log_level)
     try:
         sock = _bound_socket(spec.host, spec.port, share=False)  # first: a taken port fails before envs load
     except OSError as exc:
@@ -170,7 +166,7 @@ def _worker(spec: ServeSpec, index: int, port: int, table: WorkerTable, sockets:
             report: multiprocessing.connection.Connection) -> None:
     """One worker process: build the app, listen on the shared port and on its own socket, serve."""
     _die_with_parent(parent_pid)
-    _configure_logging(spec.log_level)
+    setup_logging(spec.log_level)
     try:
         app = create_app(spec.envs, spec.config, table=table, index=index, peers=Peers(index, sockets))
     except Exception as exc:
@@ -223,7 +219,7 @@ class Supervisor:
 
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT; the exit status (2 if the envs cannot be served)."""
-        _configure_logging(self.spec.log_level)
+        setup_logging(self.spec.log_level)
         try:
             if self.spec.port:  # a plain bind fails if anything listens there, even another SO_REUSEPORT server
                 _bound_socket(self.spec.host, self.spec.port, share=False).close()

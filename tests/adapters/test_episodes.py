@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.episodes import (DEFAULT_PROCEDURAL_PROMPTS, EnvPool, EpisodeSpec, add_episode_arguments, episode_log_keys,
-                               evaluation_make_kwargs, is_procedural, iter_episode_specs, paper_recipe, prompt_count,
-                               resolve_make_kwargs, training_make_kwargs)
+from adapters.episodes import (DEFAULT_PROCEDURAL_PROMPTS, PRESET_MODELS, EnvPool, EpisodeSpec, add_episode_arguments,
+                               episode_log_keys, evaluation_make_kwargs, is_procedural, iter_episode_specs, make_env,
+                               paper_recipe, policy_model, prompt_count, resolve_make_kwargs, training_make_kwargs)
 
 json_values = st.recursive(st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.floats(allow_nan=False, allow_infinity=False)
                            | st.text(max_size=40), lambda inner: st.lists(inner, max_size=4)
@@ -127,8 +127,9 @@ def test_the_qa_recipe_trains_on_train_unless_env_kwargs_name_a_split():
     assert training_make_kwargs("musique-v0", "agent-r1-qa", {"split": "validation"})["split"] == "validation"
     assert training_make_kwargs("hotpotqa-v0", "open-rs", {}) == {}  # no recipe split: the env's default
     assert training_make_kwargs("hotpotqa-v0", None, {"top_k": 2}) == {"top_k": 2}
-    # an env without splits is not handed one (arithmetic would refuse the keyword)
-    assert training_make_kwargs("arithmetic-v0", "agent-r1-qa", {"digits": 2}) == {"digits": 2}
+    # an env is handed a recipe split only if it has it: arithmetic has train/test splits, no validation
+    assert training_make_kwargs("arithmetic-v0", "agent-r1-qa", {"digits": 2}) == {"split": "train", "digits": 2}
+    assert evaluation_make_kwargs("arithmetic-v0", "agent-r1-qa", {"digits": 2}) is None
     assert evaluation_make_kwargs("hotpotqa-v0", "agent-r1-qa", {**QA_OFFLINE, "split": "train"}) == {
         **QA_OFFLINE, "split": "validation"}
     assert evaluation_make_kwargs("math-v0", "open-rs", {"dataset": "sample"}) is None
@@ -150,3 +151,41 @@ def test_common_cli_arguments():
     with pytest.raises(SystemExit):
         parser.parse_args(["--env", "x", "--model", "m", "--preset", "c"])
     assert "runs/demo/<env>" in parser.format_help()
+    assert parser.parse_args(["--env", "x"]).model is None  # the preset's model (policy_model)
+
+
+def test_every_preset_trains_its_papers_model_unless_model_is_given(caplog):
+    import logging
+
+    from adapters.openrlhf.presets import PRESETS as OPENRLHF
+    from adapters.trl.__main__ import PRESETS as TRL
+    from adapters.verl.__main__ import PRESETS as VERL
+
+    assert set(OPENRLHF) | set(TRL) | set(VERL) <= set(PRESET_MODELS)  # no trainer preset without a default policy
+    assert PRESET_MODELS["open-rs"] == "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
+    assert PRESET_MODELS["agent-r1-qa"] == "Qwen/Qwen2.5-1.5B-Instruct"
+    with caplog.at_level(logging.INFO, logger="adapters.episodes"):
+        assert policy_model(None, "open-rs") == "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
+        assert policy_model("runs/mine", "open-rs") == "runs/mine"
+    assert "model deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B (the open-rs preset's default" in caplog.text
+    assert "model runs/mine (--model)" in caplog.text
+    with pytest.raises(SystemExit, match="names no model"):
+        policy_model(None, "someone-elses")
+
+
+def test_the_torl_recipe_and_the_reference_trainer_preset_agree():
+    from adapters.episodes import TORL_MAKE_KWARGS
+    from baselines.grpo.config import make_config
+
+    preset = dict(make_config("torl").env_kwargs)
+    assert preset.pop("dataset") == "open-rs" and preset == TORL_MAKE_KWARGS
+    kwargs = training_make_kwargs("AgentR1/Math-v0", "torl", {"dataset": "sample"})
+    assert kwargs["tools"] == ["python"] and kwargs["reward_preset"] == "torl" and kwargs["dataset"] == "sample"
+    env = make_env("AgentR1/Math-v0", kwargs)
+    try:
+        prompt, info = env.reset(seed=0)
+        assert "```python" in prompt and [t["function"]["name"] for t in info["tools"]] == ["python"]
+        observation, *_ = env.step("```python\nprint(1/0)\n```")
+        assert observation == "```output\nZeroDivisionError: division by zero\n```"  # ToRL shows the last line
+    finally:
+        env.close()

@@ -196,6 +196,26 @@ def test_demonstration_episodes_match_chat_template_and_env_reward(arithmetic_ag
         assert spans == [a + "<|im_end|>" for a in actions]
 
 
+PYTHON = {"calculator": False, "python": {"wall_s": 10}}
+
+
+def test_python_tool_episodes_run_the_code_in_the_sandbox(tmp_path, chatml):
+    executor = _load_with_openrlhf(write_agent_file(tmp_path / "agent.py", [("AgentR1/Arithmetic-v0", PYTHON)],
+                                                    step_timeout=60))
+    rows = prompt_rows("arithmetic-v0", PYTHON, count=2, seed=4)
+    policy, scripts = _scripted(rows)
+    for row in rows:
+        result = _run(executor, chatml, row, FakeEngine(chatml, policy))
+        actions = scripts[row["prompt"][-1]["content"]]
+        total, info, messages = _direct_episode(row, actions)
+        answer = EpisodeSpec.from_label(row["label"]).item["answer"]
+        assert "```python\nprint(" in actions[0] and messages[-2]["content"] == f"```output\n{answer}\n```"
+        assert result["reward"] == pytest.approx(total) and result["extra_logs"]["env/acc"] == 1.0
+        stream = chatml.decode(result["observation_tokens"], skip_special_tokens=False)
+        assert stream + "\n" == chatml.apply_chat_template(messages, tokenize=False)
+        assert f"```output\n{answer}\n```" in stream  # the sandbox's answer reached the model's context
+
+
 def test_wrong_answer_and_malformed_call(arithmetic_agent, chatml):
     row = prompt_rows("arithmetic-v0", count=1, seed=11)[0]
     script = ["<tool_call>{not json}</tool_call>", "The answer is \\boxed{-1}."]

@@ -13,6 +13,7 @@ loading) beyond the batch-divisibility rule the CLI applies itself.
 from __future__ import annotations
 
 import json
+import logging
 import shlex
 
 import pytest
@@ -20,7 +21,7 @@ import pytest
 pytest.importorskip("openrlhf")
 
 from adapters.episodes import EpisodeSpec  # noqa: E402
-from adapters.openrlhf.__main__ import main, merge_flags, parse_overrides, sizing_flags  # noqa: E402
+from adapters.openrlhf.__main__ import build_parser, main, merge_flags, parse_overrides, sizing_flags  # noqa: E402
 from adapters.openrlhf.presets import PRESETS, default_preset  # noqa: E402
 from adapters.openrlhf.validate import OpenRLHFRejected, check_args  # noqa: E402
 
@@ -47,6 +48,29 @@ def test_dry_run_writes_dataset_agent_and_command(tmp_path, capsys):
     assert "class AgentExecutor(AgentR1Executor)" in (out / "agent.py").read_text()
 
 
+def test_the_designs_command_runs_as_written(tmp_path, monkeypatch, capsys, caplog):
+    """``python -m adapters.openrlhf --env math-v0 --offline --dry-run``: the Open-RS model, no other flag."""
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.INFO, logger="adapters"):
+        assert main(["--env", "math-v0", "--offline", "--dry-run"]) == 0
+    argv = _argv_from(tmp_path / "runs" / "openrlhf" / "math-v0", capsys)
+    assert argv[argv.index("--actor.model_name_or_path") + 1] == "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
+    assert "model deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B (the open-rs preset's default" in caplog.text
+    check_args(argv)  # and OpenRLHF's own parser and launch checks accept it
+    help_text = " ".join(build_parser().format_help().split())
+    assert "open-rs: deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B" in help_text
+    assert "agent-r1-qa: Qwen/Qwen2.5-1.5B-Instruct" in help_text
+
+
+def test_a_named_model_is_resolved_to_its_local_directory(tmp_path, capsys, smollm2_dir):
+    """``--model smollm2-135m``: the launch command names the converted HF directory, not the name."""
+    out = tmp_path / "run"
+    assert main(["--env", "arithmetic-v0", "--model", "smollm2-135m", "--num-prompts", "4", "--output-dir", str(out),
+                 "--dry-run"]) == 0
+    argv = _argv_from(out, capsys)
+    assert argv[argv.index("--actor.model_name_or_path") + 1] == str(smollm2_dir)
+
+
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 @pytest.mark.parametrize("layout", [
     {"nodes": 1, "gpus_per_node": 1, "colocate": True, "vllm_tp": 1},
@@ -69,7 +93,8 @@ def test_presets_and_layouts_pass_openrlhf_checks(preset, layout):
     assert plan.vllm_engines["agent_func_path"] == "agent.py"
     assert plan.vllm_engines["shared_pg"] == layout["colocate"]
     roles = {g["role"] for g in plan.actor_groups}
-    assert roles == {"PolicyModelActor", "ReferenceModelActor"}  # KL > 0 needs the reference model
+    kl = PRESETS[preset].flags["--algo.kl.init_coef"] > 0  # KL > 0 needs the reference model (ToRL has none)
+    assert roles == {"PolicyModelActor"} | ({"ReferenceModelActor"} if kl else set())
 
 
 def test_open_rs_preset_matches_the_paper():

@@ -297,6 +297,21 @@ def test_tool_methods_follow_the_schema():
             tool_method(bad, "x", {"type": "object", "properties": {}})
 
 
+def test_the_python_tool_is_a_method_that_runs_code_in_the_sandbox():
+    from transformers.utils import get_json_schema
+
+    kwargs = {**MATH, "tools": ["python"], "python": {"wall_s": 10}}
+    cls = make_trl_environment("math-v0", processing_class=_Placeholder(), **kwargs)
+    assert cls.tool_names == ("python",)
+    schema = get_json_schema(cls.python)["function"]
+    assert schema["parameters"]["required"] == ["code"] and "sandbox" in schema["description"]
+    env = cls()
+    env.reset(**trl_rows("math-v0", kwargs, count=1)[0])
+    assert env.python(code="import math\nprint(math.comb(10, 3))") == "120"
+    with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+        env.python(code="1 / 0")  # a failed call reaches TRL as an error (tools/failure_frequency)
+
+
 def test_a_tool_call_steps_the_env_and_bad_arguments_are_charged(arithmetic_cls):
     env = arithmetic_cls()
     row = trl_rows("arithmetic-v0", ARITHMETIC, count=1)[0]
@@ -401,6 +416,13 @@ def test_cli_dry_run_picks_the_environment_path_by_template(tiny, tmp_path, caps
     assert report["grpo_config"]["num_generations"] == 6 and report["grpo_config"]["beta"] == 0.04
     with pytest.raises(SystemExit, match="cannot render tool calls"):
         main(["--env", "arithmetic-v0", "--model", chatml, "--num-prompts", "2", "--output-dir", str(tmp_path / "x"), "--dry-run"])
+
+
+def test_cli_help_names_each_presets_default_model():
+    from adapters.trl.__main__ import build_parser
+
+    help_text = " ".join(build_parser().format_help().split())
+    assert "open-rs: deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B" in help_text and "small: Qwen/Qwen2.5-0.5B-Instruct" in help_text
 
 
 def test_cli_qa_preset_writes_rows_from_the_train_split(tmp_path, capsys):

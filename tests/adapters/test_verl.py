@@ -155,6 +155,24 @@ def test_verl_loads_our_loop_from_the_config_file_and_plays_every_offline_env(ti
         assert out.non_tensor_batch["end_reason"][0] != "budget"
 
 
+def test_the_python_tool_runs_in_the_loop(tiny_model_dir, tokenizer):
+    kwargs = {"calculator": False, "python": {"wall_s": 10}}
+    row = verl_rows("arithmetic-v0", kwargs, count=1)[0]
+    spec = EpisodeSpec.from_label(row["extra_info"]["agentr1"])
+    env = make_env(spec.env_id, spec.make_kwargs)
+    env.reset(seed=spec.seed, options={"item": spec.item})
+    actions = env.unwrapped.demonstration()  # a ```python block computing the answer, then the boxed answer
+    env.close()
+    _, out = _run(_config(tiny_model_dir), ScriptedServer(tokenizer, actions), [row])
+    messages, reward, _ = _replay(spec, actions)
+    assert messages[-2]["content"] == f"```output\n{spec.item['answer']}\n```"
+    prompt_ids, response_ids, _ = _unpadded(out, 0)
+    rendered = tokenizer.apply_chat_template(messages, tokenize=False)
+    assert tokenizer.decode(prompt_ids + response_ids, skip_special_tokens=False) == rendered.removesuffix("\n")
+    assert float(out.batch["rm_scores"][0].sum()) == pytest.approx(reward, abs=1e-6)
+    assert out.non_tensor_batch["acc"][0] == 1.0 and out.non_tensor_batch["tool_calls"][0] == 1.0
+
+
 def test_a_batch_of_mixed_episodes_keeps_one_key_set(tiny_model_dir, tokenizer):
     rows = verl_rows("arithmetic-v0", count=3)
     server = ScriptedServer(tokenizer, ["I think it is \\boxed{0}."])
@@ -250,7 +268,7 @@ def test_qa_cli_trains_on_the_train_split_and_validates_on_validation(tmp_path, 
     def specs(path):
         return [EpisodeSpec.from_label(r["extra_info"]["agentr1"]) for r in pq.read_table(path).to_pylist()]
 
-    monkeypatch.chdir(tmp_path)  # a relative --output-dir is made absolute: verl runs from the repository root
+    monkeypatch.chdir(tmp_path)  # a relative --output-dir is made absolute: the command runs from any directory
     assert main(["--env", "hotpotqa-v0", "--offline", "--model", "m", "--num-prompts", "3", "--output-dir", "qa",
                  "--dry-run"]) == 0
     out = tmp_path / "qa"
@@ -264,3 +282,11 @@ def test_qa_cli_trains_on_the_train_split_and_validates_on_validation(tmp_path, 
     assert main(["--env", "math-v0", "--offline", "--model", "m", "--output-dir", str(out / "m"), "--dry-run"]) == 0
     assert f"data.val_files={out / 'm' / 'train.parquet'} " in (out / "m" / "command.txt").read_text()
     assert not (out / "m" / "val.parquet").exists()
+
+
+def test_cli_trains_the_presets_paper_model_unless_model_is_given(tmp_path):
+    from adapters.verl.__main__ import main
+
+    for env, model in (("hotpotqa-v0", "Qwen/Qwen2.5-1.5B-Instruct"), ("math-v0", "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B")):
+        assert main(["--env", env, "--offline", "--num-prompts", "2", "--output-dir", str(tmp_path / env), "--dry-run"]) == 0
+        assert f"actor_rollout_ref.model.path={model} " in (tmp_path / env / "command.txt").read_text()

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from baselines.evaluate import k_values, pass_at_k, summarize
+from envs.core.records import read_episode_records
 
 
 def test_pass_at_k_by_hand():
@@ -70,6 +71,15 @@ def test_cli_writes_items_and_summary(tiny_model_dir, tmp_path, capsys):
     rec = json.loads(lines[0])
     assert rec["index"] == 0 and len(rec["samples"]) == 3 and rec["item"]["answer"]
     assert rec["pass@1"] == pytest.approx(rec["num_correct"] / 3)
+    # each sample is an episode record (envs.core.records): the conversation, per-turn components
+    episodes = list(read_episode_records(out / "items.jsonl"))
+    assert len(episodes) == 12 and {e.source["kind"] for e in episodes} == {"evaluate"}
+    for episode, sample in zip(episodes[:3], rec["samples"], strict=True):
+        assert episode.prompt[-1]["role"] == "user" and episode.item == rec["item"]
+        assert episode.correct == sample["correct"] and episode.reward == pytest.approx(sample["reward"])
+        assert episode.turns[0].action and sum(t.reward for t in episode.turns) == pytest.approx(sample["reward"])
+        assert episode.response_tokens == sample["response_tokens"] > 0
+        assert episode.responses == sample["responses"]  # the field older readers use
     assert (out / "summary.md").read_text().startswith("| env |")
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
@@ -112,16 +122,20 @@ def test_success_metric_is_fixed_per_run_when_a_first_sample_is_cut(tiny_model_d
     from baselines.evaluate import build_parser, evaluate
     from baselines.grpo import rollout
     from baselines.grpo.rollout import Episode
+    from envs.core.records import EpisodeRecorder
 
     def scripted_run(generator, chat, envs, resets, groups, sampling, max_episode_tokens):
         episodes = []
         for i, group in enumerate(groups):
-            ep = Episode(group=group, prompt_ids=[1])
+            ep = Episode(group=group, prompt_ids=[1], log=EpisodeRecorder({"messages": [{"role": "user", "content": "q"}]}))
             if i == 0:  # the first sample of the first item ran out of tokens
-                ep.cut = ep.done = ep.truncated = True
-                ep.metrics = {"acc": 0.0, "format": 0.0, "truncated": 1.0}
+                ep.cut = True
+                rollout._record(ep, -0.1, {"metrics": {"acc": 0.0, "format": 0.0, "truncated": 1.0}}, action=None,
+                                truncated=True)
             else:  # cover-EM hit, exact match miss
-                ep.metrics = {"acc": 1.0, "em": 0.0, "f1": 0.5, "format": 1.0}
+                rollout._record(ep, 0.5, {"metrics": {"acc": 1.0, "em": 0.0, "f1": 0.5, "format": 1.0}}, action="a",
+                                terminated=True)
+            ep.done = True
             episodes.append(ep)
         return episodes
 

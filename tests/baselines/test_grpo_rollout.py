@@ -30,9 +30,9 @@ class ScriptedGenerator:
         return [ids[:b] for b in budgets]
 
 
-def _play(tokenizer, turns, *, stop=True, max_tokens=2048):
+def _play(tokenizer, turns, *, stop=True, max_tokens=2048, **make_kwargs):
     chat = ChatFormat(tokenizer)
-    env = envs.make("arithmetic-v0", digits=1, num_operations=1, calculator=True)
+    env = envs.make("arithmetic-v0", digits=1, num_operations=1, **{"calculator": True, **make_kwargs})
     episodes = run_episodes(ScriptedGenerator(chat, turns, stop=stop), chat, [env],
                             [{"seed": 0, "options": {"item": ITEM}}], [0], Sampling(max_new_tokens=64), max_tokens)
     return chat, env, episodes[0]
@@ -62,6 +62,22 @@ def test_token_stream_is_the_chat_template_rendering(tiny_tokenizer):
     stream = tiny_tokenizer.decode(ep.prompt_ids + ep.tokens)
     assert rendered.startswith(stream)
     assert rendered[len(stream):] == chat._close_rest  # only the final turn's closing newline is missing
+
+
+def test_python_tool_turns_run_the_code_and_keep_its_output_out_of_the_loss(tiny_tokenizer):
+    code_turn = "Let me compute it.\n```python\nprint(3 + 4)\n```"
+    chat, env, ep = _play(tiny_tokenizer, [code_turn, FINAL_TURN], calculator=False, python={"wall_s": 10})
+    eos = chat.stop_ids[0]
+    assert [t for t, m in zip(ep.tokens, ep.action_mask, strict=True) if m] == (
+        chat.encode(code_turn) + [eos] + chat.encode(FINAL_TURN) + [eos])
+    observation = tiny_tokenizer.decode([t for t, m in zip(ep.tokens, ep.action_mask, strict=True) if not m])
+    assert "```output\n7\n```" in observation  # run in the sandbox, shown to the model, never trained on
+    assert ep.metrics["acc"] == 1.0 and ep.components == pytest.approx({"tool_call_valid": 0.05, "answer": 1.0,
+                                                                        "format": 0.1})
+    tools = [t.schema() for t in env.unwrapped.tools.values()]
+    assert [t["function"]["name"] for t in tools] == ["python"]
+    rendered = tiny_tokenizer.apply_chat_template(env.unwrapped._state.messages, tools=tools, tokenize=False)
+    assert rendered.startswith(tiny_tokenizer.decode(ep.prompt_ids + ep.tokens))  # the prompt holds its schema
 
 
 def test_turn_without_stop_token_is_closed_by_the_template(tiny_tokenizer):

@@ -13,7 +13,8 @@ pytest.importorskip("transformers")
 
 from baselines.grpo.checkpoint import list_checkpoints  # noqa: E402
 from baselines.grpo.config import make_config  # noqa: E402
-from baselines.grpo.trainer import GRPOTrainer  # noqa: E402
+from baselines.grpo.trainer import SAMPLES_FILE, GRPOTrainer, drop_samples_after  # noqa: E402
+from envs.core.records import read_episode_records  # noqa: E402
 
 QUIET = dict(tensorboard=False, progress=False)
 
@@ -59,6 +60,14 @@ def test_checkpoint_resume_reproduces_the_next_step(tiny_model_dir, tmp_path):
     ckpt = saved[0][1]
     assert (ckpt / "config.json").is_file() and (ckpt / "optimizer.pt").is_file() and (ckpt / "rng_rank0.pt").is_file()
     assert not [p for p in ckpt.parent.iterdir() if p.name.startswith(".")]  # no temp dirs left behind
+    # every logging step wrote sample_episodes episode records, spread over the step's groups
+    samples = list(read_episode_records(tmp_path / "a" / SAMPLES_FILE))
+    assert [r.source["step"] for r in samples] == [1] * 4 + [2] * 4
+    assert {r.source["kind"] for r in samples} == {"train"} and {r.source["group"] for r in samples} == {0, 1}
+    for record in samples:
+        assert record.prompt[-1]["role"] == "user" and record.turns and record.metrics["turns"] >= 0
+        assert sum(t.reward for t in record.turns) == pytest.approx(record.reward)
+        assert set(record.reward_components) >= {"answer", "format"} and record.response_tokens > 0
 
     second = GRPOTrainer(_resume_config(tiny_model_dir, tmp_path / "b", resume_from=str(ckpt)), device="cpu")
     try:
@@ -83,6 +92,17 @@ def test_resume_picks_the_latest_checkpoint(tiny_model_dir, tmp_path):
         assert again.train() == []
     finally:
         again.close()
+    assert [r.source["step"] for r in read_episode_records(tmp_path / SAMPLES_FILE)] == [1] * 4  # kept on resume
+
+
+def test_a_run_drops_the_samples_of_the_steps_it_replays(tmp_path):
+    path = tmp_path / SAMPLES_FILE
+    lines = [json.dumps({"source": {"step": s}, "turns": []}) for s in (1, 1, 2, 3)]
+    path.write_text("\n".join(lines) + '\n{"source": {"step": 2}, "tur')  # a crash mid-write
+    drop_samples_after(path, 2)
+    assert [json.loads(line)["source"]["step"] for line in path.read_text().splitlines()] == [1, 1, 2]
+    drop_samples_after(path, 0)  # a run that starts over
+    assert path.read_text() == ""
 
 
 def test_cli_trains_logs_and_checkpoints(tiny_model_dir, tmp_path, capsys):
@@ -109,7 +129,7 @@ def test_config_errors_name_the_field(tmp_path):
         make_config(bad)
 
 
-@pytest.mark.parametrize("name", ["open_rs", "open_rs1", "open_rs3", "arithmetic_cpu", "agent_r1_hotpotqa"])
+@pytest.mark.parametrize("name", sorted(p.stem for p in __import__("baselines.grpo.config", fromlist=["x"]).PRESET_DIR.glob("*.yaml")))
 def test_presets_load(name):
     cfg = make_config(name)
     assert cfg.steps >= 1 and cfg.group_size >= 2
@@ -155,3 +175,26 @@ def test_multi_turn_step_counts_only_model_tokens_and_updates(tiny_model_dir, tm
     assert metrics["episode_length"] > metrics["response_length"] + 100
     assert math.isfinite(metrics["loss"]) and metrics["grad_norm"] > 0.0
     assert any(not torch.equal(a, b.detach()) for a, b in zip(before, trainer.model.parameters(), strict=True))
+
+
+def test_max_train_seconds_stops_saves_and_counts_across_resumes(tiny_model_dir, tmp_path):
+    """A wall-time budget ends the run after the step that crosses it, with a checkpoint; resumed runs
+    count the time already spent, so a budget split over interrupted sessions is still one budget."""
+    cfg = _resume_config(tiny_model_dir, tmp_path, steps=5, save_every=0, updates_per_batch=1, max_train_seconds=1e-6)
+    trainer = GRPOTrainer(cfg, device="cpu")
+    try:
+        history = trainer.train()
+    finally:
+        trainer.close()
+    assert len(history) == 1
+    (step, ckpt), = list_checkpoints(tmp_path)
+    spent = json.loads((ckpt / "trainer_state.json").read_text())["train_seconds"]
+    assert step == 1 and spent > 0
+    again = GRPOTrainer(_resume_config(tiny_model_dir, tmp_path, steps=5, save_every=0, updates_per_batch=1,
+                                       max_train_seconds=spent + 1e-6), device="cpu")
+    try:
+        assert again.start_step == 1 and again.train_seconds >= spent
+        assert len(again.train()) == 1  # the budget was nearly spent before this run began
+    finally:
+        again.close()
+    assert [s for s, _ in list_checkpoints(tmp_path)] == [1, 2]

@@ -133,3 +133,78 @@ def test_conformance_kit_counts_gymnasium_warnings_as_failures():
 
     message = _kit_failures(AlwaysSeededEnv)
     assert "gymnasium.check_env" in message and "default seed argument in reset should be `None`" in message
+
+
+ONE_DIGIT_SUMS = {"digits": 1, "num_operations": 1, "operations": "+", "calculator": False, "style": "expression"}
+
+
+def _problems(split, n=300, **kwargs):
+    env = gym.make("AgentR1/Arithmetic-v0", split=split, **kwargs).unwrapped
+    return {env.reset(options={"index": i})[1]["item"]["problem"] for i in range(n)}
+
+
+@pytest.mark.parametrize("kwargs", [ONE_DIGIT_SUMS, {"digits": 2, "num_operations": 1, "operations": "+-"}, {}])
+def test_train_and_test_problems_never_overlap(kwargs):
+    train, test = _problems("train", test_fraction=0.5, **kwargs), _problems("test", test_fraction=0.5, **kwargs)
+    assert train and test and not train & test
+
+
+def test_commuted_sums_are_one_problem():
+    from envs.arithmetic.env import canonical_problem
+
+    assert canonical_problem(5, [("+", 3)], "5 + 3") == canonical_problem(3, [("+", 5)], "3 + 5") == "3 + 5"
+    assert canonical_problem(9, [("-", 4)], "9 - 4") == "9 - 4"  # differences keep their order
+    # held out means held out both ways round: no test sum appears commuted in training
+    train = _problems("train", test_fraction=0.5, **ONE_DIGIT_SUMS)
+    test_expressions = set()
+    env = gym.make("AgentR1/Arithmetic-v0", split="test", test_fraction=0.5, **ONE_DIGIT_SUMS).unwrapped
+    for i in range(200):
+        item = env.reset(options={"index": i})[1]["item"]
+        test_expressions.add(item["expression"])
+    assert not {" + ".join(reversed(e.split(" + "))) for e in test_expressions} & train
+
+
+def test_split_does_not_depend_on_seeds():
+    """Every run and seed agrees on which problems are held out, whatever ``dataset_seed`` says."""
+    env = gym.make("AgentR1/Arithmetic-v0", split="test", dataset_seed=7, **ONE_DIGIT_SUMS).unwrapped
+    other = gym.make("AgentR1/Arithmetic-v0", split="train", dataset_seed=3, **ONE_DIGIT_SUMS).unwrapped
+    seen = {env.reset(seed=s)[1]["item"]["problem"] for s in range(200)}
+    assert not seen & {other.reset(seed=s)[1]["item"]["problem"] for s in range(200)}
+    first = gym.make("AgentR1/Arithmetic-v0", split="test", **ONE_DIGIT_SUMS).unwrapped.reset(options={"index": 5})[1]
+    again = gym.make("AgentR1/Arithmetic-v0", split="test", **ONE_DIGIT_SUMS).unwrapped.reset(options={"index": 5})[1]
+    assert first["item"] == again["item"]
+
+
+def test_test_fraction_sets_the_held_out_share():
+    from envs.arithmetic.env import problem_split
+
+    problems = [f"{a} + {b}" for a in range(10, 100) for b in range(a, 100)]
+    share = sum(problem_split(p, 0.2) == "test" for p in problems) / len(problems)
+    assert 0.18 < share < 0.22
+
+
+def test_no_split_keeps_the_item_stream():
+    """``split=None`` draws exactly the items it drew before splits existed (recorded from that version)."""
+    item = gym.make("AgentR1/Arithmetic-v0").unwrapped.reset(options={"index": 0})[1]["item"]
+    assert (item["question"], item["answer"], item["expression"]) == (
+        "Kofi has 56 shells. Kofi gets 13 more. A friend gives Kofi 25 more. How many shells are there at the end?",
+        "94", "(56 + 13) + 25")
+    item = gym.make("AgentR1/Arithmetic-v0", **ONE_DIGIT_SUMS).unwrapped.reset(options={"index": 3})[1]["item"]
+    assert (item["question"], item["answer"], item["problem"]) == ("Compute 9 + 7.", "16", "7 + 9")
+
+
+@pytest.mark.parametrize("bad", [{"split": "validation"}, {"test_fraction": 0.0}, {"test_fraction": 1.0}])
+def test_bad_split_arguments_are_refused(bad):
+    with pytest.raises(ValueError, match="split|test_fraction"):
+        gym.make("AgentR1/Arithmetic-v0", **bad)
+
+
+@pytest.mark.parametrize("reply, fmt", [("So \\boxed{number}.", 0.0), ("\\boxed{12}", 1.0), ("\\boxed{ 7 }", 1.0),
+                                        ("\\boxed{twelve}", 0.0), ("The answer is 12.", 0.0)])
+def test_format_pays_only_for_a_boxed_number(reply, fmt):
+    """The prompt says ``\\boxed{number}``; a model that copies it has not answered and earns no format."""
+    env = gym.make("AgentR1/Arithmetic-v0", calculator=False, digits=1, num_operations=1).unwrapped
+    env.reset(seed=0)
+    _, reward, terminated, _, info = env.step(reply)
+    assert terminated and info["metrics"]["format"] == fmt
+    assert info["reward_components"]["format"] == pytest.approx(0.1 * fmt)

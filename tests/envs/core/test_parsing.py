@@ -137,3 +137,48 @@ def test_nested_boxes_give_the_innermost_last_one():
     assert extract_last_boxed("\\boxed{" * 3 + "7" + "}" * 3) == "7"
     assert extract_last_boxed("\\boxed{" * 9000 + "}" * 9000) == ""
     assert extract_last_boxed("\\boxed{1} \\boxed{2") == "1"
+
+
+F = "`" * 3  # a code fence
+
+
+def test_fenced_code_blocks_are_calls_of_the_fence_tool():
+    text = (f"First I count.\n{F}python\nn = 0\nfor i in range(3):\n    n += i\nprint(n)\n{F}\nthen a list:\n"
+            f"  {F}python\n  print([1, 2])\n  {F}\n")
+    turn = parse_turn(text, fence_tools={"python": "code"})
+    assert [c.arguments["code"] for c in turn.tool_calls] == ["n = 0\nfor i in range(3):\n    n += i\nprint(n)",
+                                                              "print([1, 2])"]  # an indented block is dedented
+    assert {c.form for c in turn.tool_calls} == {"fence"} and not turn.errors
+
+
+def test_other_fences_and_unclosed_blocks():
+    other = parse_turn(f"{F}python3\nx\n{F}\n{F}output\n5\n{F}\n{F}py\nx\n{F}", fence_tools={"python": "code"})
+    assert not other.attempted_tool_use  # only the tool's own language opens a call
+    unclosed = parse_turn(f"{F}python\nprint(1)\n", fence_tools={"python": "code"})
+    assert not unclosed.tool_calls and [e.kind for e in unclosed.errors] == ["unclosed_fence"]
+    inline = parse_turn(f"Run {F}python\nprint(1)\nprint(2) {F} not a close\n{F}", fence_tools={"python": "code"})
+    assert inline.tool_calls[0].arguments["code"] == "print(1)\nprint(2) ``` not a close"
+    inside = parse_turn('<tool_call>{"name": "python", "arguments": {"code": "s = \'' + F + 'python\\\\nx\\\\n' + F + '\'"}}'
+                        "</tool_call>", fence_tools={"python": "code"})
+    assert len(inside.tool_calls) == 1 and inside.tool_calls[0].form == "json"  # a fence inside a JSON call is its text
+    thinking = parse_turn(f"<think>\n{F}python\nprint(1)\n{F}\n</think>\nThe answer is 1.", fence_tools={"python": "code"})
+    assert not thinking.attempted_tool_use
+
+
+@given(st.lists(st.sampled_from(["`", "\n", " ", "python", "x", "<tool_call>", "</tool_call>", "{", "}"]),
+                max_size=120).map("".join))
+def test_fenced_parsing_is_total(text):
+    turn = parse_turn(text, fence_tools={"python": "code"})
+    for call in turn.tool_calls:
+        if call.form == "fence":
+            assert call.name == "python" and isinstance(call.arguments["code"], str)
+            assert call.raw in text and call.raw.startswith("```python") and call.raw.endswith("```")
+
+
+def test_fenced_parsing_is_linear_on_adversarial_input():
+    import time
+
+    for text in ("`" * 300_000, (F + "python\n" + "x``` " * 50_000), F + "python\n" + ("a" * 10 + F) * 30_000):
+        start = time.perf_counter()
+        parse_turn(text, fence_tools={"python": "code"})
+        assert time.perf_counter() - start < 2.0

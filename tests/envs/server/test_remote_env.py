@@ -191,3 +191,39 @@ def test_http_routes_mcp_and_task_api(server):
     assert len(server.post(f"/{default.split('/')[-1]}/task_range", {"start": 0, "stop": 2})["tasks"]) == 2
     assert server.get("/Arithmetic-v0/splits") == []  # procedural: no dataset split
     local.close()
+
+
+def test_recorded_sessions_match_the_local_episodes(server, tmp_path, monkeypatch):
+    """Opt-in recording: every episode a session plays (answered, cut, abandoned) is one record,
+    turn for turn what the same actions give locally."""
+    from envs.core.records import RECORD_SESSIONS_VARIABLE, play_actions, read_episode_records
+
+    env_id, path = "AgentR1/HotpotQA-v0", tmp_path / "sessions.jsonl"
+    search = '<tool_call>{"name": "search", "arguments": {"query": "founder"}}</tool_call>'
+    monkeypatch.setenv(RECORD_SESSIONS_VARIABLE, str(path))
+    far = envs.make(env_id, env_url=server.url)  # the variable reaches envs made for any CLI's --env-url
+    local = gym.make(env_id, **OFFLINE[env_id])
+    try:
+        far.reset(seed=0)
+        plays = [[search, *far.unwrapped.demonstration()], [search]]
+        expected = [play_actions(local, plays[0], seed=0), play_actions(local, plays[1], seed=1, options={"index": 1})]
+        for action in plays[0]:
+            far.step(action)
+        far.reset(seed=1, options={"index": 1})  # this one is cut at a budget, as a trainer would
+        far.step(search)
+        far.unwrapped.end_unfinished("budget")
+        far.reset(seed=2)
+        far.step(search)  # abandoned: the session closes mid-episode
+    finally:
+        far.close()
+        local.close()
+    records = list(read_episode_records(path))
+    assert [r.end_reason for r in records] == ["answer", "budget", "abandoned"]
+    for got, want in zip(records, expected, strict=False):
+        assert [t.to_dict() for t in got.turns] == [t.to_dict() for t in want.turns]
+        assert got.metrics == want.metrics and got.prompt == want.prompt
+    assert records[0].source["kind"] == "remote" and records[0].source["env"] == env_id
+    assert records[0].source["url"].startswith("ws://") and records[1].source["index"] == 1
+    assert records[2].turns[0].action == search and not records[2].metrics
+    gym.make("AgentR1/Remote-v0", url=server.url, env_id=env_id, record_path=str(tmp_path / "off.jsonl")).close()
+    assert not (tmp_path / "off.jsonl").exists()  # nothing played, nothing written
