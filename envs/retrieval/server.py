@@ -59,6 +59,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from envs.core.logs import RateLimitedLog
 from envs.retrieval.base import RetrievalError, Retriever, to_document
 
 logger = logging.getLogger(__name__)
@@ -311,35 +312,6 @@ def hardened_protocol(limits: ServerLimits, cap: int) -> type[H11Protocol]:
 
 
 # ---------------------------------------------------------------------------- logging
-class RateLimitedLog(logging.Filter):
-    """At most ``burst`` records per message template per ``interval`` seconds; then a count."""
-
-    def __init__(self, burst: int = 5, interval: float = 10.0):
-        super().__init__()
-        self.burst, self.interval = burst, interval
-        self._seen: dict[tuple[str, str], list[float]] = {}  # key -> [window start, count, suppressed]
-        self._lock = threading.Lock()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        key = (record.name, str(record.msg))
-        now = time.monotonic()
-        with self._lock:
-            window = self._seen.get(key)
-            if window is None or now - window[0] >= self.interval:
-                suppressed = int(window[2]) if window else 0
-                self._seen[key] = [now, 1, 0]
-                if len(self._seen) > 10_000:
-                    self._seen = {key: self._seen[key]}
-                if suppressed:
-                    record.msg = f"{record.msg} ({suppressed} similar messages suppressed)"
-                return True
-            window[1] += 1
-            if window[1] <= self.burst:
-                return True
-            window[2] += 1
-            return False
-
-
 def _install_log_filter(log_filter: RateLimitedLog) -> None:
     for name in _SERVER_LOGGERS:
         logging.getLogger(name).addFilter(log_filter)

@@ -8,7 +8,6 @@ remote client can raise the same one (``ResetNeeded``, ``DataError``, ``IndexErr
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import uuid
@@ -17,8 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from envs.server import wire
-from envs.server.mcp import handle_jsonrpc
+from envs.server import mcp, wire
 from envs.server.schema import TextAction
 from envs.server.sessions import Session, SessionManager
 
@@ -68,14 +66,15 @@ class SessionProtocol:
         self.session = session
         self.max_frame_chars = max_frame_chars
 
-    async def handle(self, raw: str) -> str | None:
+    async def handle(self, raw: str | bytes) -> str | None:
+        """The reply to one frame (text, or bytes that should be UTF-8 JSON); ``CLOSE`` for a close frame."""
         if len(raw) > self.max_frame_chars:
             return wire.error_frame(f"frame of {len(raw)} characters exceeds the server's limit of "
                                     f"{self.max_frame_chars}", wire.VALIDATION_ERROR)
         try:
-            message = json.loads(raw)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            return wire.error_frame(f"invalid JSON: {exc}", wire.INVALID_JSON)
+            message = wire.loads(raw)
+        except wire.FrameError as exc:
+            return wire.error_frame(str(exc), exc.code)
         if not isinstance(message, dict):
             return wire.error_frame("a frame must be a JSON object with a 'type'", wire.VALIDATION_ERROR)
         kind = message.get("type")
@@ -129,10 +128,23 @@ class SessionProtocol:
         return CLOSE
 
     async def _mcp(self, data: Any) -> str:
+        request = mcp.parse_request(data)
+        if isinstance(request, dict):
+            return wire.frame("mcp", request)
+        if request.method in mcp.SESSION_METHODS:  # over a WebSocket they name this session only
+            target = request.params.get("session_id", self.session.id)
+            if request.method == mcp.SESSION_CREATE:
+                response = mcp.result({"session_id": self.session.id}, request.id)
+            elif target != self.session.id:
+                response = mcp.error_response(mcp.INVALID_PARAMS, f"this WebSocket serves session {self.session.id}; "
+                                              "close other sessions over POST /mcp", request.id)
+            else:
+                response = mcp.error_response(mcp.INVALID_REQUEST, "Cannot close active WebSocket-managed session via "
+                                              "MCP method; close the WebSocket instead", request.id)
+            return wire.frame("mcp", response)
         env = self.session.env
         assert env is not None
-        response = await handle_jsonrpc(data, dict(env.unwrapped.tools), self.manager.run)
-        return wire.frame("mcp", response)
+        return wire.frame("mcp", await mcp.call_tools(request, env.unwrapped.tools, self.manager.run))
 
     async def _spec(self, data: Any) -> str:
         return wire.frame(wire.SPEC, self.session.host.spec)

@@ -57,6 +57,7 @@ class EpisodeState(BaseModel):
     terminated: bool = False
     truncated: bool = False
     episode_reward: float = 0.0
+    session_id: str | None = Field(default=None, description="w<worker>-<uuid>: the worker process holding it")
 
 
 def schemas() -> dict[str, Any]:

@@ -23,10 +23,14 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 class ServerProcess:
-    """``python -m envs serve ARGS`` in a subprocess; ``url`` once it listens."""
+    """``python -m envs serve ARGS`` in a subprocess; ``url`` once it listens.
+
+    One worker process unless ``ARGS`` say ``--processes N``: most tests are about the protocol, and
+    one process starts fastest; the tests of the whole-server guarantees run two.
+    """
 
     def __init__(self, *args: str, port: int = 0):
-        self.args = [*args, "--port", str(port)]
+        self.args = [*args, "--port", str(port), *([] if "--processes" in args else ["--processes", "1"])]
         self.proc: subprocess.Popen | None = None
         self.url = ""
         self.output = ""
@@ -59,6 +63,10 @@ class ServerProcess:
     def get(self, path: str) -> dict:
         with urllib.request.urlopen(self.url + path, timeout=10) as response:
             return json.loads(response.read())
+
+    def log_bytes(self) -> int:
+        """How much the server has written to its log so far."""
+        return Path(self.log.name).stat().st_size
 
     def post(self, path: str, body: dict) -> dict:
         request = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),

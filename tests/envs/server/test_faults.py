@@ -19,7 +19,9 @@ IDLE_TIMEOUT = 1.0
 
 @pytest.fixture(scope="module")
 def server(module_server_factory):
-    return module_server_factory("arithmetic", "--max-sessions", "3", "--idle-timeout", str(IDLE_TIMEOUT))
+    # Two worker processes: the cap and the reaper hold for the whole server.
+    return module_server_factory("arithmetic", "--max-sessions", "3", "--idle-timeout", str(IDLE_TIMEOUT),
+                                 "--processes", "2")
 
 
 def raw_session(server):
@@ -70,7 +72,7 @@ def test_bad_frames_get_error_frames_and_the_session_survives(server):
     finally:
         ws.close()
     assert server.active_sessions(expect=0) == 0
-    assert server.get("/health") == {"status": "healthy"}
+    assert server.get("/health")["status"] == "healthy"
 
 
 def test_clients_vanishing_mid_episode_free_their_sessions(server):
@@ -126,8 +128,8 @@ def _free_port() -> int:
 
 def test_scale_out_failover_restart_and_graceful_shutdown(server_factory):
     port_a, port_b = _free_port(), _free_port()
-    a = server_factory("arithmetic", port=port_a)
-    b = server_factory("arithmetic", port=port_b)
+    a = server_factory("arithmetic", "--processes", "2", port=port_a)  # its workers die with it
+    b = server_factory("arithmetic", "--processes", "2", port=port_b)
     urls = [a.url, b.url]
     spread = [RemoteEnv(urls, env_id="arithmetic") for _ in range(4)]
     assert (a.active_sessions(), b.active_sessions()) == (2, 2)
@@ -145,13 +147,13 @@ def test_scale_out_failover_restart_and_graceful_shutdown(server_factory):
     with pytest.raises(RemoteEnvError, match="no env server accepted"):
         RemoteEnv(a.url, env_id="arithmetic")  # one URL, nobody there: a clear error
 
-    a = server_factory("arithmetic", port=port_a)  # restarted on the same port
+    a = server_factory("arithmetic", port=port_a)  # restarted on the same port (nothing of the old one holds it)
     back = RemoteEnv(a.url, env_id="arithmetic")
     back.reset(seed=4)
     assert back.step(back.demonstration()[-1])[4]["metrics"]["acc"] == 1.0
 
     assert b.stop(signal.SIGTERM) == 0  # graceful: closes its sessions and exits cleanly
-    assert "stopped by SIGTERM" in b.output
+    assert "stopped by SIGTERM; closed 4 open session(s)" in b.output
     for env in spread:
         *_, truncated, info = env.step("\\boxed{3}")
         assert truncated and info["env_error"] is True

@@ -1,4 +1,8 @@
-"""OpenEnv 0.10.0's own client and validators against our server (skipped without the ``openenv`` extra)."""
+"""OpenEnv 0.10.0's own clients and validators against our server (skipped without the ``openenv`` extra).
+
+The server runs two worker processes, so OpenEnv's MCP session flow (one HTTP request opens the
+session, a WebSocket and more HTTP requests on other connections use it) crosses workers.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,13 @@ import gymnasium as gym
 import pytest
 
 import envs
+from envs.core.parsing import parse_turn
+from envs.core.tools import run_tool
 
 pytest.importorskip("openenv")
 from openenv.cli._validation import validate_running_environment  # noqa: E402
 from openenv.core.generic_client import GenericEnvClient  # noqa: E402
+from openenv.core.mcp_client import MCPToolClient  # noqa: E402
 from openenv.validation.graders.runtime.basic import (  # noqa: E402
     ObservationSchemaGrader,
     RewardWellFormedGrader,
@@ -28,7 +35,7 @@ SERVED = ("AgentR1/HotpotQA-v0", "AgentR1/Math-v0")
 
 @pytest.fixture(scope="module")
 def server(module_server_factory):
-    return module_server_factory(*SERVED, "--offline")
+    return module_server_factory(*SERVED, "--offline", "--processes", "2")
 
 
 def golden(env_id: str, index: int) -> tuple[list[str], list[float], dict]:
@@ -93,3 +100,51 @@ def test_openenv_client_sees_protocol_errors(server):
         with pytest.raises(RuntimeError, match="call reset before step"):
             client.step({"message": "too early"})
         assert client.reset(seed=1).observation["text"]  # the session survived both errors
+
+
+def test_openenv_mcp_tool_client_lists_and_calls_a_suite_envs_tools(server):
+    """MCPToolClient's production mode: openenv/session/create, a WebSocket attached by session id, tool calls."""
+    env_id = SERVED[0]
+    local = gym.make(env_id, **OFFLINE[env_id])
+    local.reset(seed=0, options={"index": 1})
+    call = parse_turn(local.unwrapped.demonstration()[0]).tool_calls[0]  # the golden first search
+    expected = run_tool(local.unwrapped.tools, call).content
+    local.close()
+    assert "Glass Orchard" in expected
+    for _ in range(6):  # six sessions: their HTTP and WebSocket connections land on either worker
+        with MCPToolClient(base_url=server.url).sync() as client:
+            session_id = client._production_session_id
+            assert [t.name for t in client.list_tools()] == ["search"]
+            assert client.list_tools()[0].input_schema["properties"]["query"]["type"] == "string"
+            result = client.reset(seed=0, index=1)  # over the WebSocket, on the session's env instance
+            assert "Glass Orchard" in result.observation.messages[-1]["content"]
+            assert client.call_tool("search", **call.arguments) == expected
+            assert client.state().step_count == 0  # a tool call is not a step
+            status = server.get("/agentr1/status")
+            assert status["active_sessions"] == 1
+            owner = int(session_id.split("-")[0][1:])
+            assert status["workers"][owner]["sessions"] == 1  # it lives in the worker that opened it
+            with pytest.raises(RuntimeError, match="Tool not found"):
+                client.call_tool("no_such_tool")
+        assert server.active_sessions(expect=0) == 0  # close: the WebSocket detaches, then the session closes
+    assert server.get("/health")["status"] == "healthy"
+
+
+def test_mcp_sessions_over_raw_json_rpc(server):
+    """The session methods' edge cases, as OpenEnv's server answers them."""
+    create = {"jsonrpc": "2.0", "id": 1, "method": "openenv/session/create"}
+    session_id = server.post("/envs/Math-v0/mcp", create)["result"]["session_id"]
+    assert server.post("/mcp", {"jsonrpc": "2.0", "id": 2, "method": "tools/list",
+                                "params": {"session_id": session_id}})["result"]["tools"] == []
+    unknown = server.post("/mcp", {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                                   "params": {"session_id": "w0-nope", "name": "search"}})
+    assert unknown["error"]["code"] == -32602 and "Unknown session_id" in unknown["error"]["message"]
+    no_id = server.post("/mcp", {"jsonrpc": "2.0", "id": 4, "method": "openenv/session/close"})
+    assert no_id["error"]["code"] == -32602
+    closed = server.post("/mcp", {"jsonrpc": "2.0", "id": 5, "method": "openenv/session/close",
+                                  "params": {"session_id": session_id}})
+    assert closed["result"] == {"session_id": session_id, "closed": True}
+    again = server.post("/mcp", {"jsonrpc": "2.0", "id": 6, "method": "openenv/session/close",
+                                 "params": {"session_id": session_id}})
+    assert "Unknown session_id" in again["error"]["message"]
+    assert server.active_sessions(expect=0) == 0
