@@ -94,7 +94,8 @@ class GRPOConfig:
 
         need(self.backend in ("hf", "vllm"), "backend", "must be 'hf' or 'vllm'")
         need(self.vllm_dtype in ("auto", "float32", "bfloat16", "float16"), "vllm_dtype", "unknown dtype")
-        need(self.vllm_cpu_kvcache_gib > 0, "vllm_cpu_kvcache_gib", "must be > 0")
+        need(self.vllm_cpu_kvcache_gib > 0 and float(self.vllm_cpu_kvcache_gib).is_integer(), "vllm_cpu_kvcache_gib",
+             "must be a whole number of GiB > 0 (vLLM reads VLLM_CPU_KVCACHE_SPACE as an integer)")
         need(self.vllm_logprob_check_every >= 0, "vllm_logprob_check_every", "must be >= 0")
         need(self.steps >= 1, "steps", "must be >= 1")
         need(self.prompts_per_step >= 1, "prompts_per_step", "must be >= 1")

@@ -26,8 +26,10 @@ Engines spawn worker processes: create them under ``if __name__ == "__main__":``
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -95,6 +97,27 @@ def engine_kwargs(settings: VLLMSettings, *, cpu: bool, seed: int, distributed: 
     return kwargs
 
 
+# vLLM 0.32's CPU platform rebinds Triton kernels by scanning every module in ``sys.modules`` and reading
+# ``vars(obj)`` of module attributes; llvmlite's lazy library proxy (imported with numba, which bm25s's
+# fast backend and SynthHop's retrieval load) answers ``__dict__`` with a function wrapper, and engine
+# start-up dies with ``AttributeError: '_lib_fn_wrapper' object has no attribute 'get'``. These modules
+# hold no Triton kernels: they are left out of the scan and put back right after.
+_UNSCANNABLE_MODULES = ("llvmlite",)
+
+
+@contextlib.contextmanager
+def _hidden_modules(prefixes: Sequence[str]) -> Iterator[None]:
+    """Take already-imported modules under ``prefixes`` out of ``sys.modules`` for the block, then restore them."""
+    hidden = {name: module for name, module in sys.modules.items()
+              if any(name == p or name.startswith(p + ".") for p in prefixes)}
+    for name in hidden:
+        del sys.modules[name]
+    try:
+        yield
+    finally:
+        sys.modules.update(hidden)
+
+
 class VLLMGenerator:
     """A vLLM engine in the training process, refreshed from the trainer after every update.
 
@@ -121,7 +144,8 @@ class VLLMGenerator:
                                distributed=int(os.environ.get("WORLD_SIZE", "1")) > 1)
         self.enable_sleep = bool(kwargs["enable_sleep_mode"])
         self.stop_ids = list(stop_ids)
-        self.llm = LLM(model=model_path, tokenizer=tokenizer or model_path, **kwargs)
+        with _hidden_modules(_UNSCANNABLE_MODULES):
+            self.llm = LLM(model=model_path, tokenizer=tokenizer or model_path, **kwargs)
         self._asleep = False
         self._weights_dir: str | None = None
         self._in_process = self.settings.tensor_parallel_size == 1 and \

@@ -3,6 +3,7 @@ episodes, and GRPO with vLLM rollouts refreshes a real model's weights in the en
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -39,6 +40,10 @@ def test_vllm_evaluation_of_smollm2_matches_hf(smollm2_dir, tmp_path):
 
 @pytest.fixture(scope="module")
 def trainer(smollm2_dir, tmp_path_factory):
+    # numba (bm25s's fast backend, SynthHop's retrieval) imported before the engine starts: vLLM's kernel
+    # scan used to die on llvmlite's lazy proxy (baselines.grpo.vllm_engine._UNSCANNABLE_MODULES)
+    if importlib.util.find_spec("numba") is not None:
+        import numba  # noqa: F401
     cfg = make_config("smollm2_arithmetic", model=str(smollm2_dir), backend="vllm", steps=2, prompts_per_step=2,
                       group_size=4, max_new_tokens=24, dtype="float32", vllm_dtype="float32", lr=1e-4,
                       vllm_logprob_check_every=1, env_kwargs={**ONE_DIGIT, "split": "train"}, save_every=0,
