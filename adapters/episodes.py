@@ -133,6 +133,8 @@ def make_env(env_id: str, make_kwargs: Mapping[str, Any] | None = None, *, env_u
     """
     import envs
 
+    # No passive env checker: pooled envs are reused, and Gymnasium 1.4's checker crashes the first step
+    # of an instance whose first reset raised (a bad item), as the env server found for its instances.
     return envs.make(env_id, env_url=env_url, disable_env_checker=True, **dict(make_kwargs or {}))
 
 

@@ -11,7 +11,8 @@ where a person waits, and user errors as one line.
 
 ``cli_entry`` turns a user error (a ``DataError``, an unknown env, a bad file, an unknown env
 argument, a missing optional extra) into ``error: <message>`` and exit status 2 (argparse's for a
-usage error); a bug keeps its traceback, and so does every error under ``--log-level debug``.
+usage error); a bug keeps its traceback, and so does every error under ``--log-level debug``. A
+reader that stops reading (``python -m envs list | head -3``) ends the command quietly, status 0.
 Library code configures no logging and shows no progress bar unless its caller asks (a
 ``progress=`` argument, which a command sets to ``progress_enabled()``).
 """
@@ -22,7 +23,9 @@ import argparse
 import functools
 import importlib.metadata
 import logging
+import os
 import re
+import select
 import sys
 import textwrap
 from collections.abc import Callable, Iterable
@@ -162,7 +165,15 @@ def cli_entry(main: F) -> F:
     @functools.wraps(main)
     def run(*args: Any, **kwargs: Any) -> int:
         try:
-            return main(*args, **kwargs)
+            status = main(*args, **kwargs)
+            if sys.stdout is not None:
+                sys.stdout.flush()  # here, not at interpreter exit, so a closed pipe is caught below
+            return status
+        except BrokenPipeError:
+            if not _stdout_reader_gone():  # a socket or a child's pipe: not the reader of our output
+                raise
+            _discard_stdout()
+            return 0
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)  # noqa: T201 - a command's output
             return 130
@@ -174,3 +185,26 @@ def cli_entry(main: F) -> F:
             return 2
 
     return run  # type: ignore[return-value]
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe (or terminal) whose reader has gone away, as after ``| head``."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by an in-memory stream, or closed
+        return False
+    if not hasattr(select, "poll"):  # Windows: a BrokenPipeError in a command is its stdout's
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+def _discard_stdout() -> None:
+    """Point stdout at the null device, so the interpreter's final flush of what is left cannot fail
+    (the pattern of Python's signal documentation, "Note on SIGPIPE")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from adapters.episodes import (DEFAULT_PROCEDURAL_PROMPTS, PRESET_MODELS, EnvPool, EpisodeSpec, add_episode_arguments,
                                episode_log_keys, evaluation_make_kwargs, is_procedural, iter_episode_specs, make_env,
                                paper_recipe, policy_model, prompt_count, resolve_make_kwargs, training_make_kwargs)
+from envs.core.data import DataError
 
 json_values = st.recursive(st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.floats(allow_nan=False, allow_infinity=False)
                            | st.text(max_size=40), lambda inner: st.lists(inner, max_size=4)
@@ -62,6 +63,23 @@ def test_pool_reuses_released_envs_per_kwargs():
     pool.release("arithmetic", {"digits": 2}, b)  # over the idle limit: closed, not kept
     assert pool.acquire("arithmetic", {"digits": 2}) is a
     assert pool.acquire("arithmetic", {"digits": 3}) is not a
+    pool.close()
+
+
+def test_a_pooled_env_whose_first_reset_failed_plays_its_next_episode():
+    # A bad item fails an agent's first reset; the env goes back to the pool and the next agent plays it.
+    # Gymnasium's passive env checker (on by default in gym.make) would then crash that episode's first
+    # step with a TypeError: it records the reset's data only on the first reset, which raised.
+    pool = EnvPool()
+    env = pool.acquire("arithmetic", {})
+    with pytest.raises(DataError):
+        env.reset(seed=0, options={"item": {"not": "an arithmetic item"}})
+    pool.release("arithmetic", {}, env)
+    env = pool.acquire("arithmetic", {})
+    env.reset(seed=0)
+    for action in env.unwrapped.demonstration():
+        _, reward, terminated, truncated, info = env.step(action)
+    assert terminated and info["metrics"]["acc"] == 1.0
     pool.close()
 
 

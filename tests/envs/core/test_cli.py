@@ -137,3 +137,24 @@ def test_a_command_reports_a_data_error_in_one_line_and_debug_shows_the_tracebac
     assert errors == [f"error: {tmp_path / 'missing.jsonl'}: no such file or directory"]
     done = subprocess.run([*command, "--log-level", "debug"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert done.returncode == 1 and "Traceback (most recent call last)" in done.stderr and "DataError" in done.stderr
+
+
+def test_a_command_piped_into_head_exits_quietly_when_head_stops_reading():
+    # demo writes ~0.5 MB, far beyond a pipe's buffer, so it is still writing when head has gone
+    writer = subprocess.Popen([sys.executable, "-m", "envs", "demo", "--env", "arithmetic-v0", "--episodes", "300"],
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    head = subprocess.Popen(["head", "-1"], stdin=writer.stdout, stdout=subprocess.PIPE)
+    writer.stdout.close()  # head holds the only read end
+    head.communicate(timeout=120)
+    errors = writer.stderr.read().decode()
+    writer.stderr.close()
+    assert writer.wait(timeout=120) == 0, errors
+    assert "Traceback" not in errors and "BrokenPipeError" not in errors and "Exception ignored" not in errors
+
+
+def test_a_broken_pipe_that_is_not_stdout_keeps_its_traceback():
+    code = ("import os\nfrom envs.core.cli import cli_entry\n"
+            "@cli_entry\ndef main():\n    r, w = os.pipe()\n    os.close(r)\n    os.write(w, b'x')  # a dead child's pipe\n"
+            "    return 0\nraise SystemExit(main())\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 1 and "BrokenPipeError" in done.stderr
