@@ -6,11 +6,13 @@ time, and evaluated greedily with ``baselines.evaluate`` on **held-out** items b
 
 * ``arith1``: one-digit sums (``Arithmetic-v0``, expression style), held-out sums;
 * ``arith2``: two-digit sums and differences, held-out problems;
-* ``word``: the default ``Arithmetic-v0`` word problems (two steps over ``+ - *``, calculator tool);
+* ``word``: the default ``Arithmetic-v0`` word problems (two steps over ``+ - *``, calculator tool),
+  after a syntax warm-up (``baselines.warmup``: the calculator's call markup and calls, no answers);
 * ``qa1`` / ``qa2``: the SynthHop world with the search tool, 1-hop then 2-hop questions about
   entities no training question is about (``qa2`` starts from ``qa1``'s final policy, per seed).
 
-Every arithmetic run starts from the untouched model. Training problems come from the ``train`` split,
+Every run but ``qa2`` starts from the untouched model (``word`` and ``qa1`` after their warm-up, which
+is evaluated on its own so RL's gain is measured over it). Training problems come from the ``train`` split,
 evaluation items are items ``0..N-1`` of the ``test`` split (problems, or entities, never trained on).
 For arithmetic the table reports the env's ``acc`` (a correct ``\\boxed{}`` answer) and the
 *last-number* accuracy (the last number the reply writes is the answer, box or not), so learning the
@@ -96,7 +98,8 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     Task("arith2", "two-digit sums and differences", "AgentR1/Arithmetic-v0", TWO_DIGIT, "smollm2_arithmetic",
          "arithmetic"),
     Task("word", "Arithmetic-v0 word problems (calculator)", "AgentR1/Arithmetic-v0", WORD, "smollm2_arithmetic",
-         "arithmetic", overrides={"max_new_tokens": 128, "max_episode_tokens": 1024}),
+         "arithmetic", overrides={"max_new_tokens": 128, "max_episode_tokens": 1024},
+         warmup={"steps": 10, "batch_size": 8, "lr": 2e-5, "calls": True}),
     Task("qa1", "SynthHop 1-hop questions (search)", "AgentR1/SynthHop-v0", {**QA, "hops": 1, "max_tool_turns": 2},
          "smollm2_synthhop", "qa", eval_max_new_tokens=64, warmup={"steps": 10, "batch_size": 8, "lr": 2e-5, "calls": True}),
     Task("qa2", "SynthHop 2-hop questions (search)", "AgentR1/SynthHop-v0", {**QA, "hops": 2, "max_tool_turns": 3},

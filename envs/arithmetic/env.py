@@ -2,9 +2,10 @@
 
 Each item is a short story of ``num_operations`` steps over ``digits``-digit numbers, generated from
 the episode's ``np_random`` (or, for ``reset(options={"index": i})``, from ``(dataset_seed, i)`` so
-item ``i`` is the same everywhere). The model answers in ``\\boxed{}``; with ``calculator=True`` it
-may first call the calculator over several turns, with ``python=True`` (or a mapping of the python
-tool's options, ``envs.tools.python_tool``) run code in a sandbox.
+item ``i`` is the same everywhere). The model answers with one number in ``\\boxed{}`` (boxes that
+disagree are a hedge, scored as no answer); with ``calculator=True`` it may first call the calculator
+over several turns, with ``python=True`` (or a mapping of the python tool's options,
+``envs.tools.python_tool``) run code in a sandbox.
 
 ``split="train"`` / ``"test"`` draws only problems of that side of a fixed partition of *problems*
 (the operands and operations, not the story around them), so learning can be measured on problems a
@@ -28,7 +29,7 @@ import numpy as np
 
 from envs.core.data import DataError, require_fields
 from envs.core.env import Item, TextEnv
-from envs.core.parsing import extract_last_boxed, strip_reasoning
+from envs.core.parsing import boxed_spans, strip_reasoning
 from envs.core.registry import reject_unknown_kwargs
 from envs.core.rewards import RewardLedger
 from envs.tools.calculator import calculator_tool
@@ -140,15 +141,19 @@ class ArithmeticEnv(TextEnv):
         return "\n".join(lines)
 
     def score_final(self, item: Item, response: str, ledger: RewardLedger) -> dict[str, float]:
-        boxed = extract_last_boxed(strip_reasoning(response))
-        predicted = _as_number(boxed) if boxed is not None else None
-        correct = predicted is not None and predicted == _as_number(str(item["answer"]))
+        text = strip_reasoning(response)
+        spans = boxed_spans(text)
         # a boxed *number*: copying the prompt's "\\boxed{number}" is not an answer, and paying format for it
         # is a trap a small model falls into (SmolLM2-135M's GRPO run settled on it within ten steps)
+        numbers = {n for n in (_as_number(text[a:b]) for a, b in spans) if n is not None}
+        # one answer: boxes that disagree are a hedge, as in the math envs' set comparison (a SmolLM2 run
+        # learned to box every candidate, so that the last box was sometimes right)
+        predicted = next(iter(numbers)) if len(numbers) == 1 else None
+        correct = predicted is not None and predicted == _as_number(str(item["answer"]))
         well_formed = predicted is not None and "<tool_call>" not in response
         ledger.add("answer", float(correct))
         ledger.add("format", float(well_formed))
-        return {"acc": float(correct), "format": float(well_formed), "answered": float(boxed is not None)}
+        return {"acc": float(correct), "format": float(well_formed), "answered": float(bool(spans))}
 
     def outcome_margin(self) -> float:
         """A correct answer earns ``answer`` more than a wrong one; both earn ``format``."""

@@ -208,3 +208,22 @@ def test_format_pays_only_for_a_boxed_number(reply, fmt):
     _, reward, terminated, _, info = env.step(reply)
     assert terminated and info["metrics"]["format"] == fmt
     assert info["reward_components"]["format"] == pytest.approx(0.1 * fmt)
+
+
+@pytest.mark.parametrize("template, correct", [
+    ("\\boxed{987654321} \\boxed{ANS}", False),  # every candidate boxed, the right one last
+    ("\\boxed{ANS} \\boxed{987654321}", False),
+    ("3 + 4 = \\boxed{7} and \\boxed{ANS}", False),
+    ("\\boxed{ANS}, so again \\boxed{ANS}", True),  # the same number twice is one answer
+    ("\\boxed{number}: \\boxed{ANS}", True),  # a copied placeholder is not a second number
+])
+def test_boxes_that_disagree_are_a_hedge_not_an_answer(template, correct):
+    """One answer: a reply that boxes several numbers earns neither the answer nor the format (a SmolLM2-135M
+    GRPO seed learned to box every candidate so that the last box was sometimes right)."""
+    env = gym.make("AgentR1/Arithmetic-v0", calculator=False, digits=1, num_operations=1).unwrapped
+    _, info = env.reset(seed=0)
+    demo_reward = sum(env.step(a)[1] for a in env.demonstration())
+    env.reset(seed=0)
+    _, reward, terminated, _, info = env.step(template.replace("ANS", info["item"]["answer"]))
+    assert terminated and info["metrics"]["acc"] == float(correct) and info["metrics"]["format"] == float(correct)
+    assert (reward == pytest.approx(demo_reward)) if correct else (reward < demo_reward - 0.5)
