@@ -253,10 +253,13 @@ def run_task_seed(task: Task, seed: int, out: Path, *, items: int, backend: str,
             start = run_evaluation(task, start_model, seed_dir / "eval_start", items=items, backend=backend)
         result.update(info, start=start, start_model=start_model)
         _save(result_path, result)
-    if "final" not in result or result.get("budget_s") != budget_s:
+    if "final" in result and steps is not None and result["steps"] > steps:
+        raise SystemExit(f"{task.name} seed {seed} already trained {result['steps']} steps in {seed_dir}, more than "
+                         f"--steps {steps}: use another --output-dir")
+    if "final" not in result or result.get("budget_s") != budget_s or result.get("max_steps") != steps:
         result.update(train(task, seed, result["start_model"], seed_dir / "train", backend=backend, budget_s=budget_s,
                             steps=steps, extra=extra))
-        result["budget_s"] = budget_s
+        result["budget_s"], result["max_steps"] = budget_s, steps
         result.pop("end", None)
         _save(result_path, result)
     if "end" not in result:

@@ -86,7 +86,8 @@ def test_report_rows_and_the_worst_seed(learning):
 def test_a_finished_run_is_reported_not_redone(learning, tmp_path, monkeypatch):
     seed_dir = tmp_path / "arith1" / "seed0"
     seed_dir.mkdir(parents=True)
-    done = {**_result("arith1", 0, 0.0, 0.9), "final": "ckpt", "start_model": "smollm2-135m", "budget_s": 60.0}
+    done = {**_result("arith1", 0, 0.0, 0.9), "final": "ckpt", "start_model": "smollm2-135m", "budget_s": 60.0,
+            "max_steps": None}
     (seed_dir / "result.json").write_text(json.dumps(done))
 
     def fail(*args, **kwargs):
@@ -114,3 +115,14 @@ def test_a_new_budget_trains_on_and_evaluates_again(learning, tmp_path, monkeypa
                                    steps=None, extra={})
     assert calls == ["train", "ckpt2"] and again["end"]["acc"] == 0.95 and again["steps"] == 20
     assert json.loads((seed_dir / "result.json").read_text())["budget_s"] == 120.0
+
+
+def test_a_lower_step_cap_than_a_run_trained_is_refused(learning, tmp_path):
+    seed_dir = tmp_path / "arith1" / "seed0"
+    seed_dir.mkdir(parents=True)
+    done = {**_result("arith1", 0, 0.0, 0.9), "final": "ckpt", "start_model": "smollm2-135m", "budget_s": 60.0,
+            "max_steps": None}
+    (seed_dir / "result.json").write_text(json.dumps(done))
+    with pytest.raises(SystemExit, match="already trained 10 steps"):
+        learning.run_task_seed(learning.TASKS["arith1"], 0, tmp_path, items=200, backend="hf", budget_s=60.0,
+                               steps=5, extra={})
