@@ -319,20 +319,25 @@ def plot(results: Sequence[Mapping[str, Any]], out: Path, path: Path) -> None:
     fig, axes = plt.subplots(len(names), 2, figsize=(10, 2.9 * len(names)), squeeze=False)
     for row, name in zip(axes, names, strict=True):
         task = TASKS[name]
-        for r in (r for r in results if r["task"] == name):
+        for i, r in enumerate(r for r in results if r["task"] == name):
+            color = f"C{i}"
             curves = training_curves(out / name / f"seed{r['seed']}" / "train")
             for ax, tag in zip(row, ("reward", "acc"), strict=True):
                 pts = curves.get(tag, [])
                 if pts:
-                    ax.plot([p[0] for p in pts], [p[1] for p in pts], linewidth=1.0, label=f"seed {r['seed']}")
-            row[1].scatter([0, r["steps"]], [r["start"]["acc"], r["end"]["acc"]], marker="s", s=18, zorder=3)
+                    ax.plot([p[0] for p in pts], [p[1] for p in pts], linewidth=1.0, color=color,
+                            label=f"seed {r['seed']}")
+            row[1].scatter([0, r["steps"]], [r["start"]["acc"], r["end"]["acc"]], marker="s", s=22, zorder=3,
+                           color=color)
         row[0].set_title(f"{task.title}: training reward", fontsize=9)
-        row[1].set_title(f"{task.title}: rollout acc (lines), held-out greedy acc (squares)", fontsize=9)
+        row[1].set_title(f"{task.title}: accuracy", fontsize=9)
+        row[1].set_ylim(-0.05, 1.05)
         for ax in row:
             ax.set_xlabel("GRPO step")
             ax.grid(alpha=0.3)
         row[0].legend(fontsize=7)
-    fig.suptitle("SmolLM2-135M-Instruct, GRPO on 2 CPU cores (benchmarks/learning.py)")
+    fig.suptitle("SmolLM2-135M-Instruct, GRPO on 2 CPU cores (benchmarks/learning.py)\n"
+                 "accuracy: lines = training rollouts, squares = held-out greedy at RL start and end", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
