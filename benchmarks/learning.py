@@ -103,7 +103,8 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     Task("qa1", "SynthHop 1-hop questions (search)", "AgentR1/SynthHop-v0", {**QA, "hops": 1, "max_tool_turns": 2},
          "smollm2_synthhop", "qa", eval_max_new_tokens=64, warmup={"steps": 10, "batch_size": 8, "lr": 2e-5, "calls": True}),
     Task("qa2", "SynthHop 2-hop questions (search)", "AgentR1/SynthHop-v0", {**QA, "hops": 2, "max_tool_turns": 3},
-         "smollm2_synthhop", "qa", eval_max_new_tokens=64, start="qa1"),
+         "smollm2_synthhop", "qa", eval_max_new_tokens=64, start="qa1",
+         overrides={"micro_batch_size": 4}),  # 3 turns of passages: 16 sequences a pass ran out of 24 GB
 )}
 
 
