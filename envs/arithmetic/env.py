@@ -29,7 +29,7 @@ import numpy as np
 
 from envs.core.data import DataError, require_fields
 from envs.core.env import Item, TextEnv
-from envs.core.parsing import boxed_spans, strip_reasoning
+from envs.core.parsing import boxed_spans, extract_last_boxed, strip_reasoning
 from envs.core.registry import reject_unknown_kwargs
 from envs.core.rewards import RewardLedger
 from envs.tools.calculator import calculator_tool
@@ -145,7 +145,7 @@ class ArithmeticEnv(TextEnv):
         spans = boxed_spans(text)
         # a boxed *number*: copying the prompt's "\\boxed{number}" is not an answer, and paying format for it
         # is a trap a small model falls into (SmolLM2-135M's GRPO run settled on it within ten steps)
-        numbers = {n for n in (_as_number(text[a:b]) for a, b in spans) if n is not None}
+        numbers = {n for n in (_boxed_number(text[a:b]) for a, b in spans) if n is not None}
         # one answer: boxes that disagree are a hedge, as in the math envs' set comparison (a SmolLM2 run
         # learned to box every candidate, so that the last box was sometimes right)
         predicted = next(iter(numbers)) if len(numbers) == 1 else None
@@ -194,6 +194,12 @@ def problem_split(problem: str, test_fraction: float) -> str:
 
 def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
     return options[int(rng.integers(len(options)))]
+
+
+def _boxed_number(content: str) -> Fraction | None:
+    """The number in one outermost box's content; a box nested in it (``\\boxed{\\boxed{7}}``) is unwrapped."""
+    inner = extract_last_boxed(content)
+    return _as_number(inner if inner is not None else content)
 
 
 def _as_number(text: str | None) -> Fraction | None:

@@ -216,6 +216,7 @@ def test_format_pays_only_for_a_boxed_number(reply, fmt):
     ("3 + 4 = \\boxed{7} and \\boxed{ANS}", False),
     ("\\boxed{ANS}, so again \\boxed{ANS}", True),  # the same number twice is one answer
     ("\\boxed{number}: \\boxed{ANS}", True),  # a copied placeholder is not a second number
+    ("\\boxed{\\boxed{ANS}}", True),  # a nested box is one answer
 ])
 def test_boxes_that_disagree_are_a_hedge_not_an_answer(template, correct):
     """One answer: a reply that boxes several numbers earns neither the answer nor the format (a SmolLM2-135M
