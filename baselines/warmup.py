@@ -9,7 +9,11 @@ and puts the cross-entropy loss only on
 * the markup (``<search>``, ``</search>``, ``<answer>``, ``<tool_call>`` and the tool-call JSON keys,
   ``\\boxed{``, ...) and each turn's end-of-turn token; and, with ``calls=True``,
 * whole tool calls, their arguments included (the search query a 1-hop demonstration copies from the
-  question; the calculator's expression).
+  question; the calculator's expression); and, with ``prose=True``,
+* the words of the demonstrated turns (the answering turn's "The answer is"), never a number outside a
+  tool call nor what ``<answer>`` or ``\\boxed{}`` holds. Markup alone does not say how a turn *starts*:
+  warmed up with ``calls=True`` only, SmolLM2-135M answered a calculator result by writing
+  ``<tool_response>`` itself, on every word problem.
 
 Answers, numbers in the final reply, observations and reasoning are context, never targets: what the
 model learns is how to call the tool and where the answer goes, not what the answer is. (Markup alone,
@@ -47,6 +51,9 @@ DEFAULT_SYNTAX = (
 )
 # Whole tool calls, their arguments included (``calls=True``): the query a search call copies from the question.
 CALL_SPANS: tuple[str, ...] = (r"<search>.*?</search>", r"<tool_call>.*?</tool_call>", r"<calculator>.*?</calculator>")
+# What a turn's words never teach (``prose=True``): the answer a tag or box holds, and numbers (outside calls).
+ANSWER_CONTENT: tuple[str, ...] = (r"(?<=<answer>).*?(?=</answer>)", r"(?<=\\boxed\{)[^{}]*(?:\{[^{}]*\}[^{}]*)*(?=\})",
+                                   r"\d+(?:[.,]\d+)*")
 
 
 @dataclass(frozen=True)
@@ -58,16 +65,27 @@ class Example:
     item: Mapping[str, Any]  # the training item demonstrated
 
 
-def syntax_mask(tokenizer: Any, text: str, patterns: Sequence[str] = DEFAULT_SYNTAX) -> tuple[list[int], list[int]]:
-    """``text``'s token ids and a 0/1 mask of the tokens that overlap a match of ``patterns``."""
-    spans = [m.span() for p in patterns for m in re.finditer(p, text)]
+def syntax_mask(tokenizer: Any, text: str, patterns: Sequence[str] = DEFAULT_SYNTAX,
+                exclude: Sequence[str] = (), keep: Sequence[str] = ()) -> tuple[list[int], list[int]]:
+    """``text``'s token ids and a 0/1 mask of the tokens that overlap a match of ``patterns`` and no match
+    of ``exclude`` (an ``exclude`` match inside a ``keep`` match does not count)."""
+    def spans(regexes: Sequence[str]) -> list[tuple[int, int]]:
+        return [m.span() for p in regexes for m in re.finditer(p, text, flags=re.S) if m.end() > m.start()]
+
+    def overlaps(a: int, b: int, where: list[tuple[int, int]]) -> bool:
+        return any(a < end and start < b for start, end in where)
+
+    kept = spans(keep)
+    excluded = [(a, b) for a, b in spans(exclude) if not any(s <= a and b <= e for s, e in kept)]
+    included = spans(patterns)
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    mask = [int(any(a < end and start < b for start, end in spans)) for a, b in enc["offset_mapping"]]
+    mask = [int(overlaps(a, b, included) and not overlaps(a, b, excluded)) for a, b in enc["offset_mapping"]]
     return list(enc["input_ids"]), mask
 
 
 def demonstration_examples(env_id: str, env_kwargs: Mapping[str, Any], tokenizer: Any, count: int, *,
-                           seed: int = 0, calls: bool = False, drop_reasoning: bool = True) -> list[Example]:
+                           seed: int = 0, calls: bool = False, prose: bool = False,
+                           drop_reasoning: bool = True) -> list[Example]:
     """``count`` demonstration episodes on items drawn from the env's seeds, rendered as a trainer sees them.
 
     ``drop_reasoning`` removes ``<think>...</think>`` blocks from the demonstrated turns: the warm-up then
@@ -77,7 +95,9 @@ def demonstration_examples(env_id: str, env_kwargs: Mapping[str, Any], tokenizer
     from baselines.grpo.rollout import ChatFormat
 
     chat = ChatFormat(tokenizer)
-    patterns = DEFAULT_SYNTAX + (CALL_SPANS if calls else ())
+    patterns = (r".+",) if prose else DEFAULT_SYNTAX + (CALL_SPANS if calls else ())
+    exclude = ANSWER_CONTENT if prose else ()
+    keep = CALL_SPANS if calls else ()
     env = envs.make(env_id, **dict(env_kwargs))
     examples = []
     try:
@@ -88,7 +108,7 @@ def demonstration_examples(env_id: str, env_kwargs: Mapping[str, Any], tokenizer
             for action in env.unwrapped.demonstration():
                 if drop_reasoning:
                     action = re.sub(r"<think>.*?</think>\s*", "", action, flags=re.S)
-                turn, turn_mask = syntax_mask(tokenizer, action, patterns)
+                turn, turn_mask = syntax_mask(tokenizer, action, patterns, exclude, keep)
                 close = chat.turn_ids("")
                 ids += turn + close
                 mask += turn_mask + [1] * len(close)
@@ -106,7 +126,7 @@ def demonstration_examples(env_id: str, env_kwargs: Mapping[str, Any], tokenizer
 
 def warm_up(model: str, env_id: str, env_kwargs: Mapping[str, Any], output_dir: str | Path, *, steps: int = 60,
             batch_size: int = 16, lr: float = 2e-5, seed: int = 0, examples: int | None = None,
-            calls: bool = False, dtype: str = "bfloat16") -> dict[str, Any]:
+            calls: bool = False, prose: bool = False, dtype: str = "bfloat16") -> dict[str, Any]:
     """Fine-tune ``model`` on the syntax of ``env_id``'s demonstrations; save an HF directory in ``output_dir``.
 
     Returns ``{"model": <dir>, "steps", "examples", "seconds", "loss": [...]}``; a finished directory
@@ -127,7 +147,7 @@ def warm_up(model: str, env_id: str, env_kwargs: Mapping[str, Any], output_dir: 
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     pool = demonstration_examples(env_id, {"split": "train", **env_kwargs},
-                                  tokenizer, examples or steps * batch_size // 2, seed=seed, calls=calls)
+                                  tokenizer, examples or steps * batch_size // 2, seed=seed, calls=calls, prose=prose)
     policy = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     policy.train()
     optimizer = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=0.0)
@@ -153,6 +173,7 @@ def warm_up(model: str, env_id: str, env_kwargs: Mapping[str, Any], output_dir: 
         if step % 10 == 0 or step == steps - 1:
             logger.info("warm-up step %d/%d: syntax loss %.4f", step + 1, steps, losses[-1])
     summary = {"model": str(out), "base_model": model, "env": env_id, "env_kwargs": dict(env_kwargs), "calls": calls,
+               "prose": prose,
                "steps": steps,
                "batch_size": batch_size, "lr": lr, "examples": len(pool), "seconds": time.perf_counter() - started,
                "target_tokens_per_example": sum(sum(e.loss_mask) for e in pool) / len(pool),
@@ -190,11 +211,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=2e-5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--calls", action="store_true", help="also train whole tool calls (their arguments), never answers")
+    p.add_argument("--prose", action="store_true",
+                   help="also train the turns' words (how an answer starts), never numbers or the answer")
     add_logging_argument(p)
     args = p.parse_args(argv)
     setup_logging(args.log_level)
     summary = warm_up(args.model, args.env, args.env_kwargs, args.output_dir, steps=args.steps,
-                      batch_size=args.batch_size, lr=args.lr, seed=args.seed, calls=args.calls)
+                      batch_size=args.batch_size, lr=args.lr, seed=args.seed, calls=args.calls, prose=args.prose)
     print(f"warm-up: {summary['steps']} steps on {summary['examples']} demonstrations "
           f"({summary['target_tokens_per_example']:.1f} of {summary['tokens_per_example']:.0f} tokens per example "
           f"are targets) in {summary['seconds']:.0f} s; model at {summary['model']}")

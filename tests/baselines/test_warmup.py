@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -77,3 +79,42 @@ def test_calls_option_trains_whole_calls_but_never_the_answer(tiny_tokenizer):
         assert example.item["expression"] in targets  # the call's argument is a target now
         if example.item["answer"] not in example.item["expression"]:
             assert example.item["answer"] not in targets  # the answer still is not
+
+
+def test_prose_option_trains_how_a_turn_starts_never_its_numbers(tiny_tokenizer):
+    examples = demonstration_examples("AgentR1/Arithmetic-v0", {**CALCULATOR, "split": "train"}, tiny_tokenizer, 12,
+                                      calls=True, prose=True)
+    for example in examples:
+        targets = _targets(tiny_tokenizer, example)
+        assert "The answer is" in targets and "\\boxed{" in targets
+        assert example.item["expression"] in targets  # the calls stay whole targets
+        final = targets[targets.rindex("The answer is"):]
+        assert not any(ch.isdigit() for ch in final), final  # the answer is never one
+
+
+@pytest.mark.parametrize("text, taught, never", [
+    ("The answer is \\boxed{42}.", ["The answer is", "\\boxed{"], ["42"]),
+    ("So <answer>Kesh Press</answer>", ["So", "<answer>", "</answer>"], ["Kesh", "Press"]),
+    ("Add 17 and 5: <calculator>17 + 5</calculator>", ["Add", "<calculator>17 + 5</calculator>"], ["and 5"]),
+])
+def test_syntax_mask_with_exclusions(tiny_tokenizer, text, taught, never):
+    from baselines.warmup import ANSWER_CONTENT, CALL_SPANS
+
+    ids, mask = syntax_mask(tiny_tokenizer, text, (r".+",), ANSWER_CONTENT, CALL_SPANS)
+    # a target token's text, and a blank where a token is context
+    shown = "".join(tiny_tokenizer.decode([t]) if m else "\x00" for t, m in zip(ids, mask, strict=True))
+    for piece in taught:
+        assert piece in shown, (piece, shown)
+    for piece in never:
+        assert piece not in shown, (piece, shown)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.one_of(st.from_regex(r"[A-Za-z]{1,8}", fullmatch=True), st.integers(0, 10**6).map(str),
+                          st.sampled_from([" ", ".", ",", "\\boxed{", "}", "<answer>", "</answer>"])), max_size=30))
+def test_prose_targets_never_hold_a_digit_outside_calls(tiny_tokenizer, pieces):
+    from baselines.warmup import ANSWER_CONTENT
+
+    text = "".join(pieces)
+    ids, mask = syntax_mask(tiny_tokenizer, text, (r".+",), ANSWER_CONTENT)
+    assert not any(ch.isdigit() for t, m in zip(ids, mask, strict=True) if m for ch in tiny_tokenizer.decode([t]))

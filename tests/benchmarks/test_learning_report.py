@@ -126,3 +126,22 @@ def test_a_lower_step_cap_than_a_run_trained_is_refused(learning, tmp_path):
     with pytest.raises(SystemExit, match="already trained 10 steps"):
         learning.run_task_seed(learning.TASKS["arith1"], 0, tmp_path, items=200, backend="hf", budget_s=60.0,
                                steps=5, extra={})
+
+
+def test_every_task_makes_its_env_and_its_warm_up_on_both_splits(learning):
+    """A task (a recipe included) that cannot make its env or warm up must fail here, not an hour into a run."""
+    import inspect
+
+    import envs
+    from baselines.warmup import warm_up
+
+    for task in learning.TASKS.values():
+        for split in ("train", "test"):
+            env = envs.make(task.env, split=split, **task.env_kwargs)
+            env.reset(seed=0)
+            env.close()
+        if task.warmup is not None:
+            inspect.signature(warm_up).bind(learning.MODEL, task.env, task.env_kwargs, "out", **task.warmup)
+        order = list(learning.TASKS)
+        if task.start is not None:  # the task it starts from runs first
+            assert order.index(task.start) < order.index(task.name)
