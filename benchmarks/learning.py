@@ -11,7 +11,7 @@ time, and evaluated greedily with ``baselines.evaluate`` on **held-out** items b
 * ``qa1`` / ``qa2``: the SynthHop world with the search tool, 1-hop then 2-hop questions about
   entities no training question is about (``qa2`` starts from ``qa1``'s final policy, per seed);
 * recipes tried where the first fell short, reported as tasks of their own on the same held-out items:
-  ``word_prose`` (the warm-up also trains the answering turn's words, never its numbers) and
+  ``arith2_kl`` (a KL term to the untouched model), ``word_prose`` (the warm-up also trains the answering turn's words, never its numbers) and
   ``qa2_warm`` (a warm-up on 2-hop demonstrations' calls, then RL from it).
 
 Every run but ``qa2`` starts from the untouched model (``word``, ``qa1`` and the recipes after their warm-up, which
@@ -104,6 +104,10 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          steps=30),
     Task("arith2", "two-digit sums and differences", "AgentR1/Arithmetic-v0", TWO_DIGIT, "smollm2_arithmetic",
          "arithmetic"),
+    # recipe B for arith2: a seed of recipe A collapsed onto boxing a guess at once (the format reward alone);
+    # a KL term to the untouched model keeps the policy near the one that still writes its working
+    Task("arith2_kl", "two-digit, recipe B: KL to the untouched model (beta 0.04)", "AgentR1/Arithmetic-v0",
+         TWO_DIGIT, "smollm2_arithmetic", "arithmetic", overrides={"beta": 0.04}),
     Task("word", "Arithmetic-v0 word problems (calculator)", "AgentR1/Arithmetic-v0", WORD, "smollm2_arithmetic",
          "arithmetic", overrides={"max_new_tokens": 128, "max_episode_tokens": 1024},
          warmup={"steps": 10, "batch_size": 8, "lr": 2e-5, "calls": True}),
