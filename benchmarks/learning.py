@@ -106,13 +106,13 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          "arithmetic"),
     # recipe B for arith2: a seed of recipe A collapsed onto boxing a guess at once (the format reward alone);
     # a KL term to the untouched model keeps the policy near the one that still writes its working
-    Task("arith2_kl", "two-digit, recipe B: KL to the untouched model (beta 0.04)", "AgentR1/Arithmetic-v0",
+    Task("arith2_kl", "two-digit, recipe B (KL to the untouched model)", "AgentR1/Arithmetic-v0",
          TWO_DIGIT, "smollm2_arithmetic", "arithmetic", overrides={"beta": 0.04}),
     Task("word", "Arithmetic-v0 word problems (calculator)", "AgentR1/Arithmetic-v0", WORD, "smollm2_arithmetic",
          "arithmetic", overrides={"max_new_tokens": 128, "max_episode_tokens": 1024},
          warmup={"steps": 10, "batch_size": 8, "lr": 2e-5, "calls": True}),
     # recipe B for word: the calls-only warm-up left the model writing <tool_response> where the answer goes
-    Task("word_prose", "word problems, recipe B: warm-up also on the answering turn's words",
+    Task("word_prose", "word problems, recipe B (warm-up on the turns' words)",
          "AgentR1/Arithmetic-v0", WORD, "smollm2_arithmetic", "arithmetic",
          overrides={"max_new_tokens": 128, "max_episode_tokens": 1024},
          warmup={"steps": 20, "batch_size": 8, "lr": 2e-5, "calls": True, "prose": True}),
@@ -124,7 +124,7 @@ TASKS: dict[str, Task] = {t.name: t for t in (
          overrides={"micro_batch_size": 4}),  # 3 turns of passages: 16 sequences a pass ran out of 24 GB
     # recipe B for qa2: from qa1's policy every episode searched once, then guessed; a warm-up on 2-hop
     # demonstrations shows the second search (its query is the bridge entity, read from the first results)
-    Task("qa2_warm", "SynthHop 2-hop, recipe B: warm-up on 2-hop demonstrations' calls, then RL",
+    Task("qa2_warm", "SynthHop 2-hop, recipe B (2-hop warm-up)",
          "AgentR1/SynthHop-v0", {**QA, "hops": 2, "max_tool_turns": 3}, "smollm2_synthhop", "qa",
          eval_max_new_tokens=64, warmup={"steps": 20, "batch_size": 8, "lr": 2e-5, "calls": True},
          overrides={"micro_batch_size": 4}),
@@ -362,7 +362,7 @@ def plot(results: Sequence[Mapping[str, Any]], out: Path, path: Path) -> None:
         row[0].legend(fontsize=7)
     fig.suptitle("SmolLM2-135M-Instruct, GRPO on 2 CPU cores (benchmarks/learning.py)\n"
                  "accuracy: lines = training rollouts, squares = held-out greedy at RL start and end", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.7 / fig.get_figheight()))  # room for the two-line title
     fig.savefig(path, dpi=100)
     plt.close(fig)
 

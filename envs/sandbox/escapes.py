@@ -58,7 +58,7 @@ class Host:
         while self.server is not None:
             try:
                 conn, _ = self.server.accept()
-            except (BlockingIOError, OSError):
+            except OSError:  # BlockingIOError: the queue is empty
                 break
             self.connections += 1
             conn.close()
