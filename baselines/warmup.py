@@ -70,7 +70,7 @@ def syntax_mask(tokenizer: Any, text: str, patterns: Sequence[str] = DEFAULT_SYN
     """``text``'s token ids and a 0/1 mask of the tokens that overlap a match of ``patterns`` and no match
     of ``exclude`` (an ``exclude`` match inside a ``keep`` match does not count)."""
     def spans(regexes: Sequence[str]) -> list[tuple[int, int]]:
-        return [m.span() for p in regexes for m in re.finditer(p, text, flags=re.S) if m.end() > m.start()]
+        return [m.span() for p in regexes for m in re.finditer(p, text) if m.end() > m.start()]
 
     def overlaps(a: int, b: int, where: list[tuple[int, int]]) -> bool:
         return any(a < end and start < b for start, end in where)
@@ -95,7 +95,7 @@ def demonstration_examples(env_id: str, env_kwargs: Mapping[str, Any], tokenizer
     from baselines.grpo.rollout import ChatFormat
 
     chat = ChatFormat(tokenizer)
-    patterns = (r".+",) if prose else DEFAULT_SYNTAX + (CALL_SPANS if calls else ())
+    patterns = (r"(?s).+",) if prose else DEFAULT_SYNTAX + (CALL_SPANS if calls else ())
     exclude = ANSWER_CONTENT if prose else ()
     keep = CALL_SPANS if calls else ()
     env = envs.make(env_id, **dict(env_kwargs))

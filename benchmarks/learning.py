@@ -11,11 +11,12 @@ time, and evaluated greedily with ``baselines.evaluate`` on **held-out** items b
 * ``qa1`` / ``qa2``: the SynthHop world with the search tool, 1-hop then 2-hop questions about
   entities no training question is about (``qa2`` starts from ``qa1``'s final policy, per seed);
 * recipes tried where the first fell short, reported as tasks of their own on the same held-out items:
-  ``arith2_kl`` (a KL term to the untouched model), ``word_prose`` (the warm-up also trains the answering turn's words, never its numbers) and
-  ``qa2_warm`` (a warm-up on 2-hop demonstrations' calls, then RL from it).
+  ``arith2_kl`` (a KL term to the untouched model), ``word_prose`` (the warm-up also trains the
+  answering turn's words, never its numbers) and ``qa2_warm`` (a warm-up on 2-hop demonstrations'
+  calls, then RL from it).
 
-Every run but ``qa2`` starts from the untouched model (``word``, ``qa1`` and the recipes after their warm-up, which
-is evaluated on its own so RL's gain is measured over it). Training problems come from the ``train`` split,
+Every run but ``qa2`` starts from the untouched model (``word``, ``qa1`` and the recipes after their
+warm-up, which is evaluated on its own so RL's gain is measured over it). Training problems come from the ``train`` split,
 evaluation items are items ``0..N-1`` of the ``test`` split (problems, or entities, never trained on).
 For arithmetic the table reports the env's ``acc`` (a correct ``\\boxed{}`` answer) and the
 *last-number* accuracy (the last number the reply writes is the answer, box or not), so learning the
@@ -87,6 +88,7 @@ ONE_DIGIT_SUMS = {"digits": 1, "num_operations": 1, "operations": "+", "calculat
 TWO_DIGIT = {"digits": 2, "num_operations": 1, "operations": "+-", "calculator": False, "style": "expression",
              "test_fraction": 0.2}
 WORD = {"test_fraction": 0.2}  # the default Arithmetic-v0: two steps over + - *, two digits, calculator
+WORD_OVERRIDES = {"max_new_tokens": 128, "max_episode_tokens": 1024}  # a call, its result, then the answer
 
 
 def _preset_env_kwargs(preset: str) -> dict[str, Any]:
@@ -97,6 +99,8 @@ def _preset_env_kwargs(preset: str) -> dict[str, Any]:
 
 
 QA = _preset_env_kwargs("smollm2_synthhop")
+QA2 = {**QA, "hops": 2, "max_tool_turns": 3}
+QA2_OVERRIDES = {"micro_batch_size": 4}  # 3 turns of passages: 16 sequences a pass ran out of 24 GB
 
 TASKS: dict[str, Task] = {t.name: t for t in (
     # 45 problems, ~23 in training: 112 steps memorised them (held-out 0.735), 30 steps generalised (docs/learning.md)
@@ -109,25 +113,21 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     Task("arith2_kl", "two-digit, recipe B (KL to the untouched model)", "AgentR1/Arithmetic-v0",
          TWO_DIGIT, "smollm2_arithmetic", "arithmetic", overrides={"beta": 0.04}),
     Task("word", "Arithmetic-v0 word problems (calculator)", "AgentR1/Arithmetic-v0", WORD, "smollm2_arithmetic",
-         "arithmetic", overrides={"max_new_tokens": 128, "max_episode_tokens": 1024},
-         warmup={"steps": 10, "batch_size": 8, "lr": 2e-5, "calls": True}),
+         "arithmetic", overrides=WORD_OVERRIDES, warmup={"steps": 10, "batch_size": 8, "lr": 2e-5, "calls": True}),
     # recipe B for word: the calls-only warm-up left the model writing <tool_response> where the answer goes
     Task("word_prose", "word problems, recipe B (warm-up on the turns' words)",
-         "AgentR1/Arithmetic-v0", WORD, "smollm2_arithmetic", "arithmetic",
-         overrides={"max_new_tokens": 128, "max_episode_tokens": 1024},
+         "AgentR1/Arithmetic-v0", WORD, "smollm2_arithmetic", "arithmetic", overrides=WORD_OVERRIDES,
          warmup={"steps": 20, "batch_size": 8, "lr": 2e-5, "calls": True, "prose": True}),
     Task("qa1", "SynthHop 1-hop questions (search)", "AgentR1/SynthHop-v0", {**QA, "hops": 1, "max_tool_turns": 2},
          "smollm2_synthhop", "qa", eval_max_new_tokens=64,
          warmup={"steps": 10, "batch_size": 8, "lr": 2e-5, "calls": True}, steps=30),
-    Task("qa2", "SynthHop 2-hop questions (search)", "AgentR1/SynthHop-v0", {**QA, "hops": 2, "max_tool_turns": 3},
-         "smollm2_synthhop", "qa", eval_max_new_tokens=64, start="qa1",
-         overrides={"micro_batch_size": 4}),  # 3 turns of passages: 16 sequences a pass ran out of 24 GB
+    Task("qa2", "SynthHop 2-hop questions (search)", "AgentR1/SynthHop-v0", QA2, "smollm2_synthhop", "qa",
+         eval_max_new_tokens=64, start="qa1", overrides=QA2_OVERRIDES),
     # recipe B for qa2: from qa1's policy every episode searched once, then guessed; a warm-up on 2-hop
     # demonstrations shows the second search (its query is the bridge entity, read from the first results)
     Task("qa2_warm", "SynthHop 2-hop, recipe B (2-hop warm-up)",
-         "AgentR1/SynthHop-v0", {**QA, "hops": 2, "max_tool_turns": 3}, "smollm2_synthhop", "qa",
-         eval_max_new_tokens=64, warmup={"steps": 20, "batch_size": 8, "lr": 2e-5, "calls": True},
-         overrides={"micro_batch_size": 4}),
+         "AgentR1/SynthHop-v0", QA2, "smollm2_synthhop", "qa", eval_max_new_tokens=64,
+         warmup={"steps": 20, "batch_size": 8, "lr": 2e-5, "calls": True}, overrides=QA2_OVERRIDES),
 )}
 
 

@@ -100,7 +100,7 @@ def test_prose_option_trains_how_a_turn_starts_never_its_numbers(tiny_tokenizer)
 def test_syntax_mask_with_exclusions(tiny_tokenizer, text, taught, never):
     from baselines.warmup import ANSWER_CONTENT, CALL_SPANS
 
-    ids, mask = syntax_mask(tiny_tokenizer, text, (r".+",), ANSWER_CONTENT, CALL_SPANS)
+    ids, mask = syntax_mask(tiny_tokenizer, text, (r"(?s).+",), ANSWER_CONTENT, CALL_SPANS)
     # a target token's text, and a blank where a token is context
     shown = "".join(tiny_tokenizer.decode([t]) if m else "\x00" for t, m in zip(ids, mask, strict=True))
     for piece in taught:
@@ -116,5 +116,5 @@ def test_prose_targets_never_hold_a_digit_outside_calls(tiny_tokenizer, pieces):
     from baselines.warmup import ANSWER_CONTENT
 
     text = "".join(pieces)
-    ids, mask = syntax_mask(tiny_tokenizer, text, (r".+",), ANSWER_CONTENT)
+    ids, mask = syntax_mask(tiny_tokenizer, text, (r"(?s).+",), ANSWER_CONTENT)
     assert not any(ch.isdigit() for t, m in zip(ids, mask, strict=True) if m for ch in tiny_tokenizer.decode([t]))
